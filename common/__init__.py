@@ -1,0 +1,1 @@
+"""Shared harness for the imdb-peft study: config, data, models, training, records, reports."""

@@ -1,0 +1,374 @@
+"""Run configuration: frozen dataclasses loaded from YAML + profile + --set, validated once, all errors together."""
+from __future__ import annotations
+
+import dataclasses
+import math
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+from common.errors import UserError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROFILE_DIR = PROJECT_ROOT / "configs" / "profiles"
+
+METHODS = ("full", "lora", "prefix")
+PRECISIONS = ("auto", "fp16", "bf16", "fp32")
+DEVICES = ("auto", "cuda", "cpu")
+
+
+@dataclass(frozen=True)
+class ModelCfg:
+    # Hub id, local folder, or "package:<python package>/<folder>" (a checkpoint shipped inside a pip package).
+    name_or_path: str = "distilbert-base-uncased"
+    # pretrained: load the weights. random: the architecture from its config with fresh weights (tests, benchmarks).
+    init: str = "pretrained"
+    # Tokenizer source when it differs from the model: a folder, hub id, or a WordPiece vocab.txt.
+    tokenizer: Optional[str] = None
+    # Architecture overrides applied to the model config (tiny random models for tests).
+    config_overrides: dict = field(default_factory=dict)
+    # sdpa: fused attention kernels; eager: the reference implementation (numerically the same maths).
+    attn_implementation: str = "sdpa"
+
+
+@dataclass(frozen=True)
+class DataCfg:
+    # Folder holding train.csv / test.csv (or .csv.gz). `make data` writes data/imdb from the hub.
+    dir: str = "data/imdb"
+    text_column: str = "sentences"
+    label_column: str = "labels"
+    max_length: int = 256
+    # Class-balanced subsample sizes; null means the whole split.
+    train_samples: Optional[int] = None
+    test_samples: Optional[int] = None
+    # Stratified validation reviews held out of train for model selection and learning curves:
+    # 1,000 of 25,000 (4%) gives a +-1.9-point 95% interval on accuracy near 90%, enough to rank learning rates.
+    val_samples: int = 1000
+    # Seed of sampling and the validation split: fixed across training seeds, so every seed sees the same data.
+    seed: int = 1234
+    cache_dir: str = ".cache/tokenized"
+
+
+@dataclass(frozen=True)
+class LoraCfg:
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.05
+    target_modules: list = field(default_factory=lambda: ["q_lin", "v_lin"])
+
+
+@dataclass(frozen=True)
+class PrefixCfg:
+    num_virtual_tokens: int = 20
+    prefix_projection: bool = True
+    encoder_hidden_size: int = 512
+
+
+@dataclass(frozen=True)
+class PeftCfg:
+    # full = the null PEFT config: every weight trains, same code path as the adapters.
+    method: str = "full"
+    lora: LoraCfg = field(default_factory=LoraCfg)
+    prefix: PrefixCfg = field(default_factory=PrefixCfg)
+
+
+@dataclass(frozen=True)
+class TrainCfg:
+    epochs: int = 3
+    batch_size: int = 16
+    eval_batch_size: int = 64
+    learning_rate: float = 2e-5
+    # Grid searched by `make sweep` on the validation split; empty means no sweep for this config.
+    lr_grid: list = field(default_factory=list)
+    # Use the learning rate picked by `make sweep` for this part/method/profile when one exists.
+    use_sweep_lr: bool = True
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.0
+    lr_scheduler: str = "linear"
+    seed: int = 0
+    # Several seeds: one run (record + CSV row) per seed. Empty means just `seed`.
+    seeds: list = field(default_factory=list)
+    precision: str = "auto"
+    device: str = "auto"
+    # Seed-sized runs on a CPU take hours: refused unless this is set.
+    allow_cpu: bool = False
+    gradient_checkpointing: bool = False
+    # dynamic: pad each batch to its longest review (same maths, fewer pad tokens); max_length: the seed's padding.
+    padding: str = "dynamic"
+    # Batches of similar length (shuffled buckets): less padding still; changes which reviews share a batch.
+    length_buckets: bool = True
+    torch_compile: bool = False
+    # auto: fused AdamW on CUDA, plain AdamW on CPU (same update rule).
+    optim: str = "auto"
+    dataloader_workers: int = 2
+    # Stop after this many optimizer steps (benchmarks); null means full epochs.
+    max_steps: Optional[int] = None
+    # Evaluate on the validation split after each epoch (learning curves).
+    eval_each_epoch: bool = True
+
+
+@dataclass(frozen=True)
+class OutputCfg:
+    dir: str = "results"
+    save_predictions: bool = True
+
+
+@dataclass(frozen=True)
+class RunCfg:
+    part: str = ""
+    profile: str = "default"
+    model: ModelCfg = field(default_factory=ModelCfg)
+    data: DataCfg = field(default_factory=DataCfg)
+    peft: PeftCfg = field(default_factory=PeftCfg)
+    train: TrainCfg = field(default_factory=TrainCfg)
+    output: OutputCfg = field(default_factory=OutputCfg)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# ----------------------------------------------------------------------------------------------- loading
+
+
+def read_yaml(path: Path, what: str) -> dict:
+    """Parse one YAML mapping; a missing file, a syntax error or a non-mapping is a UserError naming the file."""
+    if not path.is_file():
+        raise UserError(f"{path}: {what} file not found")
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from None
+    if doc is None:
+        return {}
+    if not isinstance(doc, dict):
+        raise UserError(f"{path}: top level must be a mapping of sections, got {type(doc).__name__}")
+    return doc
+
+
+def parse_set(item: str) -> tuple[str, Any]:
+    """'train.epochs=1' -> ('train.epochs', 1); the value is read as YAML so lists and numbers work."""
+    if "=" not in item:
+        raise UserError(f"--set {item}: expected section.key=value")
+    key, raw = item.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return key.strip(), value
+
+
+def _merge(base: dict, over: dict, origin: str, sources: dict, prefix: str = "") -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and k != "config_overrides":
+            sources.setdefault(key, origin)
+            out[k] = _merge(out[k] if isinstance(out.get(k), dict) else {}, v, origin, sources, key + ".")
+        else:
+            out[k] = v
+            sources[key] = origin
+    return out
+
+
+def _nest(dotted: str, value: Any) -> dict:
+    out: Any = value
+    for part in reversed(dotted.split(".")):
+        out = {part: out}
+    return out
+
+
+def profile_path(profile: str) -> Optional[Path]:
+    if profile in ("", "default"):
+        return None
+    p = Path(profile)
+    return p if p.suffix in (".yaml", ".yml") else PROFILE_DIR / f"{profile}.yaml"
+
+
+def load_config(path: str, profile: str = "default", sets: tuple = (), part: Optional[str] = None) -> RunCfg:
+    """Dataclass defaults <- config YAML <- profile (common, then its per-method block) <- --set, validated."""
+    sources: dict = {}
+    cfg_path = Path(path)
+    doc = _merge({}, read_yaml(cfg_path, "config"), str(cfg_path), sources)
+    ppath = profile_path(profile)
+    if ppath is not None:
+        prof = read_yaml(ppath, f"profile '{profile}'")
+        per_method = prof.pop("methods", {}) or {}
+        doc = _merge(doc, prof, str(ppath), sources)
+        method = (doc.get("peft") or {}).get("method", PeftCfg.method) if isinstance(doc.get("peft"), dict) else None
+        if not isinstance(per_method, dict):
+            raise UserError(f"{ppath}: methods: must map a method name to overrides")
+        unknown = sorted(set(per_method) - set(METHODS))
+        if unknown:
+            raise UserError(f"{ppath}: methods: unknown method(s) {unknown}; known: {list(METHODS)}")
+        if method in per_method and per_method[method]:
+            doc = _merge(doc, per_method[method], f"{ppath} (methods.{method})", sources)
+    for item in sets:
+        key, value = parse_set(item)
+        doc = _merge(doc, _nest(key, value), f"--set {key}", sources)
+    doc["profile"] = profile or "default"
+    sources.setdefault("profile", "--profile")
+    errors: list = []
+    cfg = _build(RunCfg, doc, "", errors, sources, str(cfg_path))
+    if cfg is not None:  # fields with type errors kept their defaults, so range checks still apply to the rest
+        errors += validate(cfg, sources, str(cfg_path))
+    if part is not None and not errors and cfg.part != part:
+        errors.append(f"{sources.get('part', cfg_path)}: part: this recipe runs '{part}', the config says '{cfg.part}'")
+    if errors:
+        raise UserError(errors)
+    return cfg
+
+
+# ----------------------------------------------------------------------------------------------- checking
+
+
+def _type_ok(value: Any, hint: Any) -> tuple[bool, Any]:
+    """(ok, coerced value). YAML 1.1 reads '5e-4' as a string: numeric strings are accepted for floats."""
+    origin = typing.get_origin(hint)
+    if origin is typing.Union:
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if value is None:
+            return True, None
+        return _type_ok(value, args[0])
+    if hint is bool:
+        return isinstance(value, bool), value
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if hint is float:
+        if isinstance(value, bool):
+            return False, value
+        if isinstance(value, (int, float)):
+            return math.isfinite(value), float(value)
+        if isinstance(value, str):
+            try:
+                f = float(value)
+                return math.isfinite(f), f
+            except ValueError:
+                return False, value
+        return False, value
+    if hint is str:
+        return isinstance(value, str), value
+    if hint is list or origin is list:
+        return isinstance(value, list), value
+    if hint is dict or origin is dict:
+        return isinstance(value, dict), value
+    return True, value
+
+
+def _type_name(hint: Any) -> str:
+    if typing.get_origin(hint) is typing.Union:
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        return f"{_type_name(args[0])} or null"
+    return getattr(hint, "__name__", str(hint))
+
+
+def _build(cls, data: Any, prefix: str, errors: list, sources: dict, default_src: str):
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    section = prefix.rstrip(".") or "top level"
+    if not isinstance(data, dict):
+        errors.append(f"{sources.get(prefix.rstrip('.'), default_src)}: {section}: must be a mapping, got {data!r}")
+        return None
+    for k in data:
+        if k not in fields:
+            src = sources.get(f"{prefix}{k}", default_src)
+            errors.append(f"{src}: {prefix}{k}: unknown key; {section} has: {', '.join(fields)}")
+    kwargs = {}
+    for name, f in fields.items():
+        if name not in data:
+            continue
+        key, value, hint = f"{prefix}{name}", data[name], hints[name]
+        if dataclasses.is_dataclass(hint):
+            sub = _build(hint, value, key + ".", errors, sources, default_src)
+            if sub is not None:
+                kwargs[name] = sub
+            continue
+        ok, coerced = _type_ok(value, hint)
+        if not ok:
+            errors.append(f"{sources.get(key, default_src)}: {key}: expected {_type_name(hint)}, got {value!r}")
+        else:
+            kwargs[name] = coerced
+    try:
+        return cls(**kwargs)
+    except TypeError as e:  # pragma: no cover - all fields have defaults
+        errors.append(f"{default_src}: {section}: {e}")
+        return None
+
+
+def validate(cfg: RunCfg, sources: dict, default_src: str) -> list:
+    """Range and choice checks; each message names the file (or --set) and the key."""
+    errors = []
+
+    def bad(key: str, msg: str):
+        errors.append(f"{sources.get(key, default_src)}: {key}: {msg}")
+
+    def choice(key: str, value: str, allowed):
+        if value not in allowed:
+            bad(key, f"must be one of {list(allowed)}, got {value!r}")
+
+    def at_least(key: str, value, low):
+        if value is not None and value < low:
+            bad(key, f"must be >= {low}, got {value!r}")
+
+    if not cfg.part:
+        bad("part", "missing: name the part this config belongs to (part1 or part2)")
+    if not cfg.model.name_or_path:
+        bad("model.name_or_path", "must not be empty")
+    choice("model.init", cfg.model.init, ("pretrained", "random"))
+    choice("model.attn_implementation", cfg.model.attn_implementation, ("sdpa", "eager"))
+    if not cfg.data.dir:
+        bad("data.dir", "must not be empty")
+    at_least("data.max_length", cfg.data.max_length, 8)
+    at_least("data.train_samples", cfg.data.train_samples, 2)
+    at_least("data.test_samples", cfg.data.test_samples, 2)
+    at_least("data.val_samples", cfg.data.val_samples, 0)
+    choice("peft.method", cfg.peft.method, METHODS)
+    at_least("peft.lora.r", cfg.peft.lora.r, 1)
+    at_least("peft.lora.alpha", cfg.peft.lora.alpha, 1)
+    if not 0.0 <= cfg.peft.lora.dropout < 1.0:
+        bad("peft.lora.dropout", f"must be in [0, 1), got {cfg.peft.lora.dropout!r}")
+    if not cfg.peft.lora.target_modules or not all(isinstance(m, str) and m for m in cfg.peft.lora.target_modules):
+        bad("peft.lora.target_modules", f"must be a non-empty list of module names, got {cfg.peft.lora.target_modules!r}")
+    at_least("peft.prefix.num_virtual_tokens", cfg.peft.prefix.num_virtual_tokens, 1)
+    at_least("peft.prefix.encoder_hidden_size", cfg.peft.prefix.encoder_hidden_size, 1)
+    t = cfg.train
+    at_least("train.epochs", t.epochs, 1)
+    at_least("train.batch_size", t.batch_size, 1)
+    at_least("train.eval_batch_size", t.eval_batch_size, 1)
+    if not t.learning_rate > 0:
+        bad("train.learning_rate", f"must be > 0, got {t.learning_rate!r}")
+    if t.learning_rate > 1:
+        bad("train.learning_rate", f"must be <= 1, got {t.learning_rate!r}")
+    for i, lr in enumerate(t.lr_grid):
+        ok, v = _type_ok(lr, float)
+        if not ok or not 0 < v <= 1:
+            bad("train.lr_grid", f"item {i} must be a number in (0, 1], got {lr!r}")
+    for i, s in enumerate(t.seeds):
+        if not isinstance(s, int) or isinstance(s, bool) or s < 0:
+            bad("train.seeds", f"item {i} must be an integer >= 0, got {s!r}")
+    at_least("train.seed", t.seed, 0)
+    at_least("train.weight_decay", t.weight_decay, 0.0)
+    if not 0.0 <= t.warmup_ratio < 1.0:
+        bad("train.warmup_ratio", f"must be in [0, 1), got {t.warmup_ratio!r}")
+    choice("train.lr_scheduler", t.lr_scheduler, ("linear", "cosine", "constant", "constant_with_warmup"))
+    choice("train.precision", t.precision, PRECISIONS)
+    choice("train.device", t.device, DEVICES)
+    choice("train.padding", t.padding, ("dynamic", "max_length"))
+    choice("train.optim", t.optim, ("auto", "adamw_torch", "adamw_torch_fused"))
+    at_least("train.dataloader_workers", t.dataloader_workers, 0)
+    at_least("train.max_steps", t.max_steps, 1)
+    if not cfg.output.dir:
+        bad("output.dir", "must not be empty")
+    return errors
+
+
+def expand_seeds(cfg: RunCfg) -> list:
+    """One RunCfg per seed of train.seeds (or the single train.seed)."""
+    seeds = cfg.train.seeds or [cfg.train.seed]
+    return [dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=s, seeds=[])) for s in seeds]
+
+
+def with_learning_rate(cfg: RunCfg, lr: float) -> RunCfg:
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, learning_rate=float(lr)))

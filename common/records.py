@@ -1,0 +1,168 @@
+"""Run records: identity hash, atomic JSON records, locked CSV rows, predictions files, completed-run lookup."""
+from __future__ import annotations
+
+import contextlib
+import csv
+import fcntl
+import hashlib
+import io
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+CSV_COLUMNS = [
+    "run_id", "part", "method", "model", "profile", "seed", "learning_rate", "lr_source", "accuracy", "loss", "f1",
+    "val_accuracy", "val_loss", "trainable_params", "total_params", "trainable_pct", "train_time_s", "eval_time_s",
+    "train_samples_per_s", "peak_mem_allocated_mib", "peak_mem_reserved_mib", "peak_rss_mib", "device",
+    "precision", "train_samples", "test_samples", "max_length", "epochs", "date", "git_commit", "status",
+]
+
+# Settings that do not change what a run computes are left out of its identity.
+IDENTITY_EXCLUDE = {("output",), ("train", "allow_cpu"), ("train", "use_sweep_lr"), ("train", "lr_grid"),
+                    ("train", "seeds"), ("profile",), ("data", "cache_dir")}
+
+
+def _strip(d: dict, prefix=()) -> dict:
+    out = {}
+    for k, v in d.items():
+        key = prefix + (k,)
+        if key in IDENTITY_EXCLUDE:
+            continue
+        out[k] = _strip(v, key) if isinstance(v, dict) and k != "config_overrides" else v
+    return out
+
+
+def run_identity(config: dict, fingerprints: dict, versions: dict) -> str:
+    """Hash of what determines the result: resolved config, data file hashes, package versions."""
+    blob = json.dumps({"config": _strip(config), "data": fingerprints, "versions": versions}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:10]
+
+
+def run_id_for(part: str, method: str, seed: int, identity: str) -> str:
+    return f"{part}-{method}-s{seed}-{identity}"
+
+
+def _clean(obj):
+    """JSON-safe: numpy scalars to Python, NaN/inf to null (json.dump would write invalid JSON)."""
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write to a temporary file beside `path`, fsync, rename: readers see the old file or the new, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def write_json(path: Path, obj: dict) -> None:
+    write_atomic(Path(path), (json.dumps(_clean(obj), indent=2, sort_keys=False) + "\n").encode())
+
+
+@contextlib.contextmanager
+def locked(path: Path):
+    """An exclusive lock on `path`.lock, released by the OS even if the process is killed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(str(path) + ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def read_csv_rows(path: Path) -> list:
+    if not Path(path).is_file():
+        return []
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def append_row(path: Path, row: dict, columns=CSV_COLUMNS) -> None:
+    """Append one row: under a lock, rewrite the whole CSV to a temporary file and rename it into place."""
+    path = Path(path)
+    with locked(path):
+        rows = read_csv_rows(path)
+        cols = list(columns) + [k for r in rows + [row] for k in r if k not in columns]
+        cols = list(dict.fromkeys(cols))
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore", lineterminator="\n")
+        w.writeheader()
+        for r in rows + [_clean(row)]:
+            w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in cols})
+        write_atomic(path, buf.getvalue().encode())
+
+
+def csv_row(record: dict) -> dict:
+    """The flat projection of a run record that goes into results/<part>.csv."""
+    m, p, c, e = record["metrics"], record["params"], record["config"], record["env"]
+    return {
+        "run_id": record["run_id"], "part": record["part"], "method": record["method"],
+        "model": c["model"]["name_or_path"], "profile": c["profile"], "seed": record["seed"],
+        "learning_rate": c["train"]["learning_rate"], "lr_source": record.get("lr_source"),
+        **{k: m.get(k) for k in ("accuracy", "loss", "f1", "val_accuracy", "val_loss", "train_time_s",
+                                 "eval_time_s", "train_samples_per_s", "peak_mem_allocated_mib",
+                                 "peak_mem_reserved_mib", "peak_rss_mib")},
+        "trainable_params": p.get("trainable"), "total_params": p.get("total"), "trainable_pct": p.get("trainable_pct"),
+        "device": e.get("device"), "precision": record.get("precision"),
+        "train_samples": record["data"]["train_samples"], "test_samples": record["data"]["test_samples"],
+        "max_length": c["data"]["max_length"], "epochs": c["train"]["epochs"], "date": e.get("date"),
+        "git_commit": (e.get("git_commit") or "")[:12], "status": record["status"],
+    }
+
+
+def runs_dir(output_dir: str) -> Path:
+    return Path(output_dir) / "runs"
+
+
+def record_path(output_dir: str, run_id: str) -> Path:
+    return runs_dir(output_dir) / f"{run_id}.json"
+
+
+def predictions_path(output_dir: str, run_id: str) -> Path:
+    return runs_dir(output_dir) / f"{run_id}.preds.npz"
+
+
+def completed_record(output_dir: str, run_id: str):
+    """The record of a completed run with this id in output_dir, or None (missing, failed, unreadable)."""
+    path = record_path(output_dir, run_id)
+    try:
+        rec = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return rec if rec.get("status") == "completed" else None
+
+
+def write_predictions(output_dir: str, run_id: str, preds: dict) -> Path:
+    """Test predictions, compact: row (int32), label and pred (int8), P(positive) (float16, ~3 decimals)."""
+    buf = io.BytesIO()
+    np.savez_compressed(buf, row=preds["row"].astype(np.int32), label=preds["label"].astype(np.int8),
+                        pred=preds["pred"].astype(np.int8), prob_pos=preds["prob_pos"].astype(np.float16))
+    path = predictions_path(output_dir, run_id)
+    write_atomic(path, buf.getvalue())
+    return path
+
+
+def read_predictions(path: Path) -> dict:
+    with np.load(path) as z:
+        return {k: z[k] for k in z.files}

@@ -1,0 +1,194 @@
+"""Run orchestration shared by the recipes: CLI, preflight plans, skip/force, recorded execution, exit codes."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import json
+import signal
+import sys
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+from common import records
+from common.config import RunCfg, expand_seeds, load_config
+from common.data import Splits, load_splits
+from common.env import collect_env, package_versions
+from common.errors import EXIT_USER_ERROR, UserError
+from common.models import build_model, count_parameters, load_model_config, parameter_table
+
+EXIT_FAILED, EXIT_INTERRUPTED = 1, 130
+
+
+def parse_args(part: str, argv=None, prog: str = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog=prog, description=f"Train and evaluate the {part} runs named by --config.")
+    ap.add_argument("--config", nargs="+", required=True, metavar="FILE", help="one or more run configs (YAML)")
+    ap.add_argument("--profile", default="default", help="default (seed settings) | quick | a profile YAML path")
+    ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                    help="override one config value (YAML syntax), repeatable")
+    ap.add_argument("--dry-run", action="store_true", help="validate, build the model, print parameters; no training")
+    ap.add_argument("--force", action="store_true", help="rerun even if a completed run with this identity exists")
+    return ap.parse_args(argv)
+
+
+def exits_on_user_error(fn):
+    """Bad input ends in one message on stderr and exit code 2, never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*a, **kw):
+        try:
+            return fn(*a, **kw)
+        except UserError as e:
+            print(e.render(), file=sys.stderr)
+            return EXIT_USER_ERROR
+
+    return wrapper
+
+
+@dataclass
+class Plan:
+    """Everything known about a run before it starts; building one writes nothing."""
+
+    cfg: RunCfg
+    splits: Splits
+    model_config: object
+    params: dict
+    identity: str
+    run_id: str
+    lr_source: str
+    table: str
+    source: str  # the config file it came from
+    evaluate_test: bool = True
+
+
+def plan_runs(part: str, args, output_dir_override: str = None) -> list:
+    """Config -> data checks -> model checks -> identity, for every config and seed, before anything trains."""
+    from common.sweep import apply_pick  # sweep imports runner
+
+    cfgs = [(path, load_config(path, args.profile, tuple(args.set), part=part)) for path in args.config]
+    versions = package_versions()
+    plans, split_cache = [], {}
+    for path, base in cfgs:
+        for cfg in expand_seeds(base):
+            if output_dir_override:
+                cfg = dataclasses.replace(cfg, output=dataclasses.replace(cfg.output, dir=output_dir_override))
+            if cfg.data not in split_cache:
+                split_cache[cfg.data] = load_splits(cfg.data)
+            splits = split_cache[cfg.data]
+            cfg, lr_source = apply_pick(cfg, splits.fingerprints)
+            model_config = load_model_config(cfg)
+            skeleton = build_model(cfg, model_config, meta=True)  # shapes only: instant, checks compatibility
+            identity = records.run_identity(cfg.to_dict(), splits.fingerprints, versions)
+            plans.append(Plan(cfg, splits, model_config, count_parameters(skeleton), identity,
+                              records.run_id_for(part, cfg.peft.method, cfg.train.seed, identity), lr_source,
+                              parameter_table(skeleton), path))
+    return plans
+
+
+def print_dry_run(plans: list) -> int:
+    for p in plans:
+        print(f"# {p.run_id}: {p.cfg.peft.method} on {p.cfg.model.name_or_path} ({p.cfg.model.init} init), "
+              f"profile {p.cfg.profile}, lr {p.cfg.train.learning_rate} ({p.lr_source})")
+        print(f"# data: {len(p.splits.train.text)} train / {len(p.splits.val.text)} val / "
+              f"{len(p.splits.test.text)} test reviews from {p.splits.files['train']}")
+        print(p.table)
+        print(json.dumps({"run_id": p.run_id, "trainable_params": p.params["trainable"],
+                          "total_params": p.params["total"], "trainable_pct": p.params["trainable_pct"]}))
+    return 0
+
+
+def check_budget(plan: Plan) -> None:
+    from common.training import check_cpu_budget, pick_device
+
+    device = pick_device(plan.cfg)
+    check_cpu_budget(plan.cfg, device, len(plan.splits.train.text), plan.params["total"], plan.cfg.data.max_length)
+
+
+def build_record(plan: Plan, status: str, result: dict = None, error: str = None) -> dict:
+    from common.training import pick_device
+
+    result = result or {}
+    cfg = plan.cfg
+    device = result.get("device") or pick_device(cfg)
+    return {
+        "run_id": plan.run_id, "identity": plan.identity, "part": cfg.part, "method": cfg.peft.method,
+        "status": status, "seed": cfg.train.seed, "lr_source": plan.lr_source,
+        "command": " ".join([Path(sys.executable).name] + sys.argv),
+        "config": cfg.to_dict(),
+        "data": {"files": plan.splits.files, "fingerprints": plan.splits.fingerprints,
+                 "train_samples": len(plan.splits.train.text), "val_samples": len(plan.splits.val.text),
+                 "test_samples": len(plan.splits.test.text)},
+        "metrics": result.get("metrics", {}), "params": plan.params, "precision": result.get("precision"),
+        "curves": result.get("curves", {}), "predictions_file": result.get("predictions_file"),
+        "env": collect_env(device), "error": error,
+    }
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def execute(plan: Plan, run_fn, force: bool = False, write_row: bool = True) -> str:
+    """Run one plan and record it: completed (record + CSV row), failed (record), interrupted (record)."""
+    out = plan.cfg.output.dir
+    if not force and records.completed_record(out, plan.run_id):
+        print(f"[skip] {plan.run_id}: completed already in {records.record_path(out, plan.run_id)} "
+              f"(same config, data and packages); --force / FORCE=1 reruns it")
+        return "skipped"
+    print(f"[run] {plan.run_id}: {plan.cfg.peft.method} on {plan.cfg.model.name_or_path}, "
+          f"lr {plan.cfg.train.learning_rate} ({plan.lr_source}), seed {plan.cfg.train.seed}", flush=True)
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        result = run_fn(plan)
+    except KeyboardInterrupt:
+        records.write_json(records.record_path(out, plan.run_id), build_record(plan, "interrupted",
+                                                                                error="interrupted (Ctrl-C/SIGTERM)"))
+        print(f"[interrupted] {plan.run_id}: recorded as interrupted, no CSV row written", file=sys.stderr)
+        return "interrupted"
+    except Exception as e:  # noqa: BLE001 - any crash becomes a failed record; the part goes on
+        msg = f"{type(e).__name__}: {e}"
+        rec = build_record(plan, "failed", error=msg)
+        rec["traceback"] = traceback.format_exc(limit=8)
+        records.write_json(records.record_path(out, plan.run_id), rec)
+        print(f"[failed] {plan.run_id}: {msg}", file=sys.stderr)
+        return "failed"
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if result.get("predictions") is not None and plan.cfg.output.save_predictions:
+        result["predictions_file"] = records.write_predictions(out, plan.run_id, result["predictions"]).name
+    rec = build_record(plan, "completed", result)
+    records.write_json(records.record_path(out, plan.run_id), rec)
+    if write_row:
+        records.append_row(Path(out) / f"{plan.cfg.part}.csv", records.csv_row(rec))
+    m = rec["metrics"]
+    print(f"[done] {plan.run_id}: accuracy {m.get('accuracy')}, loss {m.get('loss')}, "
+          f"train {m.get('train_time_s')} s", flush=True)
+    return "completed"
+
+
+def exit_code(outcomes: list) -> int:
+    if "interrupted" in outcomes:
+        return EXIT_INTERRUPTED
+    return EXIT_FAILED if "failed" in outcomes else 0
+
+
+def run_plans(plans: list, run_fn, force: bool = False) -> list:
+    """Check every run's budget first (nothing written), then run them in order; stop at an interruption."""
+    for plan in plans:
+        check_budget(plan)
+    outcomes = []
+    for plan in plans:
+        outcomes.append(execute(plan, run_fn, force=force))
+        if outcomes[-1] == "interrupted":
+            break
+    print("[runs] " + ", ".join(f"{p.run_id}: {o}" for p, o in zip(plans, outcomes)))
+    return outcomes
+
+
+def write_summaries(plans: list, outcomes: list) -> None:
+    from common.report import write_summary
+
+    if any(o == "completed" for o in outcomes):
+        for out_dir in sorted({p.cfg.output.dir for p in plans}):
+            print(f"[summary] {write_summary(out_dir)}")

@@ -1,0 +1,127 @@
+"""Learning-rate sweep at equal budget: each method over its YAML grid, scored on validation, best pick reused.
+
+  python -m common.sweep --part part1 [--profile quick] [--set k=v ...] [--force]
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from pathlib import Path
+
+from common import records
+from common.config import PROJECT_ROOT, RunCfg, with_learning_rate
+from common.env import now_iso, package_versions
+
+RECIPES = {"part1": "part2_lora.train", "part2": "part3_prefix.train"}
+SELECTION_EXCLUDE = (("train", "learning_rate"), ("train", "seed"))
+
+
+def selection_key(cfg: RunCfg, fingerprints: dict) -> str:
+    """Identity of everything but the learning rate and seed: a pick is reused only for the same setup."""
+    d = cfg.to_dict()
+    for section, key in SELECTION_EXCLUDE:
+        d[section].pop(key, None)
+    return records.run_identity(d, fingerprints, package_versions())
+
+
+def pick_name(cfg: RunCfg) -> str:
+    return f"{cfg.part}/{cfg.peft.method}/{cfg.profile}"
+
+
+def picks_path(output_dir: str) -> Path:
+    return Path(output_dir) / "sweep" / "picks.json"
+
+
+def load_picks(output_dir: str) -> dict:
+    try:
+        return json.loads(picks_path(output_dir).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def apply_pick(cfg: RunCfg, fingerprints: dict) -> tuple:
+    """(cfg, lr_source): the swept learning rate when a matching pick exists, else the config's own."""
+    if not cfg.train.use_sweep_lr:
+        return cfg, "config"
+    pick = load_picks(cfg.output.dir).get(pick_name(cfg))
+    if not pick:
+        return cfg, "config"
+    if pick["selection_key"] != selection_key(cfg, fingerprints):
+        print(f"[sweep] pick for {pick_name(cfg)} was made for another setup; using the config's learning rate",
+              file=sys.stderr)
+        return cfg, "config"
+    return with_learning_rate(cfg, pick["learning_rate"]), f"sweep: best val acc over {pick['grid']}"
+
+
+def sweep_configs(part: str) -> list:
+    return sorted(str(p.relative_to(PROJECT_ROOT)) for p in (PROJECT_ROOT / "configs").glob(f"{part}_*.yaml"))
+
+
+def run_sweep(part: str, profile: str, sets: list, force: bool) -> int:
+    from common.runner import execute, plan_runs
+
+    recipe = importlib.import_module(RECIPES[part])
+    base_args = argparse.Namespace(config=sweep_configs(part), profile=profile, dry_run=False, force=force,
+                                   set=list(sets) + ["train.use_sweep_lr=false", "train.seeds=[]"])
+    base_plans = plan_runs(part, base_args)
+    out_dir = base_plans[0].cfg.output.dir
+    picks, failed = load_picks(out_dir), False
+    for base in base_plans:
+        grid = [float(x) for x in base.cfg.train.lr_grid]
+        if not grid:
+            print(f"[sweep] {pick_name(base.cfg)}: no train.lr_grid in its config, keeps lr {base.cfg.train.learning_rate}")
+            continue
+        scores = []
+        for lr in grid:
+            args = argparse.Namespace(**{**vars(base_args), "set": base_args.set + [f"train.learning_rate={lr}"],
+                                         "config": [base.source]})
+            plan = plan_runs(part, args, output_dir_override=str(Path(out_dir) / "sweep"))[0]
+            plan.evaluate_test = False  # model selection never sees the test split
+            status = execute(plan, recipe.run, force=force)
+            rec = json.loads(records.record_path(plan.cfg.output.dir, plan.run_id).read_text())
+            if rec["status"] != "completed":
+                failed = True
+                continue
+            scores.append({"learning_rate": lr, "val_accuracy": rec["metrics"].get("val_accuracy"),
+                           "val_loss": rec["metrics"].get("val_loss"), "run_id": plan.run_id, "status": status})
+        if not scores:
+            continue
+        best = max(scores, key=lambda s: (s["val_accuracy"] or 0.0, -(s["val_loss"] or 0.0)))
+        picks[pick_name(base.cfg)] = {
+            "learning_rate": best["learning_rate"], "grid": grid, "scores": scores,
+            "selection_key": selection_key(base.cfg, base.splits.fingerprints), "seed": base.cfg.train.seed,
+            "date": now_iso(), "command": " ".join([Path(sys.executable).name] + sys.argv)}
+        records.write_json(picks_path(out_dir), picks)
+        print(f"[sweep] {pick_name(base.cfg)}: picked lr {best['learning_rate']} "
+              f"(val accuracy {best['val_accuracy']})")
+    return 1 if failed else 0
+
+
+def main(argv=None) -> int:
+    from common.runner import exits_on_user_error
+
+    ap = argparse.ArgumentParser(description="Sweep learning rates on validation, then run the part with the picks.")
+    ap.add_argument("--part", choices=sorted(RECIPES), required=True)
+    ap.add_argument("--profile", default="default")
+    ap.add_argument("--set", action="append", default=[])
+    ap.add_argument("--force", action="store_true")
+    ap.add_argument("--no-final", action="store_true", help="only sweep; do not run the part afterwards")
+    a = ap.parse_args(argv)
+
+    @exits_on_user_error
+    def go():
+        rc = run_sweep(a.part, a.profile, a.set, a.force)
+        if a.no_final:
+            return rc
+        recipe = importlib.import_module(RECIPES[a.part])
+        final = ["--config", *sweep_configs(a.part), "--profile", a.profile] + \
+            [x for s in a.set for x in ("--set", s)] + (["--force"] if a.force else [])
+        return max(rc, recipe.main(final))
+
+    return go()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,240 @@
+"""Training: device and precision choice, length-bucketed batches, HF Trainer, test metrics, time and memory."""
+from __future__ import annotations
+
+import resource
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+from common.config import RunCfg
+from common.errors import UserError
+
+# A 2-core CPU sustains roughly 5e10 FLOP/s in fp32 training here (measured: MiniLM-L6, 2,000 reviews x 128
+# tokens, 1 epoch in ~125 s = 6 * 22.7e6 params * 2000 * ~105 real tokens / 125 s ~ 2.3e10, plus attention).
+CPU_FLOPS = 3e10
+CPU_SEED_SIZED_HOURS = 0.5  # above this estimate a CPU run needs train.allow_cpu: true
+
+
+def pick_device(cfg: RunCfg) -> str:
+    want = cfg.train.device
+    if want == "cuda" and not torch.cuda.is_available():
+        raise UserError("train.device: cuda requested but no CUDA GPU is visible")
+    return "cuda" if want == "auto" and torch.cuda.is_available() else ("cpu" if want == "auto" else want)
+
+
+def pick_precision(cfg: RunCfg, device: str) -> str:
+    """auto: bf16 where the GPU supports it (no loss scaling needed), else fp16 on CUDA, fp32 on CPU."""
+    p = cfg.train.precision
+    if device == "cpu":
+        if p == "fp16":
+            raise UserError("train.precision: fp16 needs a CUDA GPU; use auto, fp32 or bf16 on CPU")
+        return "fp32" if p == "auto" else p
+    if p == "auto":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if p == "bf16" and not torch.cuda.is_bf16_supported():
+        raise UserError(f"train.precision: bf16 is not supported by {torch.cuda.get_device_name()}")
+    return p
+
+
+def estimate_cpu_hours(cfg: RunCfg, n_train: int, n_params: int, mean_tokens: float) -> float:
+    """Rough CPU training time: 6 FLOPs per parameter per token (forward + backward), at CPU_FLOPS."""
+    steps_tokens = n_train * cfg.train.epochs * mean_tokens
+    return 6.0 * n_params * steps_tokens / CPU_FLOPS / 3600.0
+
+
+def check_cpu_budget(cfg: RunCfg, device: str, n_train: int, n_params: int, max_length: int) -> None:
+    if device != "cpu" or cfg.train.allow_cpu:
+        return
+    # IMDb reviews average ~230 tokens: at max_length 256 about 80% of slots are real tokens.
+    hours = estimate_cpu_hours(cfg, n_train, n_params, 0.8 * max_length)
+    if hours > CPU_SEED_SIZED_HOURS:
+        raise UserError(
+            f"train.device: no GPU here, and this run ({n_train:,} reviews x {cfg.train.epochs} epochs, "
+            f"{n_params / 1e6:.0f}M parameters) would take about {hours:.1f} h on this CPU. Use `PROFILE=quick` "
+            f"for a CPU-sized run, or go ahead explicitly with `--set train.allow_cpu=true`.")
+
+
+class LengthBucketSampler(torch.utils.data.Sampler):
+    """Shuffled batches of similar length: less padding, every review once per epoch, batch order random.
+
+    Reviews are shuffled, cut into pools of 50 batches, each pool sorted by length and cut into batches,
+    then all batches are shuffled. Unlike transformers' LengthGroupedSampler it does not put the longest
+    batch first, and it reads lengths from a column instead of indexing every example.
+    """
+
+    def __init__(self, lengths, batch_size: int, seed: int, pool_batches: int = 50):
+        self.lengths = np.asarray(lengths)
+        self.batch_size, self.seed, self.pool = batch_size, seed, batch_size * pool_batches
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int):
+        self.epoch = int(epoch)
+
+    def __len__(self):
+        return len(self.lengths)
+
+    def batches(self) -> list:
+        rng = np.random.default_rng([self.seed, self.epoch])
+        order = rng.permutation(len(self.lengths))
+        batches = []
+        for start in range(0, len(order), self.pool):
+            pool = order[start:start + self.pool]
+            pool = pool[np.argsort(-self.lengths[pool], kind="stable")]
+            batches += [pool[i:i + self.batch_size] for i in range(0, len(pool), self.batch_size)]
+        return [batches[i] for i in rng.permutation(len(batches))]
+
+    def __iter__(self):
+        for b in self.batches():
+            yield from (int(i) for i in b)
+
+
+def _trainer_class(bucket_lengths):
+    from transformers import Trainer
+
+    class BucketTrainer(Trainer):
+        def _get_train_sampler(self, train_dataset=None):
+            if bucket_lengths is None:
+                return super()._get_train_sampler(train_dataset)
+            return LengthBucketSampler(bucket_lengths, self.args.train_batch_size, self.args.seed)
+
+    return BucketTrainer
+
+
+def _model_inputs(ds):
+    return ds.select_columns(["input_ids", "attention_mask", "labels"]) if ds is not None else None
+
+
+def _sorted_for_eval(ds):
+    """Evaluation order by length (descending): batches pad to near their own length. Returns (ds, order)."""
+    order = np.argsort(-np.asarray(ds["length"]), kind="stable")
+    return ds.select(order), order
+
+
+def classification_metrics(logits: np.ndarray, labels: np.ndarray) -> dict:
+    """Accuracy, F1 (positive class), and loss = mean cross-entropy over the examples (float64)."""
+    from sklearn.metrics import accuracy_score, f1_score
+
+    logits = logits.astype(np.float64)
+    logz = np.logaddexp.reduce(logits, axis=1)
+    nll = logz - logits[np.arange(len(labels)), labels]
+    preds = logits.argmax(axis=1)
+    return {"accuracy": float(accuracy_score(labels, preds)), "f1": float(f1_score(labels, preds, zero_division=0)),
+            "loss": float(nll.mean())}
+
+
+def _compute_metrics(eval_pred):
+    logits = eval_pred.predictions[0] if isinstance(eval_pred.predictions, tuple) else eval_pred.predictions
+    return {k: v for k, v in classification_metrics(np.asarray(logits), np.asarray(eval_pred.label_ids)).items()
+            if k != "loss"}
+
+
+def _peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
+
+
+def build_training_args(cfg: RunCfg, device: str, precision: str, out_dir: str, has_val: bool):
+    from transformers import TrainingArguments
+
+    t = cfg.train
+    optim = t.optim if t.optim != "auto" else ("adamw_torch_fused" if device == "cuda" else "adamw_torch")
+    eval_each = t.eval_each_epoch and has_val
+    return TrainingArguments(
+        output_dir=out_dir,
+        per_device_train_batch_size=t.batch_size,
+        per_device_eval_batch_size=t.eval_batch_size,
+        num_train_epochs=t.epochs,
+        max_steps=t.max_steps if t.max_steps else -1,
+        learning_rate=t.learning_rate,
+        weight_decay=t.weight_decay,
+        warmup_ratio=t.warmup_ratio,
+        lr_scheduler_type=t.lr_scheduler,
+        seed=t.seed,
+        data_seed=t.seed,
+        fp16=precision == "fp16",
+        bf16=precision == "bf16",
+        use_cpu=device == "cpu",
+        optim=optim,
+        gradient_checkpointing=t.gradient_checkpointing,
+        torch_compile=t.torch_compile,
+        # Workers only help on CUDA, where they overlap collation with GPU work; on CPU they steal its cores.
+        dataloader_num_workers=t.dataloader_workers if device == "cuda" else 0,
+        dataloader_pin_memory=device == "cuda",
+        dataloader_persistent_workers=device == "cuda" and t.dataloader_workers > 0,
+        eval_strategy="epoch" if eval_each else "no",
+        save_strategy="no",
+        logging_strategy="steps",
+        logging_steps=50,
+        logging_first_step=True,
+        report_to=[],
+        remove_unused_columns=False,
+        disable_tqdm=False,
+    )
+
+
+def train_and_evaluate(model, tokenizer, encoded: dict, cfg: RunCfg, evaluate_test: bool = True) -> dict:
+    """Train with HF Trainer; return metrics, test predictions, learning curves, time and memory."""
+    from transformers import DataCollatorWithPadding
+
+    device = pick_device(cfg)
+    precision = pick_precision(cfg, device)
+    t = cfg.train
+    # Multiples of 8 keep tensor-core shapes and bound the number of distinct shapes (256/8 = 32).
+    collator = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8 if device == "cuda" else None)
+    bucket = np.asarray(encoded["train"]["length"]) if t.length_buckets and t.padding == "dynamic" else None
+    val = encoded.get("val")
+    val_sorted = _sorted_for_eval(val)[0] if val is not None else None
+    with tempfile.TemporaryDirectory(prefix="imdb-peft-trainer-") as tmp:
+        args = build_training_args(cfg, device, precision, tmp, val is not None)
+        trainer = _trainer_class(bucket)(
+            model=model, args=args, train_dataset=_model_inputs(encoded["train"]),
+            eval_dataset=_model_inputs(val_sorted), data_collator=collator, compute_metrics=_compute_metrics)
+        if device == "cuda":
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+        t0 = time.perf_counter()
+        trainer.train()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        train_wall = time.perf_counter() - t0
+        history = trainer.state.log_history
+        val_time = sum(h.get("eval_runtime", 0.0) for h in history)
+        out = {"metrics": {}, "predictions": None}
+        if evaluate_test:
+            test_sorted, order = _sorted_for_eval(encoded["test"])
+            t0 = time.perf_counter()
+            pred = trainer.predict(_model_inputs(test_sorted))
+            eval_time = time.perf_counter() - t0
+            logits = np.empty_like(pred.predictions)
+            logits[order] = pred.predictions  # back to the split's order
+            labels = np.asarray(encoded["test"]["labels"])
+            out["metrics"].update(classification_metrics(logits, labels))
+            out["metrics"]["eval_time_s"] = round(eval_time, 3)
+            probs = torch.softmax(torch.from_numpy(logits.astype(np.float32)), dim=1)[:, 1].numpy()
+            out["predictions"] = {"row": np.asarray(encoded["test"]["row"]), "label": labels,
+                                  "pred": logits.argmax(axis=1), "prob_pos": probs}
+    train_time = train_wall - val_time
+    n_seen = trainer.state.global_step * t.batch_size if t.max_steps else len(encoded["train"]) * t.epochs
+    m = out["metrics"]
+    m.update({
+        "train_time_s": round(train_time, 3),
+        "train_wall_s": round(train_wall, 3),
+        "val_eval_time_s": round(val_time, 3),
+        "train_samples_per_s": round(min(n_seen, len(encoded["train"]) * t.epochs) / train_time, 3),
+        "train_steps": trainer.state.global_step,
+        "final_train_loss": next((h["train_loss"] for h in reversed(history) if "train_loss" in h), None),
+    })
+    if device == "cuda":
+        m["peak_mem_allocated_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+        m["peak_mem_reserved_mib"] = round(torch.cuda.max_memory_reserved() / 2**20, 1)
+    else:
+        m["peak_rss_mib"] = round(_peak_rss_mib(), 1)
+    curves = [{"epoch": h["epoch"], "val_loss": h.get("eval_loss"), "val_accuracy": h.get("eval_accuracy")}
+              for h in history if "eval_loss" in h]
+    if curves:
+        m["val_accuracy"] = curves[-1]["val_accuracy"]
+        m["val_loss"] = curves[-1]["val_loss"]
+    train_curve = [{"step": h["step"], "epoch": h.get("epoch"), "loss": h["loss"]} for h in history if "loss" in h]
+    out.update({"device": device, "precision": precision, "curves": {"val": curves, "train": train_curve}})
+    return out

