@@ -91,6 +91,7 @@ class TrainCfg:
     seed: int = 0
     # Several seeds: one run (record + CSV row) per seed. Empty means just `seed`.
     seeds: list = field(default_factory=list)
+    # auto | fp16 | bf16 | fp32. auto: bf16 where the GPU or CPU runs it natively, else fp16 on CUDA, fp32 on CPU.
     precision: str = "auto"
     device: str = "auto"
     # Seed-sized runs on a CPU take hours: refused unless this is set.

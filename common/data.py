@@ -197,3 +197,52 @@ def tokenize_splits(splits: Splits, tokenizer, cfg: DataCfg, padding: str = "dyn
         hits.append(hit)
     out["cache_hit"] = all(hits)
     return out
+
+
+# ------------------------------------------------------------------------------------------- make data
+
+
+def write_hub_imdb(out_dir: str, dataset_id: str = "stanfordnlp/imdb") -> list:
+    """Download IMDb from the hub and write train/test CSVs with the study's columns (sentences, labels)."""
+    from common.models import _hub_reachable
+
+    if not _hub_reachable():
+        raise UserError(
+            f"make data: the Hugging Face hub is not reachable (offline), so {dataset_id} cannot be downloaded. "
+            f"Point the runs at local CSVs instead: DATA_DIR=DIR (or --set data.dir=DIR) where DIR holds "
+            f"train.csv and test.csv (or .csv.gz) with columns sentences,labels"
+            + (f"; here the full IMDb is at {os.path.relpath(SHARED_IMDB)}" if SHARED_IMDB.is_dir() else ""))
+    import datasets
+
+    out = resolve_dir(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for split in ("train", "test"):
+        ds = datasets.load_dataset(dataset_id, split=split)
+        df = pd.DataFrame({"sentences": ds["text"], "labels": ds["label"]})
+        path = out / f"{split}.csv"
+        tmp = path.with_suffix(".csv.tmp")
+        df.to_csv(tmp, index=False)
+        os.replace(tmp, path)
+        written.append(path)
+    return written
+
+
+def main(argv=None) -> int:
+    import argparse
+    import sys
+
+    ap = argparse.ArgumentParser(description="Write data/imdb/{train,test}.csv from the hub's IMDb.")
+    ap.add_argument("--out", default="data/imdb")
+    a = ap.parse_args(argv)
+    try:
+        for p in write_hub_imdb(a.out):
+            print(p)
+    except UserError as e:
+        print(e.render(), file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -69,3 +69,13 @@ def last_json(stdout: str) -> dict:
 def tree(path: Path) -> list:
     """Every file under path (empty list when it does not exist): for 'nothing was written' checks."""
     return sorted(str(p.relative_to(path)) for p in Path(path).rglob("*")) if Path(path).exists() else []
+
+
+def run_main(part: str, args: list, capsys) -> tuple:
+    """The recipe in-process (fast): (exit code, stdout, stderr)."""
+    import importlib
+
+    capsys.readouterr()
+    rc = importlib.import_module(RECIPES[part]).main(list(map(str, args)))
+    out = capsys.readouterr()
+    return rc, out.out, out.err

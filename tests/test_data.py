@@ -1,0 +1,139 @@
+"""Data: every bad input is one clear error naming the file/key/rows, exit 2, nothing written; sampling; cache."""
+import gzip
+
+import numpy as np
+import pytest
+
+from common.config import DataCfg
+from common.data import load_splits, tokenize_splits
+from common.errors import UserError
+from conftest import VOCAB, read_reviews, run_main, tiny_args, tree, write_csv
+
+
+def _bad_dir(tmp_path, train_rows, test_rows=None, columns=("sentences", "labels")):
+    d = tmp_path / "data"
+    write_csv(d / "train.csv", train_rows, columns)
+    write_csv(d / "test.csv", test_rows if test_rows is not None else read_reviews("test", 20), columns)
+    return d
+
+
+def _refused(tmp_path, data_dir, capsys, *extra) -> str:
+    out = tmp_path / "results"
+    rc, _, err = run_main("part1", tiny_args("part1", data_dir, out, *extra), capsys)
+    assert rc == 2, err
+    assert err.startswith("error") and "Traceback" not in err
+    assert tree(out) == []
+    return err
+
+
+def test_missing_data_dir(tmp_path, capsys):
+    err = _refused(tmp_path, tmp_path / "nowhere", capsys)
+    assert "data.dir" in err and "nowhere" in err and "make data" in err
+
+
+def test_missing_test_file(tmp_path, capsys):
+    d = tmp_path / "data"
+    write_csv(d / "train.csv", read_reviews("train", 30))
+    err = _refused(tmp_path, d, capsys)
+    assert "test.csv" in err
+
+
+def test_unreadable_file(tmp_path, capsys):
+    d = _bad_dir(tmp_path, read_reviews("train", 30))
+    (d / "test.csv").unlink()
+    (d / "test.csv.gz").write_bytes(b"this is not gzip")
+    err = _refused(tmp_path, d, capsys)
+    assert "test.csv.gz" in err and "cannot read" in err
+
+
+def test_missing_columns(tmp_path, capsys):
+    rows = [{"text": r["sentences"], "label": r["labels"]} for r in read_reviews("train", 30)]
+    d = _bad_dir(tmp_path, rows, columns=("text", "label"))
+    err = _refused(tmp_path, d, capsys)
+    assert "data.text_column" in err and "'sentences'" in err and "['text', 'label']" in err
+    assert "data.label_column" in err
+
+
+def test_configured_column_names_work(tmp_path):
+    rows = [{"review": r["sentences"], "y": r["labels"]} for r in read_reviews("train", 30)]
+    d = tmp_path / "data"
+    write_csv(d / "train.csv", rows, ("review", "y"))
+    write_csv(d / "test.csv", [{"review": r["sentences"], "y": r["labels"]} for r in read_reviews("test", 5)],
+              ("review", "y"))
+    s = load_splits(DataCfg(dir=str(d), text_column="review", label_column="y", val_samples=4))
+    assert len(s.train.text) == 56 and len(s.test.text) == 10
+
+
+def test_labels_outside_0_1_name_values_and_rows(tmp_path, capsys):
+    rows = read_reviews("train", 30)
+    rows[3]["labels"], rows[7]["labels"] = "2", "pos"
+    err = _refused(tmp_path, _bad_dir(tmp_path, rows), capsys)
+    assert "labels must be 0 or 1" in err and "'2'" in err and "'pos'" in err and "rows 5, 9" in err
+
+
+def test_empty_review_text_names_rows(tmp_path, capsys):
+    rows = read_reviews("train", 30)
+    rows[0]["sentences"] = "   "
+    rows[10]["sentences"] = ""
+    err = _refused(tmp_path, _bad_dir(tmp_path, rows), capsys)
+    assert "empty or missing review text" in err and "rows 2, 12" in err
+
+
+def test_file_too_small_for_validation_split(tmp_path, capsys):
+    err = _refused(tmp_path, _bad_dir(tmp_path, read_reviews("train", 30)), capsys, "--set", "data.val_samples=100")
+    assert "data.val_samples" in err and "too small" in err
+
+
+def test_file_too_small_for_subsample(tmp_path, capsys):
+    err = _refused(tmp_path, _bad_dir(tmp_path, read_reviews("train", 30)), capsys, "--set", "data.test_samples=500")
+    assert "data.test_samples" in err and "test.csv" in err
+
+
+def test_sampling_is_balanced_stratified_disjoint_and_deterministic(tiny_data):
+    cfg = DataCfg(dir=str(tiny_data), train_samples=20, val_samples=10, test_samples=12)
+    a, b = load_splits(cfg), load_splits(cfg)
+    assert np.bincount(a.train.label).tolist() == [10, 10]
+    assert np.bincount(a.val.label).tolist() == [5, 5] and np.bincount(a.test.label).tolist() == [6, 6]
+    assert not set(a.train.row) & set(a.val.row)
+    assert a.train.row.tolist() == b.train.row.tolist() and a.test.row.tolist() == b.test.row.tolist()
+    c = load_splits(DataCfg(dir=str(tiny_data), train_samples=20, val_samples=10, test_samples=12, seed=7))
+    assert c.train.row.tolist() != a.train.row.tolist()
+
+
+def test_gzip_csv_is_read(tmp_path):
+    d = tmp_path / "gz"
+    d.mkdir()
+    for split, n in (("train", 10), ("test", 4)):
+        plain = write_csv(tmp_path / f"{split}.csv", read_reviews(split, n))
+        with gzip.open(d / f"{split}.csv.gz", "wb") as f:
+            f.write(plain.read_bytes())
+    s = load_splits(DataCfg(dir=str(d), val_samples=2))
+    assert len(s.train.text) == 18 and len(s.test.text) == 8
+
+
+def test_tokenization_is_cached(tiny_data, tmp_path):
+    from transformers import BertTokenizerFast
+
+    cfg = DataCfg(dir=str(tiny_data), max_length=32, val_samples=4, cache_dir=str(tmp_path / "cache"))
+    splits = load_splits(cfg)
+    first = tokenize_splits(splits, BertTokenizerFast(vocab_file=str(VOCAB)), cfg)
+    second = tokenize_splits(splits, BertTokenizerFast(vocab_file=str(VOCAB)), cfg)
+    assert not first["cache_hit"] and second["cache_hit"]
+    assert first["train"]["input_ids"] == second["train"]["input_ids"]
+    assert max(first["train"]["length"]) <= 32
+    other = DataCfg(dir=str(tiny_data), max_length=16, val_samples=4, cache_dir=str(tmp_path / "cache"))
+    assert not tokenize_splits(load_splits(other), BertTokenizerFast(vocab_file=str(VOCAB)), other)["cache_hit"]
+
+
+def test_make_data_offline_says_how_to_point_at_local_csvs(monkeypatch, capsys):
+    from common import data
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert data.main(["--out", "/nonexistent/never-written"]) == 2
+    err = capsys.readouterr().err
+    assert "DATA_DIR" in err and "offline" in err
+
+
+def test_user_error_collects_many():
+    e = UserError(["a", "b"])
+    assert e.problems == ["a", "b"] and "2 problems" in e.render()

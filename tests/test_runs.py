@@ -1,0 +1,133 @@
+"""Faults: concurrent appends, SIGKILL and SIGTERM mid-training, crashed runs, run identity."""
+import csv
+import json
+import multiprocessing as mp
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from common import records
+from conftest import ROOT, RECIPES, run_main, tiny_args
+
+
+def _append_many(path, who, n):
+    for i in range(n):
+        records.append_row(path, {"run_id": f"{who}-{i}", "part": "part1", "accuracy": 0.5, "status": "completed"})
+
+
+def test_two_concurrent_appends_both_land_intact(tmp_path):
+    path = tmp_path / "part1.csv"
+    ctx = mp.get_context("fork")
+    procs = [ctx.Process(target=_append_many, args=(path, who, 25)) for who in ("a", "b")]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    rows = list(csv.DictReader(open(path)))
+    assert len(rows) == 50 and len({r["run_id"] for r in rows}) == 50
+    assert open(path).read().count("run_id,") == 1  # one header
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".part1.csv.")]  # no temporary leftovers
+
+
+def test_json_records_are_written_atomically(tmp_path):
+    path = tmp_path / "runs" / "x.json"
+    records.write_json(path, {"a": float("nan"), "b": 1})
+    assert json.loads(path.read_text()) == {"a": None, "b": 1}
+    assert [p.name for p in path.parent.iterdir()] == ["x.json"]
+
+
+def test_identity_follows_config_data_and_versions():
+    cfg = {"train": {"learning_rate": 1e-3, "allow_cpu": True}, "output": {"dir": "a"}}
+    base = records.run_identity(cfg, {"train": "x"}, {"torch": "1"})
+    moved = {**cfg, "output": {"dir": "b"}}
+    assert records.run_identity(moved, {"train": "x"}, {"torch": "1"}) == base  # where results go is not identity
+    assert records.run_identity({**cfg, "train": {"learning_rate": 2e-3}}, {"train": "x"}, {"torch": "1"}) != base
+    assert records.run_identity(cfg, {"train": "y"}, {"torch": "1"}) != base
+    assert records.run_identity(cfg, {"train": "x"}, {"torch": "2"}) != base
+
+
+def _start_long_run(tiny_data, out):
+    args = tiny_args("part1", tiny_data, out, "--set", "train.epochs=400",
+                     configs=["configs/part1_distilbert_full.yaml"])
+    proc = subprocess.Popen([sys.executable, "-m", RECIPES["part1"], *args], cwd=ROOT, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    deadline = time.time() + 120
+    seen = ""
+    while time.time() < deadline:  # wait until training has started
+        line = proc.stdout.readline()
+        seen += line
+        if line.startswith("[run]"):
+            time.sleep(4)
+            return proc, seen
+        if proc.poll() is not None:
+            break
+    proc.kill()
+    pytest.fail("the run did not start: " + seen[-2000:])
+
+
+def _completed_lora(tiny_data, out, capsys):
+    rc, _, err = run_main("part1", tiny_args("part1", tiny_data, out, configs=["configs/part1_distilbert_lora.yaml"]),
+                          capsys)
+    assert rc == 0, err
+    return (out / "part1.csv").read_text()
+
+
+def test_sigkill_mid_training_leaves_results_intact(tiny_data, tmp_path, capsys):
+    out = tmp_path / "results"
+    before = _completed_lora(tiny_data, out, capsys)
+    proc, _ = _start_long_run(tiny_data, out)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(30)
+    assert (out / "part1.csv").read_text() == before  # no partial row
+    for p in (out / "runs").glob("*.json"):
+        json.loads(p.read_text())  # no corrupt record
+    rc, _, err = run_main("part1", tiny_args("part1", tiny_data, out, configs=["configs/part1_distilbert_full.yaml"]),
+                          capsys)
+    assert rc == 0, err
+    rows = list(csv.DictReader(open(out / "part1.csv")))
+    assert [r["method"] for r in rows] == ["lora", "full"] and all(r["status"] == "completed" for r in rows)
+
+
+def test_sigterm_records_interrupted_and_writes_no_row(tiny_data, tmp_path, capsys):
+    out = tmp_path / "results"
+    before = _completed_lora(tiny_data, out, capsys)
+    proc, _ = _start_long_run(tiny_data, out)
+    proc.send_signal(signal.SIGTERM)
+    rest = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 130, rest[-2000:]
+    assert (out / "part1.csv").read_text() == before
+    statuses = {json.loads(p.read_text())["method"]: json.loads(p.read_text())["status"]
+                for p in (out / "runs").glob("*.json")}
+    assert statuses == {"lora": "completed", "full": "interrupted"}
+
+
+def test_a_crashed_run_is_recorded_failed_and_the_rest_go_ahead(tiny_data, tmp_path, capsys, monkeypatch):
+    import part2_lora.train as recipe
+
+    real = recipe.run
+
+    def crash_full(plan):
+        if plan.cfg.peft.method == "full":
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(plan)
+
+    monkeypatch.setattr(recipe, "run", crash_full)
+    out = tmp_path / "results"
+    rc, stdout, err = run_main("part1", tiny_args("part1", tiny_data, out), capsys)
+    assert rc == 1
+    assert "[failed]" in err and "out of memory" in err
+    recs = {json.loads(p.read_text())["method"]: json.loads(p.read_text()) for p in (out / "runs").glob("*.json")}
+    assert recs["full"]["status"] == "failed" and "CUDA out of memory" in recs["full"]["error"]
+    assert recs["lora"]["status"] == "completed"
+    rows = list(csv.DictReader(open(out / "part1.csv")))
+    assert [r["method"] for r in rows] == ["lora"]
+    # A failed run is not "completed": the next invocation retries it instead of skipping it.
+    monkeypatch.setattr(recipe, "run", real)
+    rc, stdout, _ = run_main("part1", tiny_args("part1", tiny_data, out), capsys)
+    assert rc == 0 and stdout.count("[skip]") == 1
