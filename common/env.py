@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import importlib.metadata
 import platform
 import subprocess
@@ -21,7 +22,10 @@ def package_versions() -> dict:
     return out
 
 
+@functools.lru_cache(maxsize=None)
 def git_state() -> dict:
+    """Read once per process, at planning time: the commit of the code this process loaded, even if the
+    checkout moves on while a long run trains."""
     def git(*args):
         try:
             return subprocess.run(["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True,

@@ -14,7 +14,7 @@ from pathlib import Path
 from common import records
 from common.config import RunCfg, expand_seeds, load_config
 from common.data import Splits, load_splits
-from common.env import collect_env, package_versions
+from common.env import collect_env, git_state, package_versions
 from common.errors import EXIT_USER_ERROR, UserError
 from common.models import build_model, count_parameters, load_model_config, parameter_table
 
@@ -66,6 +66,7 @@ def plan_runs(part: str, args, output_dir_override: str = None) -> list:
     """Config -> data checks -> model checks -> identity, for every config and seed, before anything trains."""
     from common.sweep import apply_pick  # sweep imports runner
 
+    git_state()  # pin the commit now: the code in memory is this commit's, whatever happens to the checkout later
     cfgs = [(path, load_config(path, args.profile, tuple(args.set), part=part)) for path in args.config]
     versions = package_versions()
     plans, split_cache = [], {}
