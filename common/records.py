@@ -81,9 +81,10 @@ def write_json(path: Path, obj: dict) -> None:
 
 @contextlib.contextmanager
 def locked(path: Path):
-    """An exclusive lock on `path`.lock, released by the OS even if the process is killed."""
+    """An exclusive lock on the hidden file .<name>.lock beside `path`, released by the OS even if the process
+    is killed."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(str(path) + ".lock", "a") as lock:
+    with open(path.parent / f".{path.name}.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield

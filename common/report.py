@@ -121,6 +121,14 @@ def _num(x, fmt="{:,.0f}"):
     return "–" if x is None else fmt.format(x)
 
 
+def _pm(mean, std, n, scale, fmt, std_fmt) -> str:
+    """'mean ± std' over seeds; a single run shows its value alone (a std of one run means nothing)."""
+    if mean is None:
+        return "–"
+    text = fmt.format(scale * mean)
+    return text + (f" ± {std_fmt.format(scale * std)}" if n > 1 else " (1 seed)")
+
+
 def _ci(ci):
     return "–" if not ci else f"[{100 * ci[0]:.2f}, {100 * ci[1]:.2f}]"
 
@@ -247,10 +255,11 @@ def part_section(output_dir: Path, part: str, plots: bool = True) -> list:
     for g, s in zip(groups, summaries):
         ref = seed_ref.get(g["method"], {})
         ref_txt = ", ".join(f"{k} {v}" for k, v in ref.items()) or "–"
-        loss = "–" if s["loss_mean"] is None else f"{s['loss_mean']:.4f} ± {s['loss_std']:.4f}"
+        loss = _pm(s["loss_mean"], s["loss_std"], s["n"], 1, "{:.4f}", "{:.4f}")
         lines.append(
             f"| {METHOD_NAMES.get(g['method'], g['method'])} | {_num(s['trainable_params'])} "
-            f"({s['trainable_pct']:.2f}%) | {_pct(s['acc_mean'])} ± {100 * s['acc_std']:.2f} | {_ci(s.get('acc_ci'))} | "
+            f"({s['trainable_pct']:.2f}%) | {_pm(s['acc_mean'], s['acc_std'], s['n'], 100, '{:.2f}%', '{:.2f}')} | "
+            f"{_ci(s.get('acc_ci'))} | "
             f"{loss} | {_num(s['train_time_s'], '{:,.1f} s')} | {_memory(s)} | {', '.join(map(str, s['seeds']))} | "
             f"{g['learning_rate']} ({s['lr_source']}) | {g['device']}, {g['precision']}, profile `{g['profile']}` | "
             f"{ref_txt} |")

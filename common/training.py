@@ -141,7 +141,23 @@ def _compute_metrics(eval_pred):
             if k != "loss"}
 
 
+def _reset_peak_rss() -> None:
+    """Linux: writing 5 to clear_refs resets VmHWM, so the peak is this run's, not an earlier run's in the process."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
 def _peak_rss_mib() -> float:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0  # kB
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
 
 
@@ -191,8 +207,10 @@ def train_and_evaluate(model, tokenizer, encoded: dict, cfg: RunCfg, evaluate_te
     device = pick_device(cfg)
     precision = pick_precision(cfg, device)
     t = cfg.train
-    # Multiples of 8 keep tensor-core shapes and bound the number of distinct shapes (256/8 = 32).
-    collator = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8 if device == "cuda" else None)
+    # On CUDA pad each batch to a multiple of 16: length-grouped batches otherwise have odd lengths, which
+    # miss tensor-core-friendly GEMM shapes and the aligned-mask fast paths of fused attention (a likely cause of
+    # the seed's slow group_by_length run; not yet confirmed on a GPU), and it bounds distinct shapes to 256/16.
+    collator = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=16 if device == "cuda" else None)
     bucket = np.asarray(encoded["train"]["length"]) if t.length_buckets and t.padding == "dynamic" else None
     val = encoded.get("val")
     val_sorted = _sorted_for_eval(val)[0] if val is not None else None
@@ -204,6 +222,8 @@ def train_and_evaluate(model, tokenizer, encoded: dict, cfg: RunCfg, evaluate_te
         if device == "cuda":
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats()
+        else:
+            _reset_peak_rss()
         t0 = time.perf_counter()
         trainer.train()
         if device == "cuda":
@@ -227,6 +247,9 @@ def train_and_evaluate(model, tokenizer, encoded: dict, cfg: RunCfg, evaluate_te
                                   "pred": logits.argmax(axis=1), "prob_pos": probs}
     train_time = train_wall - val_time
     n_seen = trainer.state.global_step * t.batch_size if t.max_steps else len(encoded["train"]) * t.epochs
+    lengths = np.asarray(encoded["train"]["length"])
+    # Real (non-pad) tokens trained on: the benchmark's MFU counts these, not padding.
+    real_tokens = int(lengths.sum() * t.epochs) if not t.max_steps else int(lengths.mean() * n_seen)
     m = out["metrics"]
     m.update({
         "train_time_s": round(train_time, 3),
@@ -234,6 +257,7 @@ def train_and_evaluate(model, tokenizer, encoded: dict, cfg: RunCfg, evaluate_te
         "val_eval_time_s": round(val_time, 3),
         "train_samples_per_s": round(min(n_seen, len(encoded["train"]) * t.epochs) / train_time, 3),
         "train_steps": trainer.state.global_step,
+        "train_real_tokens": real_tokens,
         "final_train_loss": next((h["train_loss"] for h in reversed(history) if "train_loss" in h), None),
     })
     if device == "cuda":

@@ -1,0 +1,163 @@
+"""`make bench-cpu`: the quick profile vs a plain Trainer run of the same model, sample and settings, this machine.
+
+  python -m bench.cpu [--data ../shared/data/imdb] [--methods full,lora] [--out results/bench]
+
+Plain run = what a first script does: tokenizer(padding="max_length"), fp32, Trainer defaults, Trainer.evaluate
+on the test sample; same MiniLM checkpoint, same reviews (common.data.load_splits with the quick profile's
+data settings), same learning rate, warmup, batch and epochs. Project run = `python -m part2_lora.train
+--profile quick --force` as a subprocess (process start-up included, so the ratio is conservative).
+Also prints tokenization throughput (reviews/s) for the full train split with the cache cold and warm.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from common.config import PROJECT_ROOT, load_config
+from common.env import collect_env, now_iso
+from common.records import read_csv_rows, write_atomic, write_json
+
+SHARED_IMDB = PROJECT_ROOT.parent / "shared" / "data" / "imdb"
+CONFIGS = {"full": "configs/part1_distilbert_full.yaml", "lora": "configs/part1_distilbert_lora.yaml"}
+
+
+def plain_trainer_run(method: str, data_dir: str) -> dict:
+    """The baseline: a plain Hugging Face Trainer script on the quick profile's model, data and settings."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, Trainer, TrainingArguments
+
+    from common.data import load_splits
+    from common.models import build_peft_config, resolve_source
+
+    cfg = load_config(CONFIGS[method], "quick", (f"data.dir={data_dir}",))
+    t0 = time.perf_counter()
+    splits = load_splits(cfg.data)
+    path = resolve_source(cfg.model.name_or_path)
+    tok = AutoTokenizer.from_pretrained(path)
+
+    class DS(torch.utils.data.Dataset):
+        def __init__(self, split):
+            self.enc = tok(split.text, truncation=True, max_length=cfg.data.max_length, padding="max_length")
+            self.labels = split.label
+
+        def __len__(self):
+            return len(self.labels)
+
+        def __getitem__(self, i):
+            return {"input_ids": self.enc["input_ids"][i], "attention_mask": self.enc["attention_mask"][i],
+                    "labels": int(self.labels[i])}
+
+    train, test = DS(splits.train), DS(splits.test)
+    torch.manual_seed(cfg.train.seed)
+    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=2)
+    peft_config = build_peft_config(cfg)
+    if peft_config is not None:
+        from peft import get_peft_model
+
+        model = get_peft_model(model, peft_config)
+    with tempfile.TemporaryDirectory() as out:
+        args = TrainingArguments(output_dir=out, per_device_train_batch_size=cfg.train.batch_size,
+                                 per_device_eval_batch_size=cfg.train.eval_batch_size,
+                                 num_train_epochs=cfg.train.epochs, learning_rate=cfg.train.learning_rate,
+                                 warmup_ratio=cfg.train.warmup_ratio, seed=cfg.train.seed, use_cpu=True,
+                                 save_strategy="no", report_to=[], disable_tqdm=True, logging_steps=10_000)
+
+        def acc(p):
+            return {"accuracy": float((np.argmax(p.predictions, axis=1) == p.label_ids).mean())}
+
+        trainer = Trainer(model=model, args=args, train_dataset=train, eval_dataset=test, compute_metrics=acc)
+        t_train = time.perf_counter()
+        trainer.train()
+        train_s = time.perf_counter() - t_train
+        ev = trainer.evaluate()
+    return {"wall_s": time.perf_counter() - t0, "train_s": train_s, "accuracy": ev["eval_accuracy"],
+            "lr": cfg.train.learning_rate}
+
+
+def project_run(method: str, data_dir: str, out_dir: str) -> dict:
+    t0 = time.perf_counter()
+    cmd = [sys.executable, "-m", "part2_lora.train", "--config", CONFIGS[method], "--profile", "quick", "--force",
+           "--set", f"data.dir={data_dir}", "--set", f"output.dir={out_dir}", "--set", "train.use_sweep_lr=false"]
+    r = subprocess.run(cmd, cwd=PROJECT_ROOT, capture_output=True, text=True,
+                       env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
+    wall = time.perf_counter() - t0
+    if r.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{r.stderr[-3000:]}")
+    row = [x for x in read_csv_rows(Path(out_dir) / "part1.csv") if x["method"] == method][-1]
+    return {"wall_s": wall, "train_s": float(row["train_time_s"]), "accuracy": float(row["accuracy"]),
+            "precision": row["precision"], "lr": float(row["learning_rate"])}
+
+
+def tokenization_throughput(data_dir: str) -> dict:
+    """Full train split (25,000 reviews), quick profile's tokenizer and length: cold cache, then warm."""
+    from common.data import load_splits, tokenize_split
+    from common.models import build_tokenizer
+
+    cfg = load_config(CONFIGS["full"], "quick", (f"data.dir={data_dir}",))
+    splits = load_splits(cfg.data.__class__(**{**cfg.data.__dict__, "train_samples": None, "val_samples": 0}))
+    tok = build_tokenizer(cfg)
+    out = {}
+    with tempfile.TemporaryDirectory() as cache:
+        dcfg = cfg.data.__class__(**{**cfg.data.__dict__, "cache_dir": cache})
+        for state in ("cold", "warm"):
+            t0 = time.perf_counter()
+            ds, hit = tokenize_split(splits.train, "train", splits.fingerprints["train"], tok, dcfg)
+            dt = time.perf_counter() - t0
+            assert hit == (state == "warm")
+            out[state] = {"reviews": len(ds), "seconds": round(dt, 3), "reviews_per_s": round(len(ds) / dt, 1)}
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default=str(SHARED_IMDB))
+    ap.add_argument("--methods", default="full,lora")
+    ap.add_argument("--out", default="results/bench")
+    a = ap.parse_args(argv)
+    env = collect_env("cpu")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for method in a.methods.split(","):
+            plain = plain_trainer_run(method, a.data)
+            proj = project_run(method, a.data, tmp)
+            rows.append({"method": method, "plain": plain, "project": proj, "speedup": plain["wall_s"] / proj["wall_s"]})
+            print(f"[bench-cpu] {method}: plain {plain['wall_s']:.1f} s (acc {plain['accuracy']:.3f}), project "
+                  f"{proj['wall_s']:.1f} s (acc {proj['accuracy']:.3f}, {proj['precision']}): "
+                  f"{rows[-1]['speedup']:.2f}x", flush=True)
+    tok = tokenization_throughput(a.data)
+    total_plain = sum(r["plain"]["wall_s"] for r in rows)
+    total_proj = sum(r["project"]["wall_s"] for r in rows)
+    lines = [f"Device: {env['device']}; quick profile (MiniLM-L6, 3,000 train / 1,000 test reviews, 128 tokens, "
+             "1 epoch) vs a plain Trainer run of the same model, sample and settings.", "",
+             "| Method | Plain wall s | Plain train s | Plain acc | Project wall s | Project train s | Project acc | "
+             "Project precision | Speed-up (wall) |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        p, q = r["plain"], r["project"]
+        lines.append(f"| {r['method']} | {p['wall_s']:.1f} | {p['train_s']:.1f} | {p['accuracy']:.3f} | "
+                     f"{q['wall_s']:.1f} | {q['train_s']:.1f} | {q['accuracy']:.3f} | {q['precision']} | "
+                     f"{r['speedup']:.2f}x |")
+    lines += [f"| both | {total_plain:.1f} | | | {total_proj:.1f} | | | | {total_plain / total_proj:.2f}x |", "",
+              f"Tokenization, full train split ({tok['cold']['reviews']:,} reviews): cold cache "
+              f"{tok['cold']['reviews_per_s']:,.0f} reviews/s ({tok['cold']['seconds']} s), warm cache "
+              f"{tok['warm']['reviews_per_s']:,.0f} reviews/s ({tok['warm']['seconds']} s)."]
+    text = "\n".join(lines)
+    print(text)
+    command = " ".join([Path(sys.executable).name, "-m", "bench.cpu", *(argv if argv is not None else sys.argv[1:])])
+    stamp = f"{now_iso()[:10]}-cpu-quick"
+    out = Path(a.out)
+    header = f"# CPU benchmark {stamp}\n\nCommand: `{command}`\n\nDate: {env['date']}; torch {env['torch']}, " \
+             f"transformers {env['transformers']}, peft {env['peft']}; git {str(env['git_commit'])[:12]}.\n\n"
+    write_atomic(out / f"{stamp}.md", (header + text + "\n").encode())
+    write_json(out / f"{stamp}.json", {"command": command, "env": env, "rows": rows, "tokenization": tok})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,45 @@
+"""Learning-rate sweep: scored on validation only, best pick per method reused by the part's reported runs."""
+import csv
+import json
+
+from conftest import TINY, VOCAB
+
+
+def test_sweep_picks_on_validation_and_the_part_uses_the_picks(tiny_data, tmp_path, capsys):
+    from common import sweep
+
+    out = tmp_path / "results"
+    sets = [f"data.dir={tiny_data}", f"output.dir={out}", f"model.tokenizer={VOCAB}",
+            f"data.cache_dir={tmp_path / 'tok'}", "train.lr_grid=[1.0e-4, 1.0e-3]"]
+    rc = sweep.main(["--part", "part1", "--profile", str(TINY["part1"]), *[x for s in sets for x in ("--set", s)]])
+    assert rc == 0, capsys.readouterr().err
+    picks = json.loads((out / "sweep" / "picks.json").read_text())
+    assert set(picks) == {f"part1/full/{TINY['part1']}", f"part1/lora/{TINY['part1']}"}
+    for p in picks.values():
+        assert p["grid"] == [1e-4, 1e-3] and p["learning_rate"] in p["grid"] and len(p["scores"]) == 2
+        best = max(p["scores"], key=lambda s: s["val_accuracy"])["val_accuracy"]
+        assert [s for s in p["scores"] if s["learning_rate"] == p["learning_rate"]][0]["val_accuracy"] == best
+    for rec_path in (out / "sweep" / "runs").glob("*.json"):
+        rec = json.loads(rec_path.read_text())
+        assert rec["status"] == "completed" and "accuracy" not in rec["metrics"]  # test split never scored
+        assert rec["metrics"]["val_accuracy"] is not None
+    assert not list((out / "sweep" / "runs").glob("*.preds.npz"))
+    rows = list(csv.DictReader(open(out / "part1.csv")))
+    assert len(rows) == 2
+    for row in rows:
+        pick = picks[f"part1/{row['method']}/{TINY['part1']}"]
+        assert float(row["learning_rate"]) == pick["learning_rate"] and row["lr_source"].startswith("sweep")
+    assert "Learning-rate selection" in (out / "summary.md").read_text()
+
+
+def test_a_pick_for_another_setup_is_not_used(tiny_data, tmp_path, capsys):
+    from common import sweep
+    from common.config import load_config
+
+    out = tmp_path / "results"
+    cfg = load_config("configs/part1_distilbert_lora.yaml", str(TINY["part1"]), (f"output.dir={out}",))
+    from common.records import write_json
+    write_json(sweep.picks_path(str(out)), {sweep.pick_name(cfg): {"learning_rate": 0.5, "grid": [0.5],
+                                                                    "selection_key": "other", "scores": []}})
+    new, source = sweep.apply_pick(cfg, {"train": "x", "test": "y"})
+    assert new.train.learning_rate == cfg.train.learning_rate and source == "config"
