@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Runs on the device machine (carry .whl and .devdata): pinned packages over the image's, then `make bench`'s
+# Python with real steps, then one Part 1 run per method at seed settings (random init; timing only).
+#   run(command="bash bench/on_device.sh 300", carry=[".whl", ".devdata"], timeout_s=540)
+set -uo pipefail
+STEPS=${1:-300}
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+export PYTHONPATH=/tmp/site TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
+mkdir -p ../shared/data/imdb ../shared/data/vocab ../shared/bench
+cp .devdata/*.csv.gz ../shared/data/imdb/ && cp .devdata/bert-base-uncased-vocab.txt ../shared/data/vocab/
+[ -f ../shared/bench/seed_reference.py ] || cp .devdata/seed_reference.py ../shared/bench/ 2>/dev/null
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
+python3 -c "import torch, transformers, peft; print(torch.__version__, transformers.__version__, peft.__version__)"
+python3 -m bench.gpu --steps "$STEPS" --out "$OUT" 2>&1 | tee "$OUT/bench.log" | grep -E "^\[bench\]|^\|"
+for cfg in configs/part1_distilbert_full.yaml configs/part1_distilbert_lora.yaml; do
+  start=$SECONDS
+  python3 -m part2_lora.train --config $cfg --set model.init=random \
+    --set model.tokenizer=../shared/data/vocab/bert-base-uncased-vocab.txt --set data.dir=../shared/data/imdb \
+    --set output.dir="$OUT/part1" 2>&1 | grep -E "^\[" | tee -a "$OUT/part1.log"
+  echo "$cfg: wall $((SECONDS - start)) s (process start to exit, test evaluation included)" | tee -a "$OUT/part1.log"
+done

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Prepare a GPU check on the workplace's device machine (see bench/on_device.sh), run here first:
+# copies the IMDb CSVs and wheels of the pinned packages (its image has transformers 5.x) into git-ignored
+# folders .devdata/ and .whl/, which the device call carries. Never commit either.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+grep -qxF '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >> "$(git rev-parse --git-common-dir)/info/exclude"
+grep -qxF '/.devdata/' "$(git rev-parse --git-common-dir)/info/exclude" || echo '/.devdata/' >> "$(git rev-parse --git-common-dir)/info/exclude"
+mkdir -p .devdata .whl
+cp ../shared/data/imdb/train.csv.gz ../shared/data/imdb/test.csv.gz ../shared/data/vocab/bert-base-uncased-vocab.txt ../shared/bench/seed_reference.py .devdata/
+PLAT=(--platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64
+      --platform manylinux1_x86_64 --platform any)
+python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp "${PLAT[@]}" \
+  -d .whl transformers==4.57.6 peft==0.21.2 huggingface_hub==0.36.2 tokenizers==0.22.2 datasets==5.0.1 \
+  dill==0.4.1 multiprocess==0.70.19
+du -sh .devdata .whl
