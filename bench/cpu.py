@@ -11,6 +11,7 @@ Also prints tokenization throughput (reviews/s) for the full train split with th
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import subprocess
 import sys
@@ -28,7 +29,7 @@ SHARED_IMDB = PROJECT_ROOT.parent / "shared" / "data" / "imdb"
 CONFIGS = {"full": "configs/part1_distilbert_full.yaml", "lora": "configs/part1_distilbert_lora.yaml"}
 
 
-def plain_trainer_run(method: str, data_dir: str) -> dict:
+def plain_trainer_run(method: str, data_dir: str, sets: tuple = ()) -> dict:
     """The baseline: a plain Hugging Face Trainer script on the quick profile's model, data and settings."""
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, Trainer, TrainingArguments
@@ -36,7 +37,7 @@ def plain_trainer_run(method: str, data_dir: str) -> dict:
     from common.data import load_splits
     from common.models import build_peft_config, resolve_source
 
-    cfg = load_config(CONFIGS[method], "quick", (f"data.dir={data_dir}",))
+    cfg = load_config(CONFIGS[method], "quick", (f"data.dir={data_dir}", *sets))
     t0 = time.perf_counter()
     splits = load_splits(cfg.data)
     path = resolve_source(cfg.model.name_or_path)
@@ -81,10 +82,11 @@ def plain_trainer_run(method: str, data_dir: str) -> dict:
             "lr": cfg.train.learning_rate}
 
 
-def project_run(method: str, data_dir: str, out_dir: str) -> dict:
+def project_run(method: str, data_dir: str, out_dir: str, sets: tuple = ()) -> dict:
     t0 = time.perf_counter()
     cmd = [sys.executable, "-m", "part2_lora.train", "--config", CONFIGS[method], "--profile", "quick", "--force",
            "--set", f"data.dir={data_dir}", "--set", f"output.dir={out_dir}", "--set", "train.use_sweep_lr=false"]
+    cmd += [x for item in sets for x in ("--set", item)]
     r = subprocess.run(cmd, cwd=PROJECT_ROOT, capture_output=True, text=True,
                        env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
     wall = time.perf_counter() - t0
@@ -101,11 +103,11 @@ def tokenization_throughput(data_dir: str) -> dict:
     from common.models import build_tokenizer
 
     cfg = load_config(CONFIGS["full"], "quick", (f"data.dir={data_dir}",))
-    splits = load_splits(cfg.data.__class__(**{**cfg.data.__dict__, "train_samples": None, "val_samples": 0}))
+    splits = load_splits(dataclasses.replace(cfg.data, train_samples=None, val_samples=0))
     tok = build_tokenizer(cfg)
     out = {}
     with tempfile.TemporaryDirectory() as cache:
-        dcfg = cfg.data.__class__(**{**cfg.data.__dict__, "cache_dir": cache})
+        dcfg = dataclasses.replace(cfg.data, cache_dir=cache)
         for state in ("cold", "warm"):
             t0 = time.perf_counter()
             ds, hit = tokenize_split(splits.train, "train", splits.fingerprints["train"], tok, dcfg)
@@ -120,22 +122,24 @@ def main(argv=None) -> int:
     ap.add_argument("--data", default=str(SHARED_IMDB))
     ap.add_argument("--methods", default="full,lora")
     ap.add_argument("--out", default="results/bench")
+    ap.add_argument("--set", action="append", default=[], help="override for both runs (e.g. smaller samples)")
+    ap.add_argument("--no-tokenization", action="store_true", help="skip the 25,000-review tokenization timing")
     a = ap.parse_args(argv)
     env = collect_env("cpu")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for method in a.methods.split(","):
-            plain = plain_trainer_run(method, a.data)
-            proj = project_run(method, a.data, tmp)
+            plain = plain_trainer_run(method, a.data, tuple(a.set))
+            proj = project_run(method, a.data, tmp, tuple(a.set))
             rows.append({"method": method, "plain": plain, "project": proj, "speedup": plain["wall_s"] / proj["wall_s"]})
             print(f"[bench-cpu] {method}: plain {plain['wall_s']:.1f} s (acc {plain['accuracy']:.3f}), project "
                   f"{proj['wall_s']:.1f} s (acc {proj['accuracy']:.3f}, {proj['precision']}): "
                   f"{rows[-1]['speedup']:.2f}x", flush=True)
-    tok = tokenization_throughput(a.data)
+    tok = None if a.no_tokenization else tokenization_throughput(a.data)
     total_plain = sum(r["plain"]["wall_s"] for r in rows)
     total_proj = sum(r["project"]["wall_s"] for r in rows)
-    lines = [f"Device: {env['device']}; quick profile (MiniLM-L6, 3,000 train / 1,000 test reviews, 128 tokens, "
-             "1 epoch) vs a plain Trainer run of the same model, sample and settings.", "",
+    lines = [f"Device: {env['device']}; quick profile (MiniLM-L6 on a class-balanced IMDb sample, see "
+             "configs/profiles/quick.yaml) vs a plain Trainer run of the same model, sample and settings.", "",
              "| Method | Plain wall s | Plain train s | Plain acc | Project wall s | Project train s | Project acc | "
              "Project precision | Speed-up (wall) |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -143,10 +147,13 @@ def main(argv=None) -> int:
         lines.append(f"| {r['method']} | {p['wall_s']:.1f} | {p['train_s']:.1f} | {p['accuracy']:.3f} | "
                      f"{q['wall_s']:.1f} | {q['train_s']:.1f} | {q['accuracy']:.3f} | {q['precision']} | "
                      f"{r['speedup']:.2f}x |")
-    lines += [f"| both | {total_plain:.1f} | | | {total_proj:.1f} | | | | {total_plain / total_proj:.2f}x |", "",
-              f"Tokenization, full train split ({tok['cold']['reviews']:,} reviews): cold cache "
-              f"{tok['cold']['reviews_per_s']:,.0f} reviews/s ({tok['cold']['seconds']} s), warm cache "
-              f"{tok['warm']['reviews_per_s']:,.0f} reviews/s ({tok['warm']['seconds']} s)."]
+    lines += [f"| both | {total_plain:.1f} | | | {total_proj:.1f} | | | | {total_plain / total_proj:.2f}x |", ""]
+    if a.set:
+        lines += [f"Overrides for both runs: {', '.join(a.set)}.", ""]
+    if tok:
+        lines += [f"Tokenization, full train split ({tok['cold']['reviews']:,} reviews): cold cache "
+                  f"{tok['cold']['reviews_per_s']:,.0f} reviews/s ({tok['cold']['seconds']} s), warm cache "
+                  f"{tok['warm']['reviews_per_s']:,.0f} reviews/s ({tok['warm']['seconds']} s)."]
     text = "\n".join(lines)
     print(text)
     command = " ".join([Path(sys.executable).name, "-m", "bench.cpu", *(argv if argv is not None else sys.argv[1:])])
