@@ -139,7 +139,7 @@ def _memory(s) -> str:
     return f"{s['peak_rss_mib']:,.0f} MiB RSS (CPU)" if s["peak_rss_mib"] is not None else "–"
 
 
-def interpret(name: str, c: dict, base_s: dict, other_s: dict) -> str:
+def interpret(name: str, c: dict, base_s: dict, other_s: dict, base_lr=None) -> str:
     """One sentence per comparison, built from the numbers (never typed by hand)."""
     if "diff_mean" not in c:
         return f"{name}: no run of full FT with a common seed, so no paired comparison."
@@ -149,7 +149,8 @@ def interpret(name: str, c: dict, base_s: dict, other_s: dict) -> str:
     if other_s.get("trainable_params") and base_s.get("trainable_params"):
         ratio = f" while training {100 * other_s['trainable_params'] / base_s['trainable_params']:.2f}% as many " \
                 f"parameters"
-    text = f"{name} is {abs(d):.2f} points {direction} full fine-tuning{ratio}"
+    base = "full fine-tuning" + (f" (lr {base_lr})" if base_lr is not None else "")
+    text = f"{name} is {abs(d):.2f} points {direction} {base}{ratio}"
     ci = c.get("diff_ci")
     if ci:
         text += f"; 95% CI of the difference [{100 * ci[0]:.2f}, {100 * ci[1]:.2f}] ({c['ci_how']})"
@@ -164,6 +165,10 @@ def interpret(name: str, c: dict, base_s: dict, other_s: dict) -> str:
                 f"(seed{'s' if len(ps) > 1 else ''} {', '.join(map(str, c['mcnemar']))}); {sig} of {len(ps)} " \
                 f"below 0.05"
     return text + "."
+
+
+def _lr_kind(s: dict) -> str:
+    return s["lr_source"].split(":")[0]
 
 
 def _group_label(g: dict) -> str:
@@ -274,12 +279,16 @@ def part_section(output_dir: Path, part: str, plots: bool = True) -> list:
         if g["method"] == "full":
             continue
         for bg, bs in zip(groups, summaries):
-            if bg["method"] == "full" and all(bg[k] == g[k] for k in same):
+            # Like with like: learning rates from the config compare with the config's, swept with swept.
+            if bg["method"] == "full" and all(bg[k] == g[k] for k in same) \
+                    and _lr_kind(bs) == _lr_kind(s):
                 c = compare(output_dir, bg, g)
-                sentences.append(f"- Profile `{g['profile']}`: " + interpret(
-                    f"{METHOD_NAMES.get(g['method'], g['method'])} (lr {g['learning_rate']})", c, bs, s))
+                sentences.append(f"- Profile `{g['profile']}`, lr from {_lr_kind(s)}: " + interpret(
+                    f"{METHOD_NAMES.get(g['method'], g['method'])} (lr {g['learning_rate']})", c, bs, s,
+                    bg["learning_rate"]))
     if sentences:
-        lines += ["**Is the gap real?**", ""] + sentences + [""]
+        lines += ["**Is the gap real?** (each PEFT row group against the full-FT group with the same settings and "
+                  "the same way of choosing its learning rate)", ""] + sentences + [""]
     lines += ["Loss is the mean cross-entropy over the test reviews. It can disagree with accuracy: accuracy only "
               "counts which side of 0.5 a prediction falls on, while the loss also charges for confidence, "
               "heavily for confident mistakes. A method that is less often right but less confident when "

@@ -70,7 +70,8 @@ def test_summary_from_fixture_csvs(tmp_path):
     assert "| Full FT | 1,000 (100.00%) | 89.90% ± 0.10 |" in part1
     assert "| LoRA | 10 (1.00%) | 79.90% ± 0.10 |" in part1
     assert "t-interval over 3 seeds" in part1
-    assert "LoRA (lr 0.001) is 10.00 points below full fine-tuning while training 1.00% as many parameters" in part1
+    assert "LoRA (lr 0.001) is 10.00 points below full fine-tuning (lr 0.001) while training 1.00% as many " \
+           "parameters" in part1
     assert "excludes zero" in part1 and "3 of 3 below 0.05" in part1
     assert "accuracy 89.9%" in part1  # the seed report's LoRA figure, in its own column
     assert "s9" not in part1  # failed rows are not reported
