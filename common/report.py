@@ -270,6 +270,10 @@ def part_section(output_dir: Path, part: str, plots: bool = True) -> list:
             f"{ref_txt} |")
     lines.append("")
     lines.append("Settings of each row group: " + "; ".join(sorted({_group_label(g) for g in groups})) + ".")
+    dates = sorted(r.get("date", "") for r in rows if r.get("date"))
+    if dates:
+        lines.append(f"Runs dated {dates[0][:16].replace('T', ' ')} to {dates[-1][:16].replace('T', ' ')} UTC "
+                     f"({len(rows)} completed runs).")
     lines.append("95% CI: " + "; ".join(sorted({s["ci_how"] for s in summaries})) + ".")
     lines.append("")
     # Comparisons: every PEFT group against the full-FT group run with the same model/profile/data/device.
