@@ -21,9 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
+from bench import write_report
 from common.config import PROJECT_ROOT, load_config
 from common.env import collect_env, now_iso
-from common.records import read_csv_rows, write_atomic, write_json
+from common.records import read_csv_rows
 
 SHARED_IMDB = PROJECT_ROOT.parent / "shared" / "data" / "imdb"
 CONFIGS = {"full": "configs/part1_distilbert_full.yaml", "lora": "configs/part1_distilbert_lora.yaml"}
@@ -156,13 +157,8 @@ def main(argv=None) -> int:
                   f"{tok['warm']['reviews_per_s']:,.0f} reviews/s ({tok['warm']['seconds']} s)."]
     text = "\n".join(lines)
     print(text)
-    command = " ".join([Path(sys.executable).name, "-m", "bench.cpu", *(argv if argv is not None else sys.argv[1:])])
-    stamp = f"{now_iso()[:10]}-cpu-quick"
-    out = Path(a.out)
-    header = f"# CPU benchmark {stamp}\n\nCommand: `{command}`\n\nDate: {env['date']}; torch {env['torch']}, " \
-             f"transformers {env['transformers']}, peft {env['peft']}; git {str(env['git_commit'])[:12]}.\n\n"
-    write_atomic(out / f"{stamp}.md", (header + text + "\n").encode())
-    write_json(out / f"{stamp}.json", {"command": command, "env": env, "rows": rows, "tokenization": tok})
+    write_report(a.out, f"{now_iso()[:10]}-cpu-quick", "CPU benchmark", "bench.cpu", argv, env, text,
+                 {"rows": rows, "tokenization": tok})
     return 0
 
 

@@ -23,7 +23,8 @@ from pathlib import Path
 
 from common.config import PROJECT_ROOT
 from common.env import collect_env, now_iso
-from common.records import write_atomic, write_json
+from bench import write_report
+from common.sweep import RECIPES
 
 SHARED = PROJECT_ROOT.parent / "shared"
 METHODS = {  # name -> (part, config, seed_reference --model, --method)
@@ -32,7 +33,6 @@ METHODS = {  # name -> (part, config, seed_reference --model, --method)
     "bert-full": ("part2", "configs/part2_bert_full.yaml", "bert", "full"),
     "bert-prefix": ("part2", "configs/part2_bert_prefix.yaml", "bert", "prefix"),
 }
-RECIPES = {"part1": "part2_lora.train", "part2": "part3_prefix.train"}
 # Dense bf16/fp16 tensor-core peak (TFLOP/s) by card name fragment, for MFU.
 PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L4": 121.0, "A10": 125.0}
 # Published architectures: (layers, hidden, ffn). FLOPs per token = 6 * matmul params + 12 * layers * hidden * seq.
@@ -150,15 +150,9 @@ def main(argv=None) -> int:
               f"ratio {row['ratio_ms']:.2f}", flush=True)
     text = table(rows, env["device"], a.steps)
     print(text)
-    out = Path(a.out)
     stamp = f"{now_iso()[:10]}-{env['device'].split('(')[0].strip().replace(' ', '_')}"
-    command = " ".join([Path(sys.executable).name, "-m", "bench.gpu", *(argv if argv is not None else sys.argv[1:])])
-    header = f"# Benchmark {stamp}\n\nCommand: `{command}`\n\nDate: {env['date']}; packages: torch {env['torch']}, " \
-             f"transformers {env['transformers']}, peft {env['peft']}; git {str(env['git_commit'])[:12]}" \
-             f"{' (dirty)' if env['git_dirty'] else ''}.\n\n"
-    write_atomic(out / f"{stamp}.md", (header + text + "\n").encode())
-    write_json(out / f"{stamp}.json", {"command": command, "env": env, "steps": a.steps, "rows": rows})
-    print(f"[bench] wrote {out / (stamp + '.md')}")
+    path = write_report(a.out, stamp, "Benchmark", "bench.gpu", argv, env, text, {"steps": a.steps, "rows": rows})
+    print(f"[bench] wrote {path}")
     return 0
 
 

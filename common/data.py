@@ -204,9 +204,9 @@ def tokenize_splits(splits: Splits, tokenizer, cfg: DataCfg, padding: str = "dyn
 
 def write_hub_imdb(out_dir: str, dataset_id: str = "stanfordnlp/imdb") -> list:
     """Download IMDb from the hub and write train/test CSVs with the study's columns (sentences, labels)."""
-    from common.models import _hub_reachable
+    from common.models import hub_reachable
 
-    if not _hub_reachable():
+    if not hub_reachable():
         raise UserError(
             f"make data: the Hugging Face hub is not reachable (offline), so {dataset_id} cannot be downloaded. "
             f"Point the runs at local CSVs instead: DATA_DIR=DIR (or --set data.dir=DIR) where DIR holds "

@@ -47,7 +47,7 @@ def resolve_source(name: str, key: str = "model.name_or_path") -> str:
     return name  # a hub id
 
 
-def _hub_reachable(timeout: float = 3.0) -> bool:
+def hub_reachable(timeout: float = 3.0) -> bool:
     if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
         return False
     host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
@@ -70,7 +70,7 @@ def _hub_cached(repo_id: str, filename: str = "config.json") -> bool:
 def ensure_available(name: str, key: str) -> str:
     """Fail in one second, not after minutes of retries, when a hub model is neither cached nor reachable."""
     src = resolve_source(name, key)
-    if os.path.exists(src) or _hub_cached(src) or _hub_reachable():
+    if os.path.exists(src) or _hub_cached(src) or hub_reachable():
         return src
     raise UserError(
         f"{key}: '{name}' is not in the local Hugging Face cache and the hub cannot be reached (offline). "
@@ -108,7 +108,7 @@ def build_tokenizer(cfg: RunCfg):
     if src.endswith(".txt"):
         return BertTokenizerFast(vocab_file=src, do_lower_case=True)
     if cfg.model.init == "random" and not cfg.model.tokenizer and src in KNOWN_ARCHITECTURES \
-            and not _hub_cached(src) and not _hub_reachable():
+            and not _hub_cached(src) and not hub_reachable():
         raise UserError(f"model.tokenizer: random init of '{src}' offline needs a tokenizer: set model.tokenizer to "
                         f"a WordPiece vocab, e.g. ../shared/data/vocab/bert-base-uncased-vocab.txt")
     tok = AutoTokenizer.from_pretrained(ensure_available(name, key), use_fast=True)

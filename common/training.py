@@ -211,7 +211,8 @@ def train_and_evaluate(model, tokenizer, encoded: dict, cfg: RunCfg, evaluate_te
     # miss tensor-core-friendly GEMM shapes and the aligned-mask fast paths of fused attention (a likely cause of
     # the seed's slow group_by_length run; not yet confirmed on a GPU), and it bounds distinct shapes to 256/16.
     collator = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=16 if device == "cuda" else None)
-    bucket = np.asarray(encoded["train"]["length"]) if t.length_buckets and t.padding == "dynamic" else None
+    lengths = np.asarray(encoded["train"]["length"])  # read once: buckets, and the real-token count below
+    bucket = lengths if t.length_buckets and t.padding == "dynamic" else None
     val = encoded.get("val")
     val_sorted = _sorted_for_eval(val)[0] if val is not None else None
     with tempfile.TemporaryDirectory(prefix="imdb-peft-trainer-") as tmp:
@@ -247,7 +248,6 @@ def train_and_evaluate(model, tokenizer, encoded: dict, cfg: RunCfg, evaluate_te
                                   "pred": logits.argmax(axis=1), "prob_pos": probs}
     train_time = train_wall - val_time
     n_seen = trainer.state.global_step * t.batch_size if t.max_steps else len(encoded["train"]) * t.epochs
-    lengths = np.asarray(encoded["train"]["length"])
     # Real (non-pad) tokens trained on: the benchmark's MFU counts these, not padding.
     real_tokens = int(lengths.sum() * t.epochs) if not t.max_steps else int(lengths.mean() * n_seen)
     m = out["metrics"]
