@@ -42,7 +42,7 @@ bench:
 	$(PY) -m bench.gpu $(if $(DATA_DIR),--data $(DATA_DIR)) $(if $(STEPS),--steps $(STEPS)) $(ARGS)
 
 bench-cpu:
-	$(PY) -m bench.cpu $(if $(DATA_DIR),--data $(DATA_DIR)) $(ARGS)
+	$(PY) -m bench.cpu $(if $(DATA_DIR),--data $(DATA_DIR)) $(if $(SEEDS),--seeds $(SEEDS)) $(ARGS)
 
 data:
 	$(PY) -m common.data --out data/imdb

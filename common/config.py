@@ -31,7 +31,9 @@ class ModelCfg:
     # Architecture overrides applied to the model config (tiny random models for tests).
     config_overrides: dict = field(default_factory=dict)
     # sdpa: fused attention kernels; eager: the reference implementation (numerically the same maths).
-    attn_implementation: str = "sdpa"
+    # auto: sdpa, except eager when train.dropout_kernel resolves to fast (SDPA draws its attention dropout
+    # inside the kernel, where the fast kernel cannot reach; on CPU SDPA with dropout runs unfused anyway).
+    attn_implementation: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,10 @@ class TrainCfg:
     torch_compile: bool = False
     # auto: fused AdamW on CUDA, plain AdamW on CPU (same update rule).
     optim: str = "auto"
+    # Dropout masks. torch: bernoulli_ per element. fast: 16 random bits per element from the same generator,
+    # drop probability rounded to 1/32768 (common/dropout.py): 3.7x cheaper masks on CPU, where dropout was 45%
+    # of a LoRA step. auto: fast on CPU, torch on CUDA (whose fused dropout is already cheap).
+    dropout_kernel: str = "auto"
     dataloader_workers: int = 2
     # Stop after this many optimizer steps (benchmarks); null means full epochs.
     max_steps: Optional[int] = None
@@ -318,7 +324,7 @@ def validate(cfg: RunCfg, sources: dict, default_src: str) -> list:
     if not cfg.model.name_or_path:
         bad("model.name_or_path", "must not be empty")
     choice("model.init", cfg.model.init, ("pretrained", "random"))
-    choice("model.attn_implementation", cfg.model.attn_implementation, ("sdpa", "eager"))
+    choice("model.attn_implementation", cfg.model.attn_implementation, ("auto", "sdpa", "eager"))
     if not cfg.data.dir:
         bad("data.dir", "must not be empty")
     at_least("data.max_length", cfg.data.max_length, 8)
@@ -358,6 +364,7 @@ def validate(cfg: RunCfg, sources: dict, default_src: str) -> list:
     choice("train.device", t.device, DEVICES)
     choice("train.padding", t.padding, ("dynamic", "max_length"))
     choice("train.optim", t.optim, ("auto", "adamw_torch", "adamw_torch_fused"))
+    choice("train.dropout_kernel", t.dropout_kernel, ("auto", "torch", "fast"))
     at_least("train.dataloader_workers", t.dataloader_workers, 0)
     at_least("train.max_steps", t.max_steps, 1)
     if not cfg.output.dir:

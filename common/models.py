@@ -134,10 +134,10 @@ def build_peft_config(cfg: RunCfg):
     raise UserError(f"peft.method: unknown method {p.method!r}")  # validated earlier; kept for direct callers
 
 
-def _bare_model(cfg: RunCfg, config, pretrained: bool):
+def _bare_model(cfg: RunCfg, config, pretrained: bool, attn: str):
     from transformers import AutoModelForSequenceClassification
 
-    kw = {"attn_implementation": cfg.model.attn_implementation}
+    kw = {"attn_implementation": attn}
     if pretrained:
         return AutoModelForSequenceClassification.from_pretrained(
             ensure_available(cfg.model.name_or_path, "model.name_or_path"), config=config, **kw)
@@ -185,17 +185,23 @@ def build_model(cfg: RunCfg, config=None, meta: bool = False):
 
     from transformers import set_seed
 
+    from common.dropout import swap_dropout
+    from common.training import pick_attention, pick_device, pick_dropout_kernel
+
     config = config if config is not None else load_model_config(cfg)
+    device = pick_device(cfg)
     if not meta:
         set_seed(cfg.train.seed)  # the classifier head and adapter weights are drawn from this seed
     pretrained = cfg.model.init == "pretrained" and not meta
     ctx = torch.device("meta") if meta else contextlib.nullcontext()
     with ctx:
-        model = _bare_model(cfg, config, pretrained)
+        model = _bare_model(cfg, config, pretrained, pick_attention(cfg, device))
         check_compatible(cfg, config, model)
         peft_config = build_peft_config(cfg)
         if peft_config is not None:
             model = get_peft_model(model, peft_config)
+    if pick_dropout_kernel(cfg, device) == "fast":
+        swap_dropout(model)  # after peft, so LoRA's dropout is swapped too
     return model
 
 

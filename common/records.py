@@ -18,7 +18,7 @@ CSV_COLUMNS = [
     "run_id", "part", "method", "model", "profile", "seed", "learning_rate", "lr_source", "accuracy", "loss", "f1",
     "val_accuracy", "val_loss", "trainable_params", "total_params", "trainable_pct", "train_time_s", "eval_time_s",
     "train_samples_per_s", "peak_mem_allocated_mib", "peak_mem_reserved_mib", "peak_rss_mib", "device",
-    "precision", "train_samples", "test_samples", "max_length", "epochs", "date", "git_commit", "status",
+    "precision", "dropout_kernel", "train_samples", "test_samples", "max_length", "epochs", "date", "git_commit", "status",
 ]
 
 # Settings that do not change what a run computes are left out of its identity.
@@ -127,6 +127,7 @@ def csv_row(record: dict) -> dict:
                                  "peak_mem_reserved_mib", "peak_rss_mib")},
         "trainable_params": p.get("trainable"), "total_params": p.get("total"), "trainable_pct": p.get("trainable_pct"),
         "device": e.get("device"), "precision": record.get("precision"),
+        "dropout_kernel": (record.get("kernels") or {}).get("dropout"),
         "train_samples": record["data"]["train_samples"], "test_samples": record["data"]["test_samples"],
         "max_length": c["data"]["max_length"], "epochs": c["train"]["epochs"], "date": e.get("date"),
         "git_commit": (e.get("git_commit") or "")[:12], "status": record["status"],

@@ -30,7 +30,7 @@ SEED_REPORT = {
 }
 
 GROUP_KEYS = ("method", "model", "profile", "learning_rate", "max_length", "train_samples", "test_samples",
-              "epochs", "device", "precision")
+              "epochs", "device", "precision", "dropout_kernel")
 
 
 def _f(x):
@@ -45,6 +45,8 @@ def load_rows(output_dir: Path, part: str) -> list:
     rows = OrderedDict()
     for r in records.read_csv_rows(output_dir / f"{part}.csv"):
         if r.get("status") == "completed":
+            # Rows written before the dropout kernel was recorded ran torch's dropout: it was the only kernel.
+            r["dropout_kernel"] = r.get("dropout_kernel") or "torch"
             rows.pop(r["run_id"], None)
             rows[r["run_id"]] = r
     return list(rows.values())
@@ -173,7 +175,8 @@ def _lr_kind(s: dict) -> str:
 
 def _group_label(g: dict) -> str:
     return (f"profile `{g['profile']}`: {g['model']}, {g['train_samples']} train / {g['test_samples']} test "
-            f"reviews, max_length {g['max_length']}, {g['epochs']} epoch(s), {g['device']}, {g['precision']}")
+            f"reviews, max_length {g['max_length']}, {g['epochs']} epoch(s), {g['device']}, {g['precision']}, "
+            f"{g['dropout_kernel']} dropout")
 
 
 def write_plots(output_dir: Path, part: str, groups: list, summaries: list) -> list:
@@ -266,7 +269,8 @@ def part_section(output_dir: Path, part: str, plots: bool = True) -> list:
             f"({s['trainable_pct']:.2f}%) | {_pm(s['acc_mean'], s['acc_std'], s['n'], 100, '{:.2f}%', '{:.2f}')} | "
             f"{_ci(s.get('acc_ci'))} | "
             f"{loss} | {_num(s['train_time_s'], '{:,.1f} s')} | {_memory(s)} | {', '.join(map(str, s['seeds']))} | "
-            f"{g['learning_rate']} ({s['lr_source']}) | {g['device']}, {g['precision']}, profile `{g['profile']}` | "
+            f"{g['learning_rate']} ({s['lr_source']}) | {g['device']}, {g['precision']}, {g['dropout_kernel']} dropout, "
+            f"profile `{g['profile']}` | "
             f"{ref_txt} |")
     lines.append("")
     lines.append("Settings of each row group: " + "; ".join(sorted({_group_label(g) for g in groups})) + ".")
@@ -277,7 +281,8 @@ def part_section(output_dir: Path, part: str, plots: bool = True) -> list:
     lines.append("95% CI: " + "; ".join(sorted({s["ci_how"] for s in summaries})) + ".")
     lines.append("")
     # Comparisons: every PEFT group against the full-FT group run with the same model/profile/data/device.
-    same = ("model", "profile", "max_length", "train_samples", "test_samples", "epochs", "device", "precision")
+    same = ("model", "profile", "max_length", "train_samples", "test_samples", "epochs", "device", "precision",
+            "dropout_kernel")
     sentences = []
     for g, s in zip(groups, summaries):
         if g["method"] == "full":

@@ -121,6 +121,7 @@ def build_record(plan: Plan, status: str, result: dict = None, error: str = None
                  "train_samples": len(plan.splits.train.text), "val_samples": len(plan.splits.val.text),
                  "test_samples": len(plan.splits.test.text)},
         "metrics": result.get("metrics", {}), "params": plan.params, "precision": result.get("precision"),
+        "kernels": {"dropout": result.get("dropout_kernel"), "attention": result.get("attn_implementation")},
         "curves": result.get("curves", {}), "predictions_file": result.get("predictions_file"),
         "env": collect_env(device), "error": error,
     }

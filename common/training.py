@@ -49,6 +49,20 @@ def pick_precision(cfg: RunCfg, device: str) -> str:
     return p
 
 
+def pick_dropout_kernel(cfg: RunCfg, device: str) -> str:
+    """auto: the fast mask kernel on CPU (dropout was 45% of a LoRA step there), torch's own on CUDA."""
+    k = cfg.train.dropout_kernel
+    return ("fast" if device == "cpu" else "torch") if k == "auto" else k
+
+
+def pick_attention(cfg: RunCfg, device: str) -> str:
+    """auto: sdpa, or eager when the fast dropout kernel is on, so attention-probability dropout uses it too."""
+    a = cfg.model.attn_implementation
+    if a != "auto":
+        return a
+    return "eager" if pick_dropout_kernel(cfg, device) == "fast" else "sdpa"
+
+
 def estimate_cpu_hours(cfg: RunCfg, n_train: int, n_params: int, mean_tokens: float) -> float:
     """Rough CPU training time: 6 FLOPs per parameter per token (forward + backward), at CPU_FLOPS."""
     steps_tokens = n_train * cfg.train.epochs * mean_tokens
@@ -271,5 +285,7 @@ def train_and_evaluate(model, tokenizer, encoded: dict, cfg: RunCfg, evaluate_te
         m["val_accuracy"] = curves[-1]["val_accuracy"]
         m["val_loss"] = curves[-1]["val_loss"]
     train_curve = [{"step": h["step"], "epoch": h.get("epoch"), "loss": h["loss"]} for h in history if "loss" in h]
-    out.update({"device": device, "precision": precision, "curves": {"val": curves, "train": train_curve}})
+    out.update({"device": device, "precision": precision, "dropout_kernel": pick_dropout_kernel(cfg, device),
+                "attn_implementation": model.config._attn_implementation,
+                "curves": {"val": curves, "train": train_curve}})
     return out

@@ -32,12 +32,15 @@ def test_cpu_bench_on_a_small_sample(tmp_path):
     from bench import cpu
 
     sets = ["data.train_samples=32", "data.val_samples=8", "data.test_samples=16", "data.max_length=32"]
-    rc = cpu.main(["--methods", "lora", "--out", str(tmp_path), "--no-tokenization", "--data", str(IMDB),
+    rc = cpu.main(["--methods", "lora", "--seeds", "0,1", "--out", str(tmp_path), "--no-tokenization",
+                   "--data", str(IMDB),
                    *[x for s in sets for x in ("--set", s)]])
     assert rc == 0
     rec = json.loads(next(tmp_path.glob("*.json")).read_text())
-    (row,) = rec["rows"]
-    assert row["method"] == "lora" and row["speedup"] > 0
+    assert [(r["method"], r["seed"]) for r in rec["rows"]] == [("lora", 0), ("lora", 1)]
+    row = rec["rows"][0]
+    assert row["method"] == "lora" and row["speedup"] > 0 and row["project"]["dropout_kernel"] == "fast"
     assert 0 <= row["plain"]["accuracy"] <= 1 and 0 <= row["project"]["accuracy"] <= 1
     assert row["plain"]["lr"] == row["project"]["lr"]  # same settings on both sides
-    assert "Overrides for both runs" in next(tmp_path.glob("*.md")).read_text()
+    md = next(tmp_path.glob("*.md")).read_text()
+    assert "Overrides for both runs" in md and "| lora | mean |" in md and "| all | 0,1 |" in md

@@ -90,6 +90,8 @@ def test_all_problems_are_reported_together(tmp_path):
     ("peft", "method", "adalora", "must be one of"),
     ("model", "init", "zeros", "must be one of"),
     ("train", "allow_cpu", "yes", "expected bool"),
+    ("train", "dropout_kernel", "philox", "must be one of"),
+    ("model", "attn_implementation", "flash", "must be one of"),
 ])
 def test_bad_values(tmp_path, section, key, value, expect):
     path = _write(tmp_path, {"part": "part1", section: {key: value}})

@@ -1,0 +1,103 @@
+"""The fast dropout kernel: its drop rate, unbiased scaling, gradient, seeding, and where it is switched on."""
+import math
+
+import pytest
+import torch
+
+from common.config import load_config
+from common.dropout import FastDropout, keep_mask, rounded_p, swap_dropout
+from common.training import pick_attention, pick_dropout_kernel
+
+
+def _within(observed: float, p: float, n: int, sigmas: float = 5.0) -> bool:
+    return abs(observed - p) < sigmas * math.sqrt(p * (1 - p) / n)
+
+
+@pytest.mark.parametrize("p", [0.05, 0.1, 0.5, 0.9])
+def test_drop_rate_matches_p_in_every_16_bit_chunk(p):
+    torch.manual_seed(0)
+    n = 2_000_000
+    mask = keep_mask((n,), p)
+    assert mask.dtype == torch.uint8 and set(mask.unique().tolist()) <= {0, 1}
+    dropped = 1.0 - mask.double().mean().item()
+    assert _within(dropped, rounded_p(p), n)
+    # Each of the four 16-bit chunks of a random word (one of which has only 15 random bits) drops at p.
+    for col in mask.view(-1, 4).double().mean(0).tolist():
+        assert _within(1.0 - col, rounded_p(p), n // 4)
+
+
+def test_rounded_p_is_close_to_p():
+    assert rounded_p(0.1) == 3277 / 32768 and abs(rounded_p(0.1) - 0.1) < 1e-5
+    assert rounded_p(0.05) == 1638 / 32768 and rounded_p(0.0) == 0.0
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_output_and_gradient_scale_the_kept_values(dtype):
+    torch.manual_seed(1)
+    x = (torch.rand(64, 33, 17) + 0.5).to(dtype).requires_grad_(True)  # no zeros: a zero output means dropped
+    drop = FastDropout(0.1).train()
+    y = drop(x)
+    assert y.dtype == dtype and y.shape == x.shape
+    kept = y != 0
+    scale = 1.0 / (1.0 - rounded_p(0.1))
+    expect = (x.detach().float() * scale).to(dtype)
+    assert torch.equal(y.detach()[kept], expect[kept])
+    g = torch.randn_like(x)
+    y.backward(g)
+    assert torch.equal(x.grad[~kept], torch.zeros_like(x.grad[~kept]))
+    assert torch.equal(x.grad[kept], (g.float() * scale).to(dtype)[kept])
+
+
+def test_mean_is_preserved():
+    torch.manual_seed(2)
+    y = FastDropout(0.1).train()(torch.ones(1_000_000))
+    assert abs(y.mean().item() - 1.0) < 5 * math.sqrt(rounded_p(0.1) / (1 - rounded_p(0.1)) / 1e6)
+
+
+def test_eval_mode_and_zero_p_are_identity():
+    x = torch.randn(8, 8)
+    assert FastDropout(0.1).eval()(x) is x
+    assert FastDropout(0.0).train()(x) is x
+
+
+def test_masks_follow_torch_seed():
+    torch.manual_seed(3)
+    a = keep_mask((4096,), 0.1)
+    torch.manual_seed(3)
+    b = keep_mask((4096,), 0.1)
+    torch.manual_seed(4)
+    c = keep_mask((4096,), 0.1)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_swap_replaces_every_dropout_including_lora():
+    from peft import LoraConfig, get_peft_model
+    from transformers import BertConfig, BertForSequenceClassification
+
+    cfg = BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=64, attn_implementation="eager")
+    model = get_peft_model(BertForSequenceClassification(cfg),
+                           LoraConfig(task_type="SEQ_CLS", r=2, lora_alpha=4, lora_dropout=0.05,
+                                      target_modules=["query", "value"]))
+    before = sum(type(m) is torch.nn.Dropout for m in model.modules())
+    # embeddings 1 + per layer 3 (attention probs, attention output, FFN output) x 2 + classifier 1 + LoRA 2 x 2
+    assert before == 1 + 3 * 2 + 1 + 4
+    assert swap_dropout(model) == before
+    assert not any(type(m) is torch.nn.Dropout for m in model.modules())
+    ps = sorted({round(m.p, 3) for m in model.modules() if isinstance(m, FastDropout)})
+    assert ps == [0.05, 0.1]
+    model.train()
+    ids = torch.randint(0, 100, (4, 12))
+    out = model(input_ids=ids, attention_mask=torch.ones_like(ids), labels=torch.tensor([0, 1, 0, 1]))
+    out.loss.backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+def test_auto_picks_fast_and_eager_on_cpu_torch_and_sdpa_on_cuda():
+    cfg = load_config("configs/part1_distilbert_lora.yaml")
+    assert (pick_dropout_kernel(cfg, "cpu"), pick_attention(cfg, "cpu")) == ("fast", "eager")
+    assert (pick_dropout_kernel(cfg, "cuda"), pick_attention(cfg, "cuda")) == ("torch", "sdpa")
+    cfg = load_config("configs/part1_distilbert_lora.yaml", sets=("train.dropout_kernel=torch",))
+    assert (pick_dropout_kernel(cfg, "cpu"), pick_attention(cfg, "cpu")) == ("torch", "sdpa")
+    cfg = load_config("configs/part1_distilbert_lora.yaml", sets=("model.attn_implementation=sdpa",))
+    assert (pick_dropout_kernel(cfg, "cpu"), pick_attention(cfg, "cpu")) == ("fast", "sdpa")
