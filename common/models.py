@@ -185,7 +185,7 @@ def build_model(cfg: RunCfg, config=None, meta: bool = False):
 
     from transformers import set_seed
 
-    from common.dropout import swap_dropout
+    from common.dropout import eager_attention_in_training, swap_dropout
     from common.training import pick_attention, pick_device, pick_dropout_kernel
 
     config = config if config is not None else load_model_config(cfg)
@@ -195,13 +195,16 @@ def build_model(cfg: RunCfg, config=None, meta: bool = False):
     pretrained = cfg.model.init == "pretrained" and not meta
     ctx = torch.device("meta") if meta else contextlib.nullcontext()
     with ctx:
-        model = _bare_model(cfg, config, pretrained, pick_attention(cfg, device))
+        attn = pick_attention(cfg, device, config.model_type)
+        model = _bare_model(cfg, config, pretrained, attn)
         check_compatible(cfg, config, model)
         peft_config = build_peft_config(cfg)
         if peft_config is not None:
             model = get_peft_model(model, peft_config)
     if pick_dropout_kernel(cfg, device) == "fast":
         swap_dropout(model)  # after peft, so LoRA's dropout is swapped too
+        if cfg.model.attn_implementation == "auto" and attn == "sdpa":
+            eager_attention_in_training(model)
     return model
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from common.config import RunCfg
+from common.dropout import attention_label
 from common.errors import UserError
 
 # Training throughput of the 2-core development CPU, measured: MiniLM-L6 (22.7M params), 2,000 reviews x ~105
@@ -55,12 +56,18 @@ def pick_dropout_kernel(cfg: RunCfg, device: str) -> str:
     return ("fast" if device == "cpu" else "torch") if k == "auto" else k
 
 
-def pick_attention(cfg: RunCfg, device: str) -> str:
-    """auto: sdpa, or eager when the fast dropout kernel is on, so attention-probability dropout uses it too."""
+# Model types whose SDPA attention can train through their eager path (common/dropout.py).
+TRAIN_EAGER_TYPES = ("bert",)
+
+
+def pick_attention(cfg: RunCfg, device: str, model_type: str = "bert") -> str:
+    """auto: sdpa; with the fast dropout kernel, models other than BERT are built eager so that their
+    attention-probability dropout uses it too (BERT keeps SDPA and trains eager: build_model)."""
     a = cfg.model.attn_implementation
     if a != "auto":
         return a
-    return "eager" if pick_dropout_kernel(cfg, device) == "fast" else "sdpa"
+    fast = pick_dropout_kernel(cfg, device) == "fast"
+    return "eager" if fast and model_type not in TRAIN_EAGER_TYPES else "sdpa"
 
 
 def estimate_cpu_hours(cfg: RunCfg, n_train: int, n_params: int, mean_tokens: float) -> float:
@@ -286,6 +293,6 @@ def train_and_evaluate(model, tokenizer, encoded: dict, cfg: RunCfg, evaluate_te
         m["val_loss"] = curves[-1]["val_loss"]
     train_curve = [{"step": h["step"], "epoch": h.get("epoch"), "loss": h["loss"]} for h in history if "loss" in h]
     out.update({"device": device, "precision": precision, "dropout_kernel": pick_dropout_kernel(cfg, device),
-                "attn_implementation": model.config._attn_implementation,
+                "attn_implementation": attention_label(model),
                 "curves": {"val": curves, "train": train_curve}})
     return out

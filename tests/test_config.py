@@ -1,5 +1,4 @@
 """Every YAML validates; bad keys and values fail together, naming file and key; the loader never tracebacks."""
-from pathlib import Path
 
 import pytest
 import yaml

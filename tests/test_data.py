@@ -2,7 +2,6 @@
 import gzip
 
 import numpy as np
-import pytest
 
 from common.config import DataCfg
 from common.data import load_splits, tokenize_splits

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from common.config import load_config
-from common.dropout import FastDropout, keep_mask, rounded_p, swap_dropout
+from common.dropout import (FastDropout, attention_label, eager_attention_in_training, keep_mask, rounded_p,
+                            swap_dropout)
 from common.training import pick_attention, pick_dropout_kernel
 
 
@@ -21,14 +22,14 @@ def test_drop_rate_matches_p_in_every_16_bit_chunk(p):
     assert mask.dtype == torch.uint8 and set(mask.unique().tolist()) <= {0, 1}
     dropped = 1.0 - mask.double().mean().item()
     assert _within(dropped, rounded_p(p), n)
-    # Each of the four 16-bit chunks of a random word (one of which has only 15 random bits) drops at p.
+    # Each of the four 16-bit chunks of a random 64-bit word drops at p (none is short of random bits).
     for col in mask.view(-1, 4).double().mean(0).tolist():
         assert _within(1.0 - col, rounded_p(p), n // 4)
 
 
 def test_rounded_p_is_close_to_p():
-    assert rounded_p(0.1) == 3277 / 32768 and abs(rounded_p(0.1) - 0.1) < 1e-5
-    assert rounded_p(0.05) == 1638 / 32768 and rounded_p(0.0) == 0.0
+    assert rounded_p(0.1) == 6554 / 65536 and abs(rounded_p(0.1) - 0.1) < 1e-5
+    assert rounded_p(0.05) == 3277 / 65536 and rounded_p(0.0) == 0.0
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
@@ -93,11 +94,61 @@ def test_swap_replaces_every_dropout_including_lora():
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
 
 
-def test_auto_picks_fast_and_eager_on_cpu_torch_and_sdpa_on_cuda():
+def test_auto_picks_fast_dropout_on_cpu_and_torch_on_cuda():
     cfg = load_config("configs/part1_distilbert_lora.yaml")
-    assert (pick_dropout_kernel(cfg, "cpu"), pick_attention(cfg, "cpu")) == ("fast", "eager")
-    assert (pick_dropout_kernel(cfg, "cuda"), pick_attention(cfg, "cuda")) == ("torch", "sdpa")
+    assert pick_dropout_kernel(cfg, "cpu") == "fast" and pick_dropout_kernel(cfg, "cuda") == "torch"
+    # DistilBERT's SDPA cannot train eager, so with the fast kernel it is built eager; BERT keeps SDPA.
+    assert pick_attention(cfg, "cpu", "distilbert") == "eager" and pick_attention(cfg, "cpu", "bert") == "sdpa"
+    assert pick_attention(cfg, "cuda", "distilbert") == "sdpa"
     cfg = load_config("configs/part1_distilbert_lora.yaml", sets=("train.dropout_kernel=torch",))
-    assert (pick_dropout_kernel(cfg, "cpu"), pick_attention(cfg, "cpu")) == ("torch", "sdpa")
+    assert (pick_dropout_kernel(cfg, "cpu"), pick_attention(cfg, "cpu", "distilbert")) == ("torch", "sdpa")
     cfg = load_config("configs/part1_distilbert_lora.yaml", sets=("model.attn_implementation=sdpa",))
-    assert (pick_dropout_kernel(cfg, "cpu"), pick_attention(cfg, "cpu")) == ("fast", "sdpa")
+    assert (pick_dropout_kernel(cfg, "cpu"), pick_attention(cfg, "cpu", "distilbert")) == ("fast", "sdpa")
+
+
+def _tiny_bert(attn: str, **kw):
+    from transformers import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=64, attn_implementation=attn, **kw)
+    return BertForSequenceClassification(cfg)
+
+
+def test_bert_sdpa_trains_through_eager_attention_and_evaluates_with_sdpa():
+    model = _tiny_bert("sdpa")
+    reference = _tiny_bert("eager")  # same seed, same weights
+    swap_dropout(model)
+    assert eager_attention_in_training(model) == 2 and attention_label(model) == "sdpa (eager while training)"
+    calls = []
+    for layer in model.bert.encoder.layer:
+        layer.attention.self.dropout.register_forward_hook(lambda *a: calls.append(1))
+    ids = torch.randint(0, 100, (3, 10))
+    mask = torch.ones_like(ids)
+    mask[0, 6:] = 0  # padding: the SDPA-shaped mask must work in the eager path too
+    model.train()
+    out = model(input_ids=ids, attention_mask=mask, labels=torch.tensor([0, 1, 0]))
+    out.loss.backward()
+    assert len(calls) == 2  # attention-probability dropout ran as the (fast) module in both layers
+    model.eval()
+    reference.eval()
+    calls.clear()
+    with torch.no_grad():
+        got = model(input_ids=ids, attention_mask=mask).logits
+        want = reference(input_ids=ids, attention_mask=mask).logits
+    assert not calls and torch.allclose(got, want, atol=1e-5)  # evaluation: SDPA, same maths as eager
+    # The eager path with SDPA's mask gives the eager model's numbers: dropout modules set to identity, while
+    # dropout_prob > 0 still routes training through the eager path.
+    nodrop, nodrop_ref = _tiny_bert("sdpa"), _tiny_bert("eager")
+    eager_attention_in_training(nodrop)
+    for m in (nodrop, nodrop_ref):
+        for name, child in list(m.named_modules()):
+            if isinstance(child, torch.nn.Dropout):
+                child.p = 0.0
+        m.train()
+    eager_calls = []
+    for layer in nodrop.bert.encoder.layer:
+        layer.attention.self.dropout.register_forward_hook(lambda *a: eager_calls.append(1))
+    got = nodrop(input_ids=ids, attention_mask=mask).logits
+    assert len(eager_calls) == 2
+    assert torch.allclose(got, nodrop_ref(input_ids=ids, attention_mask=mask).logits, atol=1e-5)
