@@ -7,7 +7,9 @@ STEPS=${1:-300}
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
 mkdir -p ../shared/data/imdb ../shared/data/vocab ../shared/bench
-cp .devdata/*.csv.gz ../shared/data/imdb/ && cp .devdata/bert-base-uncased-vocab.txt ../shared/data/vocab/
+# The device machine has no ../shared: recreate the parts the benchmark reads (never overwrite a real one).
+[ -f ../shared/data/imdb/train.csv.gz ] || cp .devdata/*.csv.gz ../shared/data/imdb/
+[ -f ../shared/data/vocab/bert-base-uncased-vocab.txt ] || cp .devdata/bert-base-uncased-vocab.txt ../shared/data/vocab/
 [ -f ../shared/bench/seed_reference.py ] || cp .devdata/seed_reference.py ../shared/bench/ 2>/dev/null
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
 python3 -c "import torch, transformers, peft; print(torch.__version__, transformers.__version__, peft.__version__)"

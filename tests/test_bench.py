@@ -44,3 +44,14 @@ def test_cpu_bench_on_a_small_sample(tmp_path):
     assert row["plain"]["lr"] == row["project"]["lr"]  # same settings on both sides
     md = next(tmp_path.glob("*.md")).read_text()
     assert "Overrides for both runs" in md and "| lora | mean |" in md and "| all | 0,1 |" in md
+
+
+def test_cpu_kernel_ab_reports_each_variant(tmp_path):
+    from bench import cpu_kernels
+
+    assert cpu_kernels.main(["--methods", "lora", "--pairs", "1", "--length", "16", "--out", str(tmp_path)]) == 0
+    rows = json.loads(next(tmp_path.glob("*-cpu-kernels.json")).read_text())["rows"]
+    got = {r["variant"]: (r["dropout_kernel"], r["precision"]) for r in rows}
+    assert got["default"][0] == "fast" and got["torch dropout"][0] == "torch"
+    assert got["torch dropout, fp32"] == ("torch", "fp32")
+    assert all(r["ms_per_step"] > 0 and len(r["samples_ms"]) == 1 for r in rows)
