@@ -79,7 +79,7 @@ def main(argv=None) -> int:
     rows = [r for m in a.methods.split(",") for r in measure(m, a.pairs, a.length)]
     lines = [f"Device: {env['device']}; quick-profile model (MiniLM-L6), batch 16 x {a.length} tokens, "
              f"median of {a.pairs} interleaved rounds of 2 steps.", "",
-             "| Method | Variant | Precision | Dropout kernel | ms/step | vs default |", "|---|---|---|---|---|---|"]
+             "| Method | Variant | Precision | Dropout kernel | ms/step | time vs default |", "|---|---|---|---|---|---|"]
     for r in rows:
         base = next(x for x in rows if x["method"] == r["method"] and x["variant"] == "default")
         lines.append(f"| {r['method']} | {r['variant']} | {r['precision']} | {r['dropout_kernel']} | "
