@@ -292,7 +292,8 @@ def part_section(output_dir: Path, part: str, plots: bool = True) -> list:
             if bg["method"] == "full" and all(bg[k] == g[k] for k in same) \
                     and _lr_kind(bs) == _lr_kind(s):
                 c = compare(output_dir, bg, g)
-                sentences.append(f"- Profile `{g['profile']}`, lr from {_lr_kind(s)}: " + interpret(
+                where = f"- Profile `{g['profile']}`, {g['dropout_kernel']} dropout, lr from {_lr_kind(s)}: "
+                sentences.append(where + interpret(
                     f"{METHOD_NAMES.get(g['method'], g['method'])} (lr {g['learning_rate']})", c, bs, s,
                     bg["learning_rate"]))
     if sentences:

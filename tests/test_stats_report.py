@@ -36,7 +36,7 @@ def test_mean_std_and_t_interval():
     assert stats.mean_std([0.5]) == (0.5, 0.0)
 
 
-def _fixture_results(out, seeds=(0, 1, 2)):
+def _fixture_results(out, seeds=(0, 1, 2), kernel=None):
     """Full FT right on 90% of 1,000 test reviews, LoRA on 80% (LoRA's errors a superset): a known gap."""
     rng = np.random.default_rng(0)
     label = rng.integers(0, 2, 1000)
@@ -45,7 +45,7 @@ def _fixture_results(out, seeds=(0, 1, 2)):
             wrong = np.zeros(1000, bool)
             wrong[: int(round(1000 * (1 - acc))) + seed] = True
             pred = np.where(wrong, 1 - label, label)
-            run_id = f"part1-{method}-s{seed}-fixture"
+            run_id = f"part1-{method}-s{seed}-fixture" + (f"-{kernel}" if kernel else "")
             records.write_predictions(str(out), run_id, {"row": np.arange(1000), "label": label, "pred": pred,
                                                          "prob_pos": np.where(pred == 1, 0.9, 0.1)})
             records.write_json(records.record_path(str(out), run_id), {
@@ -56,7 +56,8 @@ def _fixture_results(out, seeds=(0, 1, 2)):
                 "seed": seed, "learning_rate": 1e-3, "lr_source": "config", "accuracy": float((pred == label).mean()),
                 "loss": 0.3, "trainable_params": params, "total_params": 1000, "trainable_pct": params / 10,
                 "train_time_s": 10, "peak_rss_mib": 500, "device": "cpu", "precision": "fp32",
-                "train_samples": 100, "test_samples": 1000, "max_length": 64, "epochs": 1, "status": "completed"})
+                "train_samples": 100, "test_samples": 1000, "max_length": 64, "epochs": 1, "status": "completed",
+                **({"dropout_kernel": kernel} if kernel else {})})
 
 
 def test_summary_from_fixture_csvs(tmp_path):
@@ -78,6 +79,17 @@ def test_summary_from_fixture_csvs(tmp_path):
     assert "No completed runs yet." in text.split("## Part 2")[1]
     for plot in ("pareto", "cost", "curves"):
         assert f"plots/part1_{plot}.png" in part1 and (out / "plots" / f"part1_{plot}.png").is_file()
+
+
+def test_dropout_kernels_are_separate_groups_compared_within(tmp_path):
+    out = tmp_path / "results"
+    _fixture_results(out)  # rows from before the kernel was recorded: torch's dropout
+    _fixture_results(out, seeds=(0,), kernel="fast")
+    part1 = write_summary(str(out), plots=False).read_text().split("## Part 1")[1].split("## Part 2")[0]
+    assert part1.count("torch dropout, profile") == 2 and part1.count("fast dropout, profile") == 2
+    assert "Profile `fixture`, torch dropout, lr from config: LoRA" in part1
+    assert "Profile `fixture`, fast dropout, lr from config: LoRA" in part1
+    assert "(1 seed)" in part1 and "t-interval over 3 paired seeds" in part1  # each kernel paired with its own
 
 
 def test_single_seed_uses_bootstrap_and_flags_a_null_gap(tmp_path):
