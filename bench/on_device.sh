@@ -2,10 +2,15 @@
 # Runs on the device machine (carry .whl and .devdata): pinned packages over the image's, then `make bench`'s
 # Python with real steps, then one Part 1 run per method at seed settings (random init; timing only).
 #   run(command="bash bench/on_device.sh 300", carry=[".whl", ".devdata"], timeout_s=540)
+# Rehearsal on the CPU machine, with the venv's pinned packages instead of the wheels (built for Python 3.12):
+#   PATH=.venv/bin:$PATH SKIP_WHEELS=1 OUT=$(mktemp -d) bash bench/on_device.sh 1
 set -uo pipefail
 STEPS=${1:-300}
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-export PYTHONPATH=/tmp/site TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
+if [ -z "${SKIP_WHEELS:-}" ]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+  export PYTHONPATH=/tmp/site
+fi
+export TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
 mkdir -p ../shared/data/imdb ../shared/data/vocab ../shared/bench
 # The device machine has no ../shared: recreate the parts the benchmark reads (never overwrite a real one).
 [ -f ../shared/data/imdb/train.csv.gz ] || cp .devdata/*.csv.gz ../shared/data/imdb/
