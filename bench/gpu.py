@@ -76,7 +76,9 @@ def run_seed(name: str, steps: int, data: str, vocab: str, eval_size: int) -> di
     _, _, model, method = METHODS[name]
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "seed.json"
-        cmd = [sys.executable, str(SHARED / "bench" / "seed_reference.py"), "--data", data, "--vocab", vocab,
+        # It runs in a temporary folder: every path absolute (sys.executable is relative under a relative PATH).
+        cmd = [str(Path(sys.executable).absolute()), str(SHARED / "bench" / "seed_reference.py"),
+               "--data", str(Path(data).absolute()), "--vocab", str(Path(vocab).absolute()),
                "--model", model, "--method", method, "--max-steps", str(steps), "--eval-size", str(eval_size),
                "--out", str(out)]
         r = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp)

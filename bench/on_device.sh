@@ -3,7 +3,7 @@
 # Python with real steps, then one Part 1 run per method at seed settings (random init; timing only).
 #   run(command="bash bench/on_device.sh 300", carry=[".whl", ".devdata"], timeout_s=540)
 # Rehearsal on the CPU machine, with the venv's pinned packages instead of the wheels (built for Python 3.12):
-#   PATH=.venv/bin:$PATH SKIP_WHEELS=1 OUT=$(mktemp -d) bash bench/on_device.sh 1
+#   PATH=$PWD/.venv/bin:$PATH SKIP_WHEELS=1 OUT=$(mktemp -d) bash bench/on_device.sh 1
 set -uo pipefail
 STEPS=${1:-300}
 if [ -z "${SKIP_WHEELS:-}" ]; then
@@ -23,6 +23,8 @@ for cfg in configs/part1_distilbert_full.yaml configs/part1_distilbert_lora.yaml
   start=$SECONDS
   python3 -m part2_lora.train --config $cfg --set model.init=random \
     --set model.tokenizer=../shared/data/vocab/bert-base-uncased-vocab.txt --set data.dir=../shared/data/imdb \
-    --set output.dir="$OUT/part1" 2>&1 | grep -E "^\[" | tee -a "$OUT/part1.log"
-  echo "$cfg: wall $((SECONDS - start)) s (process start to exit, test evaluation included)" | tee -a "$OUT/part1.log"
+    --set output.dir="$OUT/part1" > "$OUT/part1-$(basename $cfg .yaml).out" 2>&1
+  rc=$?
+  grep -E "^\[|^error" "$OUT/part1-$(basename $cfg .yaml).out" | tee -a "$OUT/part1.log"
+  echo "$cfg: exit $rc, wall $((SECONDS - start)) s (process start to exit, test evaluation included)" | tee -a "$OUT/part1.log"
 done
