@@ -118,10 +118,6 @@ def tokenization_throughput(data_dir: str) -> dict:
     return out
 
 
-def _mean(xs) -> float:
-    return float(np.mean(xs)) if xs else float("nan")
-
-
 def _table(rows: list, methods: list, seeds: list) -> list:
     lines = ["| Method | Seed | Plain wall s | Plain train s | Plain acc | Project wall s | Project train s | "
              "Project acc | Project precision, dropout | Speed-up (wall) |", "|---|---|---|---|---|---|---|---|---|---|"]
@@ -134,8 +130,8 @@ def _table(rows: list, methods: list, seeds: list) -> list:
         for m in methods:
             mr = [r for r in rows if r["method"] == m]
             pw, qw = sum(r["plain"]["wall_s"] for r in mr), sum(r["project"]["wall_s"] for r in mr)
-            lines.append(f"| {m} | mean | {pw / len(mr):.1f} | | {_mean([r['plain']['accuracy'] for r in mr]):.3f} | "
-                         f"{qw / len(mr):.1f} | | {_mean([r['project']['accuracy'] for r in mr]):.3f} | | "
+            pa, qa = (np.mean([r[side]["accuracy"] for r in mr]) for side in ("plain", "project"))
+            lines.append(f"| {m} | mean | {pw / len(mr):.1f} | | {pa:.3f} | {qw / len(mr):.1f} | | {qa:.3f} | | "
                          f"{pw / qw:.2f}x |")
     total_plain = sum(r["plain"]["wall_s"] for r in rows)
     total_proj = sum(r["project"]["wall_s"] for r in rows)
@@ -165,8 +161,8 @@ def main(argv=None) -> int:
                 rows.append({"method": method, "seed": seed, "plain": plain, "project": proj,
                              "speedup": plain["wall_s"] / proj["wall_s"]})
                 print(f"[bench-cpu] {method} seed {seed}: plain {plain['wall_s']:.1f} s "
-                      f"(acc {plain['accuracy']:.3f}), project {proj['wall_s']:.1f} s (acc {proj['accuracy']:.3f}, {proj['precision']}, "
-                      f"{proj['dropout_kernel']} dropout): {rows[-1]['speedup']:.2f}x", flush=True)
+                      f"(acc {plain['accuracy']:.3f}), project {proj['wall_s']:.1f} s (acc {proj['accuracy']:.3f}, "
+                      f"{proj['precision']}, {proj['dropout_kernel']} dropout): {rows[-1]['speedup']:.2f}x", flush=True)
     tok = None if a.no_tokenization else tokenization_throughput(a.data)
     lines = [f"Device: {env['device']}; quick profile (MiniLM-L6 on a class-balanced IMDb sample, see "
              "configs/profiles/quick.yaml) vs a plain Trainer run of the same model, sample and settings "

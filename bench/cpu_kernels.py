@@ -16,12 +16,13 @@ import time
 import torch
 
 from bench import write_report
+from bench.cpu import CONFIGS
 from common.config import load_config
+from common.dropout import FastDropout
 from common.env import collect_env, now_iso
 from common.models import build_model
 from common.training import pick_precision
 
-CONFIGS = {"full": "configs/part1_distilbert_full.yaml", "lora": "configs/part1_distilbert_lora.yaml"}
 # name -> --set overrides on top of the quick profile (the first is the project's default on this machine)
 VARIANTS = {
     "default": (),
@@ -62,7 +63,7 @@ def measure(method: str, pairs: int, length: int) -> list:
     rows = []
     for name, ts in times.items():
         model, _, precision = variants[name]
-        kernel = "fast" if any(type(m).__name__ == "FastDropout" for m in model.modules()) else "torch"
+        kernel = "fast" if any(isinstance(m, FastDropout) for m in model.modules()) else "torch"
         rows.append({"method": method, "variant": name, "precision": precision, "dropout_kernel": kernel,
                      "ms_per_step": 1000 * statistics.median(ts), "samples_ms": [round(1000 * t, 1) for t in ts]})
     return rows

@@ -31,8 +31,9 @@ class ModelCfg:
     # Architecture overrides applied to the model config (tiny random models for tests).
     config_overrides: dict = field(default_factory=dict)
     # sdpa: fused attention kernels; eager: the reference implementation (numerically the same maths).
-    # auto: sdpa, except eager when train.dropout_kernel resolves to fast (SDPA draws its attention dropout
-    # inside the kernel, where the fast kernel cannot reach; on CPU SDPA with dropout runs unfused anyway).
+    # auto: sdpa. With train.dropout_kernel resolving to fast, SDPA's attention dropout (inside its kernel) is
+    # out of the fast kernel's reach, so BERT trains through its eager path and evaluates with SDPA, and other
+    # models are built eager (on CPU, SDPA with dropout runs unfused anyway).
     attn_implementation: str = "auto"
 
 

@@ -88,6 +88,10 @@ def swap_dropout(model: torch.nn.Module) -> int:
     return swapped
 
 
+# Model types whose SDPA attention eager_attention_in_training can route through the eager path while training.
+TRAIN_EAGER_MODEL_TYPES = ("bert",)
+
+
 @functools.lru_cache(maxsize=None)
 def _train_eager_bert_attention():
     from transformers.models.bert.modeling_bert import BertSdpaSelfAttention, BertSelfAttention
@@ -126,6 +130,6 @@ def eager_attention_in_training(model: torch.nn.Module) -> int:
 def attention_label(model: torch.nn.Module) -> str:
     """What attention the run used: the model's implementation, and whether training switched to eager."""
     name = model.config._attn_implementation
-    if any(type(m).__name__ == "TrainEagerBertSdpaSelfAttention" for m in model.modules()):
+    if name == "sdpa" and any(isinstance(m, _train_eager_bert_attention()) for m in model.modules()):
         return f"{name} (eager while training)"
     return name

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from common.config import RunCfg
-from common.dropout import attention_label
+from common.dropout import TRAIN_EAGER_MODEL_TYPES, attention_label
 from common.errors import UserError
 
 # Training throughput of the 2-core development CPU, measured: MiniLM-L6 (22.7M params), 2,000 reviews x ~105
@@ -56,18 +56,14 @@ def pick_dropout_kernel(cfg: RunCfg, device: str) -> str:
     return ("fast" if device == "cpu" else "torch") if k == "auto" else k
 
 
-# Model types whose SDPA attention can train through their eager path (common/dropout.py).
-TRAIN_EAGER_TYPES = ("bert",)
-
-
-def pick_attention(cfg: RunCfg, device: str, model_type: str = "bert") -> str:
+def pick_attention(cfg: RunCfg, device: str, model_type: str) -> str:
     """auto: sdpa; with the fast dropout kernel, models other than BERT are built eager so that their
     attention-probability dropout uses it too (BERT keeps SDPA and trains eager: build_model)."""
     a = cfg.model.attn_implementation
     if a != "auto":
         return a
     fast = pick_dropout_kernel(cfg, device) == "fast"
-    return "eager" if fast and model_type not in TRAIN_EAGER_TYPES else "sdpa"
+    return "eager" if fast and model_type not in TRAIN_EAGER_MODEL_TYPES else "sdpa"
 
 
 def estimate_cpu_hours(cfg: RunCfg, n_train: int, n_params: int, mean_tokens: float) -> float:
