@@ -189,19 +189,20 @@ def build_model(cfg: RunCfg, config=None, meta: bool = False):
     from common.training import pick_attention, pick_device, pick_dropout_kernel
 
     config = config if config is not None else load_model_config(cfg)
-    device = pick_device(cfg)
+    # A meta build counts shapes: kernels do not change them, and a dry run must not need the run's device.
+    device = None if meta else pick_device(cfg)
     if not meta:
         set_seed(cfg.train.seed)  # the classifier head and adapter weights are drawn from this seed
     pretrained = cfg.model.init == "pretrained" and not meta
     ctx = torch.device("meta") if meta else contextlib.nullcontext()
     with ctx:
-        attn = pick_attention(cfg, device, config.model_type)
+        attn = "sdpa" if meta else pick_attention(cfg, device, config.model_type)
         model = _bare_model(cfg, config, pretrained, attn)
         check_compatible(cfg, config, model)
         peft_config = build_peft_config(cfg)
         if peft_config is not None:
             model = get_peft_model(model, peft_config)
-    if pick_dropout_kernel(cfg, device) == "fast":
+    if not meta and pick_dropout_kernel(cfg, device) == "fast":
         swap_dropout(model)  # after peft, so LoRA's dropout is swapped too
         if cfg.model.attn_implementation == "auto" and attn == "sdpa":
             eager_attention_in_training(model)

@@ -24,6 +24,19 @@ def test_dry_run_counts(tiny_data, tmp_path, part, config, trainable, total, cap
     assert tree(out) == []  # a dry run writes nothing under output.dir
 
 
+def test_dry_run_does_not_need_the_runs_device(tiny_data, tmp_path, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("needs a machine without CUDA")
+    rc, stdout, err = run_main("part1", ["--config", "configs/part1_distilbert_lora.yaml", "--dry-run",
+                                         "--set", f"data.dir={tiny_data}", "--set", f"output.dir={tmp_path / 'r'}",
+                                         *SEED_ARCH, "--set", "data.train_samples=4", "--set", "data.val_samples=2",
+                                         "--set", "train.device=cuda"], capsys)
+    assert rc == 0, err
+    assert last_json(stdout)["trainable_params"] == 739_586
+
+
 def _refused(part, config, data, tmp_path, *sets, capsys=None, profile=True):
     """Exit 2, one clear message, nothing under output.dir. In-process (capsys) or as a subprocess."""
     out = tmp_path / "results"
