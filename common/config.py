@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,6 +75,13 @@ class PrefixCfg:
 class PeftCfg:
     # full = the null PEFT config: every weight trains, same code path as the adapters.
     method: str = "full"
+    # Also train the BERT pooler (dense + tanh over [CLS], which BertForSequenceClassification classifies), saved
+    # with the adapter as a peft `modules_to_save` module. Off at the seed settings: bert-base-uncased's pooler was
+    # trained by next-sentence prediction. On in the quick profile for prefix tuning: all-MiniLM-L6-v2 was trained
+    # with mean pooling, so its pooler is barely trained (weights std 0.009) and a frozen one gives the head almost
+    # no signal; prefix tuning then collapses to one class. Costs 384*384 + 384 = 147,840 parameters on MiniLM-L6
+    # (768*768 + 768 = 590,592 on bert-base).
+    train_pooler: bool = False
     lora: LoraCfg = field(default_factory=LoraCfg)
     prefix: PrefixCfg = field(default_factory=PrefixCfg)
 
@@ -114,8 +122,11 @@ class TrainCfg:
     dataloader_workers: int = 2
     # Stop after this many optimizer steps (benchmarks); null means full epochs.
     max_steps: Optional[int] = None
-    # Evaluate on the validation split after each epoch (learning curves).
-    eval_each_epoch: bool = True
+    # Validation passes per epoch (learning curves; the last one always scores the final model, which the sweep
+    # ranks). 0: none. Evaluation draws no random numbers, so it does not change training.
+    evals_per_epoch: int = 1
+    # Training loss is logged every this many optimizer steps (the loss plot's resolution).
+    logging_steps: int = 10
 
 
 @dataclass(frozen=True)
@@ -141,12 +152,35 @@ class RunCfg:
 # ----------------------------------------------------------------------------------------------- loading
 
 
+class _DuplicateKey(yaml.YAMLError):
+    def __init__(self, key, line: int):
+        super().__init__(f"key {key!r} given twice in one mapping (line {line})")
+        self.key, self.line = key, line
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """yaml.safe_load, except that a key given twice in one mapping is an error (safe_load keeps the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, (str, int, float, bool)) and key in seen:
+                raise _DuplicateKey(key, key_node.start_mark.line + 1)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_yaml(path: Path, what: str) -> dict:
-    """Parse one YAML mapping; a missing file, a syntax error or a non-mapping is a UserError naming the file."""
+    """Parse one YAML mapping; a missing file, a syntax error, a duplicate key or a non-mapping is a UserError
+    naming the file."""
     if not path.is_file():
         raise UserError(f"{path}: {what} file not found")
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        doc = yaml.load(path.read_text(encoding="utf-8"), Loader=_StrictLoader)  # noqa: S506 - a SafeLoader
+    except _DuplicateKey as e:
+        raise UserError(f"{path}:{e.line}: {e.key}: key given twice in the same mapping; YAML would silently "
+                        f"keep the last value. Keep one.") from None
     except (yaml.YAMLError, UnicodeDecodeError) as e:
         raise UserError(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from None
     if doc is None:
@@ -368,9 +402,36 @@ def validate(cfg: RunCfg, sources: dict, default_src: str) -> list:
     choice("train.dropout_kernel", t.dropout_kernel, ("auto", "torch", "fast"))
     at_least("train.dataloader_workers", t.dataloader_workers, 0)
     at_least("train.max_steps", t.max_steps, 1)
+    at_least("train.evals_per_epoch", t.evals_per_epoch, 0)
+    at_least("train.logging_steps", t.logging_steps, 1)
     if not cfg.output.dir:
         bad("output.dir", "must not be empty")
+    else:
+        problem = output_dir_problem(cfg.output.dir)
+        if problem:
+            bad("output.dir", problem)
     return errors
+
+
+def output_dir_problem(path: str) -> Optional[str]:
+    """Why results could not be written under `path` (checked before training, creating nothing), or None."""
+    p = Path(path).expanduser()
+    p = p if p.is_absolute() else Path.cwd() / p
+    probe = p
+    while not probe.exists():  # the nearest existing ancestor decides whether the folders can be created
+        if probe.parent == probe:
+            return f"{path}: no existing parent folder"
+        probe = probe.parent
+    if not probe.is_dir():
+        return f"{path}: {probe} is a file, not a folder, so results cannot be written there"
+    if not os.access(probe, os.W_OK | os.X_OK):
+        return f"{path}: cannot write in {probe} (permission denied)"
+    return None
+
+
+def method_section(method: str) -> Optional[str]:
+    """The peft.<section> holding a method's settings (None for full fine-tuning)."""
+    return {"lora": "lora", "prefix": "prefix"}.get(method)
 
 
 def expand_seeds(cfg: RunCfg) -> list:

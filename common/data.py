@@ -118,6 +118,7 @@ def _split(df: pd.DataFrame) -> Split:
 
 def load_splits(cfg: DataCfg) -> Splits:
     """Train (minus a stratified validation hold-out), validation and test, all checked before any training."""
+    ensure_data(cfg)
     files = {s: find_split_file(cfg.dir, s) for s in ("train", "test")}
     frames = {s: read_split(p, cfg) for s, p in files.items()}
     rng = np.random.default_rng(cfg.seed)
@@ -215,17 +216,40 @@ def write_hub_imdb(out_dir: str, dataset_id: str = "stanfordnlp/imdb") -> list:
     import datasets
 
     out = resolve_dir(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
     written = []
-    for split in ("train", "test"):
-        ds = datasets.load_dataset(dataset_id, split=split)
-        df = pd.DataFrame({"sentences": ds["text"], "labels": ds["label"]})
-        path = out / f"{split}.csv"
-        tmp = path.with_suffix(".csv.tmp")
-        df.to_csv(tmp, index=False)
-        os.replace(tmp, path)
-        written.append(path)
+    # Both splits are downloaded before the folder gets either: an interrupted fetch leaves no half data folder.
+    with tempfile.TemporaryDirectory(prefix=f".{out.name}-", dir=out.parent) as tmp:
+        for split in ("train", "test"):
+            ds = datasets.load_dataset(dataset_id, split=split)
+            pd.DataFrame({"sentences": ds["text"], "labels": ds["label"]}).to_csv(Path(tmp) / f"{split}.csv",
+                                                                                  index=False)
+        out.mkdir(exist_ok=True)
+        for split in ("train", "test"):
+            os.replace(Path(tmp) / f"{split}.csv", out / f"{split}.csv")
+            written.append(out / f"{split}.csv")
     return written
+
+
+def fetch_decision(data_dir: str, reachable) -> str:
+    """present: use the folder. fetch: data.dir is the default, absent, and the hub answers: download IMDb into it
+    first (what `make data` does), so the first run after `make setup` is one command. missing: leave it to the
+    clear error of find_split_file (offline, or a folder the user named: never guess their data)."""
+    if resolve_dir(data_dir).exists():
+        return "present"
+    if Path(data_dir) != Path(DataCfg.dir):
+        return "missing"
+    return "fetch" if reachable() else "missing"
+
+
+def ensure_data(cfg: DataCfg) -> None:
+    from common.models import hub_reachable
+
+    if fetch_decision(cfg.dir, hub_reachable) == "fetch":
+        print(f"[data] {cfg.dir} does not exist: downloading IMDb from the Hugging Face hub into it "
+              f"(what `make data` does; once)", flush=True)
+        for path in write_hub_imdb(cfg.dir):
+            print(f"[data] wrote {path}", flush=True)
 
 
 def main(argv=None) -> int:

@@ -9,7 +9,7 @@ import subprocess
 
 from common.config import PROJECT_ROOT
 
-PACKAGES = ("torch", "transformers", "peft", "datasets", "accelerate", "scikit-learn", "numpy")
+PACKAGES = ("torch", "transformers", "peft", "adapters", "datasets", "accelerate", "scikit-learn", "numpy")
 
 
 def package_versions() -> dict:
@@ -45,7 +45,28 @@ def device_name(device: str) -> str:
         import torch
 
         return torch.cuda.get_device_name()
-    return f"cpu ({platform.processor() or platform.machine()})"
+    return f"cpu ({cpu_model()})"
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_model() -> str:
+    """The CPU's model name and whether it runs bf16 natively: speed figures are only comparable on the same one
+    (the development machines alternate between CPUs with and without AVX512-BF16/AMX)."""
+    name, flags = "", set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and not name:
+                    name = " ".join(value.split())
+                elif key.strip() == "flags" and not flags:
+                    flags = set(value.split())
+    except OSError:
+        pass
+    isa = "AMX" if "amx_bf16" in flags else ("AVX512-BF16" if "avx512_bf16" in flags else
+                                              ("AVX2" if "avx2" in flags else ""))
+    name = name or platform.processor() or platform.machine()
+    return f"{name}, {isa}" if isa else name
 
 
 def now_iso() -> str:

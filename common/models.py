@@ -122,15 +122,17 @@ def build_peft_config(cfg: RunCfg):
     from peft import LoraConfig, PrefixTuningConfig, TaskType
 
     p = cfg.peft
+    # peft adds the classifier head itself; the pooler joins it when asked (trained and saved with the adapter).
+    extra = {"modules_to_save": ["pooler"]} if p.train_pooler else {}
     if p.method == "full":
         return None
     if p.method == "lora":
         return LoraConfig(task_type=TaskType.SEQ_CLS, r=p.lora.r, lora_alpha=p.lora.alpha,
-                          lora_dropout=p.lora.dropout, target_modules=list(p.lora.target_modules))
+                          lora_dropout=p.lora.dropout, target_modules=list(p.lora.target_modules), **extra)
     if p.method == "prefix":
         return PrefixTuningConfig(task_type=TaskType.SEQ_CLS, num_virtual_tokens=p.prefix.num_virtual_tokens,
                                   prefix_projection=p.prefix.prefix_projection,
-                                  encoder_hidden_size=p.prefix.encoder_hidden_size)
+                                  encoder_hidden_size=p.prefix.encoder_hidden_size, **extra)
     raise UserError(f"peft.method: unknown method {p.method!r}")  # validated earlier; kept for direct callers
 
 
@@ -175,6 +177,10 @@ def check_compatible(cfg: RunCfg, config, skeleton) -> None:
         if missing:
             problems.append(f"peft.lora.target_modules: {missing} match no module of {type(skeleton).__name__}; "
                             f"its linear layers are named {_linear_names(skeleton)}")
+    if cfg.peft.train_pooler and method != "full" and \
+            not any(n.split(".")[-1] == "pooler" for n, _ in skeleton.named_modules()):
+        problems.append(f"peft.train_pooler: {type(skeleton).__name__} has no pooler module (it classifies from "
+                        f"its own head); set peft.train_pooler to false")
     if problems:
         raise UserError(problems)
 

@@ -19,26 +19,46 @@ CSV_COLUMNS = [
     "val_accuracy", "val_loss", "trainable_params", "total_params", "trainable_pct", "train_time_s", "eval_time_s",
     "train_samples_per_s", "peak_mem_allocated_mib", "peak_mem_reserved_mib", "peak_rss_mib", "device",
     "precision", "dropout_kernel", "train_samples", "test_samples", "max_length", "epochs", "date", "git_commit", "status",
+    "collapsed", "majority_share", "init", "train_pooler",
 ]
 
 # Settings that do not change what a run computes are left out of its identity.
 IDENTITY_EXCLUDE = {("output",), ("train", "allow_cpu"), ("train", "use_sweep_lr"), ("train", "lr_grid"),
-                    ("train", "seeds"), ("profile",), ("data", "cache_dir")}
+                    ("train", "seeds"), ("profile",), ("data", "cache_dir"), ("train", "evals_per_epoch"),
+                    ("train", "logging_steps")}
+# Keys added after runs were recorded, left out while at their default: the default keeps the earlier behaviour,
+# so a completed run stays recognised when a later version of the code adds an option it did not use.
+IDENTITY_OMIT_AT_DEFAULT = {("peft", "train_pooler"): False}
 
 
 def _strip(d: dict, prefix=()) -> dict:
     out = {}
     for k, v in d.items():
         key = prefix + (k,)
-        if key in IDENTITY_EXCLUDE:
+        if key in IDENTITY_EXCLUDE or (key in IDENTITY_OMIT_AT_DEFAULT and IDENTITY_OMIT_AT_DEFAULT[key] == v):
             continue
         out[k] = _strip(v, key) if isinstance(v, dict) and k != "config_overrides" else v
     return out
 
 
-def run_identity(config: dict, fingerprints: dict, versions: dict) -> str:
-    """Hash of what determines the result: resolved config, data file hashes, package versions."""
-    blob = json.dumps({"config": _strip(config), "data": fingerprints, "versions": versions}, sort_keys=True)
+def identity_config(config: dict) -> dict:
+    """The config as it bears on the result: the active method's own peft section only (the others are unused)."""
+    from common.config import method_section
+
+    out = _strip(config)
+    peft = out.get("peft")
+    if isinstance(peft, dict):
+        own = method_section(peft.get("method"))
+        out["peft"] = {k: v for k, v in peft.items() if not isinstance(v, dict) or k == own}
+    return out
+
+
+def run_identity(config: dict, fingerprints: dict, versions: dict, runtime: dict = None) -> str:
+    """Hash of what determines the result: resolved config, data file hashes, package versions, and the runtime
+    choices that `auto` settings resolved to on this machine (device type, precision, dropout kernel): the same
+    YAML run in fp32 on one CPU and in bf16 on another computes different numbers, so it is a different run."""
+    blob = json.dumps({"config": identity_config(config), "data": fingerprints, "versions": versions,
+                       "runtime": runtime or {}}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
 
@@ -131,6 +151,8 @@ def csv_row(record: dict) -> dict:
         "train_samples": record["data"]["train_samples"], "test_samples": record["data"]["test_samples"],
         "max_length": c["data"]["max_length"], "epochs": c["train"]["epochs"], "date": e.get("date"),
         "git_commit": (e.get("git_commit") or "")[:12], "status": record["status"],
+        "collapsed": m.get("collapsed"), "majority_share": m.get("majority_share"), "init": c["model"]["init"],
+        "train_pooler": c["peft"].get("train_pooler", False),
     }
 
 

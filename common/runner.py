@@ -55,6 +55,7 @@ class Plan:
     model_config: object
     params: dict
     identity: str
+    runtime: dict  # what the auto settings resolved to here (device type, precision, dropout kernel)
     run_id: str
     lr_source: str
     table: str
@@ -65,6 +66,7 @@ class Plan:
 def plan_runs(part: str, args, output_dir_override: str = None) -> list:
     """Config -> data checks -> model checks -> identity, for every config and seed, before anything trains."""
     from common.sweep import apply_pick  # sweep imports runner
+    from common.training import resolve_runtime
 
     git_state()  # pin the commit now: the code in memory is this commit's, whatever happens to the checkout later
     cfgs = [(path, load_config(path, args.profile, tuple(args.set), part=part)) for path in args.config]
@@ -77,11 +79,12 @@ def plan_runs(part: str, args, output_dir_override: str = None) -> list:
             if cfg.data not in split_cache:
                 split_cache[cfg.data] = load_splits(cfg.data)
             splits = split_cache[cfg.data]
-            cfg, lr_source = apply_pick(cfg, splits.fingerprints)
+            runtime = resolve_runtime(cfg, strict=not getattr(args, "dry_run", False))
+            cfg, lr_source = apply_pick(cfg, splits.fingerprints, runtime)
             model_config = load_model_config(cfg)
             skeleton = build_model(cfg, model_config, meta=True)  # shapes only: instant, checks compatibility
-            identity = records.run_identity(cfg.to_dict(), splits.fingerprints, versions)
-            plans.append(Plan(cfg, splits, model_config, count_parameters(skeleton), identity,
+            identity = records.run_identity(cfg.to_dict(), splits.fingerprints, versions, runtime)
+            plans.append(Plan(cfg, splits, model_config, count_parameters(skeleton), identity, runtime,
                               records.run_id_for(part, cfg.peft.method, cfg.train.seed, identity), lr_source,
                               parameter_table(skeleton), path))
     return plans
@@ -115,6 +118,8 @@ def build_record(plan: Plan, status: str, result: dict = None, error: str = None
     return {
         "run_id": plan.run_id, "identity": plan.identity, "part": cfg.part, "method": cfg.peft.method,
         "status": status, "seed": cfg.train.seed, "lr_source": plan.lr_source,
+        # One class for >= 99% of test reviews: the run ignores its input (stats.COLLAPSE_SHARE).
+        "collapsed": (result.get("metrics") or {}).get("collapsed"), "runtime": plan.runtime,
         "command": " ".join([Path(sys.executable).name] + sys.argv),
         "config": cfg.to_dict(),
         "data": {"files": plan.splits.files, "fingerprints": plan.splits.fingerprints,
@@ -164,8 +169,9 @@ def execute(plan: Plan, run_fn, force: bool = False, write_row: bool = True) -> 
     if write_row:
         records.append_row(Path(out) / f"{plan.cfg.part}.csv", records.csv_row(rec))
     m = rec["metrics"]
+    collapsed = " COLLAPSED: predicts one class" if m.get("collapsed") or m.get("val_collapsed") else ""
     print(f"[done] {plan.run_id}: accuracy {m.get('accuracy')}, loss {m.get('loss')}, "
-          f"train {m.get('train_time_s')} s", flush=True)
+          f"train {m.get('train_time_s')} s{collapsed}", flush=True)
     return "completed"
 
 

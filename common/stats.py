@@ -7,6 +7,23 @@ import numpy as np
 from scipy import stats as _st
 
 
+# A run whose predictions fall in one class for at least this share of reviews has collapsed: it ignores its input
+# (a constant classifier scores 50% on the balanced splits, and looks like an ordinary weak run in a table).
+COLLAPSE_SHARE = 0.99
+
+
+def majority_share(preds) -> float:
+    """Share of predictions in the most frequent predicted class (0.5 for a balanced predictor, 1.0 constant)."""
+    p = np.asarray(preds)
+    if p.size == 0:
+        return float("nan")
+    return float(np.bincount(p.astype(np.int64)).max() / p.size)
+
+
+def is_collapsed(share) -> bool:
+    return share is not None and share == share and share >= COLLAPSE_SHARE
+
+
 def mean_std(values) -> tuple:
     """Mean and sample standard deviation (ddof=1; 0.0 for a single value)."""
     v = np.asarray(values, dtype=float)

@@ -18,12 +18,12 @@ RECIPES = {"part1": "part2_lora.train", "part2": "part3_prefix.train"}
 SELECTION_EXCLUDE = (("train", "learning_rate"), ("train", "seed"))
 
 
-def selection_key(cfg: RunCfg, fingerprints: dict) -> str:
+def selection_key(cfg: RunCfg, fingerprints: dict, runtime: dict) -> str:
     """Identity of everything but the learning rate and seed: a pick is reused only for the same setup."""
     d = cfg.to_dict()
     for section, key in SELECTION_EXCLUDE:
         d[section].pop(key, None)
-    return records.run_identity(d, fingerprints, package_versions())
+    return records.run_identity(d, fingerprints, package_versions(), runtime)
 
 
 def pick_name(cfg: RunCfg) -> str:
@@ -41,18 +41,34 @@ def load_picks(output_dir: str) -> dict:
         return {}
 
 
-def apply_pick(cfg: RunCfg, fingerprints: dict) -> tuple:
+def apply_pick(cfg: RunCfg, fingerprints: dict, runtime: dict) -> tuple:
     """(cfg, lr_source): the swept learning rate when a matching pick exists, else the config's own."""
     if not cfg.train.use_sweep_lr:
         return cfg, "config"
     pick = load_picks(cfg.output.dir).get(pick_name(cfg))
     if not pick:
         return cfg, "config"
-    if pick["selection_key"] != selection_key(cfg, fingerprints):
+    if pick["selection_key"] != selection_key(cfg, fingerprints, runtime):
         print(f"[sweep] pick for {pick_name(cfg)} was made for another setup; using the config's learning rate",
               file=sys.stderr)
         return cfg, "config"
     return with_learning_rate(cfg, pick["learning_rate"]), f"sweep: best val acc over {pick['grid']}"
+
+
+def pick_best(scores: list) -> tuple:
+    """(best score, note): the best final validation accuracy (ties: lower validation loss), never a learning rate
+    whose validation predictions collapsed to one class while another did not."""
+    alive = [s for s in scores if not s.get("collapsed")]
+    dead = [s["learning_rate"] for s in scores if s.get("collapsed")]
+    best = max(alive or scores, key=lambda s: (s["val_accuracy"] or 0.0, -(s["val_loss"] or 0.0)))
+    if dead and alive:
+        note = (f"lr {', '.join(map(str, dead))} collapsed (predicts one class on validation): not eligible; "
+                f"picked {best['learning_rate']} among the others")
+    elif dead:
+        note = f"every lr collapsed (predicts one class on validation); picked {best['learning_rate']} anyway"
+    else:
+        note = f"picked {best['learning_rate']} (best validation accuracy, no collapse)"
+    return best, note
 
 
 def sweep_configs(part: str) -> list:
@@ -85,17 +101,19 @@ def run_sweep(part: str, profile: str, sets: list, force: bool) -> int:
                 failed = True
                 continue
             scores.append({"learning_rate": lr, "val_accuracy": rec["metrics"].get("val_accuracy"),
-                           "val_loss": rec["metrics"].get("val_loss"), "run_id": plan.run_id, "status": status})
+                           "val_loss": rec["metrics"].get("val_loss"),
+                           "val_majority_share": rec["metrics"].get("val_majority_share"),
+                           "collapsed": bool(rec["metrics"].get("val_collapsed")),
+                           "run_id": plan.run_id, "status": status})
         if not scores:
             continue
-        best = max(scores, key=lambda s: (s["val_accuracy"] or 0.0, -(s["val_loss"] or 0.0)))
+        best, note = pick_best(scores)
+        print(f"[sweep] {pick_name(base.cfg)}: {note}")
         picks[pick_name(base.cfg)] = {
-            "learning_rate": best["learning_rate"], "grid": grid, "scores": scores,
-            "selection_key": selection_key(base.cfg, base.splits.fingerprints), "seed": base.cfg.train.seed,
+            "learning_rate": best["learning_rate"], "grid": grid, "scores": scores, "note": note,
+            "selection_key": selection_key(base.cfg, base.splits.fingerprints, base.runtime), "seed": base.cfg.train.seed,
             "date": now_iso(), "command": " ".join([Path(sys.executable).name] + sys.argv)}
         records.write_json(picks_path(out_dir), picks)
-        print(f"[sweep] {pick_name(base.cfg)}: picked lr {best['learning_rate']} "
-              f"(val accuracy {best['val_accuracy']})")
     return 1 if failed else 0
 
 

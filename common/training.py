@@ -8,6 +8,7 @@ import time
 import numpy as np
 import torch
 
+from common import stats
 from common.config import RunCfg
 from common.dropout import TRAIN_EAGER_MODEL_TYPES, attention_label
 from common.errors import UserError
@@ -64,6 +65,20 @@ def pick_attention(cfg: RunCfg, device: str, model_type: str) -> str:
         return a
     fast = pick_dropout_kernel(cfg, device) == "fast"
     return "eager" if fast and model_type not in TRAIN_EAGER_MODEL_TYPES else "sdpa"
+
+
+def resolve_runtime(cfg: RunCfg, strict: bool = True) -> dict:
+    """What the `auto` settings become on this machine: part of a run's identity. strict=False (dry runs) keeps
+    the configured values where they cannot be resolved here (train.device=cuda on a machine without a GPU)."""
+    try:
+        device = pick_device(cfg)
+        return {"device_type": device, "precision": pick_precision(cfg, device),
+                "dropout_kernel": pick_dropout_kernel(cfg, device)}
+    except UserError:
+        if strict:
+            raise
+        return {"device_type": cfg.train.device, "precision": cfg.train.precision,
+                "dropout_kernel": cfg.train.dropout_kernel}
 
 
 def estimate_cpu_hours(cfg: RunCfg, n_train: int, n_params: int, mean_tokens: float) -> float:
@@ -141,7 +156,8 @@ def _sorted_for_eval(ds):
 
 
 def classification_metrics(logits: np.ndarray, labels: np.ndarray) -> dict:
-    """Accuracy, F1 (positive class), and loss = mean cross-entropy over the examples (float64)."""
+    """Accuracy, F1 (positive class), loss = mean cross-entropy over the examples (float64), and the share of
+    predictions in the majority predicted class (collapse: >= stats.COLLAPSE_SHARE)."""
     from sklearn.metrics import accuracy_score, f1_score
 
     logits = logits.astype(np.float64)
@@ -149,7 +165,7 @@ def classification_metrics(logits: np.ndarray, labels: np.ndarray) -> dict:
     nll = logz - logits[np.arange(len(labels)), labels]
     preds = logits.argmax(axis=1)
     return {"accuracy": float(accuracy_score(labels, preds)), "f1": float(f1_score(labels, preds, zero_division=0)),
-            "loss": float(nll.mean())}
+            "loss": float(nll.mean()), "majority_share": stats.majority_share(preds)}
 
 
 def _compute_metrics(eval_pred):
@@ -178,12 +194,20 @@ def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
 
 
-def build_training_args(cfg: RunCfg, device: str, precision: str, out_dir: str, has_val: bool):
+def eval_every(cfg: RunCfg, n_train: int) -> int:
+    """Optimizer steps between validation passes: train.evals_per_epoch evenly over an epoch (0: never)."""
+    if not cfg.train.evals_per_epoch:
+        return 0
+    steps_per_epoch = -(-n_train // cfg.train.batch_size)  # ceil: the last, short batch is a step too
+    return max(1, -(-steps_per_epoch // cfg.train.evals_per_epoch))
+
+
+def build_training_args(cfg: RunCfg, device: str, precision: str, out_dir: str, has_val: bool, n_train: int):
     from transformers import TrainingArguments
 
     t = cfg.train
     optim = t.optim if t.optim != "auto" else ("adamw_torch_fused" if device == "cuda" else "adamw_torch")
-    eval_each = t.eval_each_epoch and has_val
+    every = eval_every(cfg, n_train) if has_val else 0
     return TrainingArguments(
         output_dir=out_dir,
         per_device_train_batch_size=t.batch_size,
@@ -206,10 +230,11 @@ def build_training_args(cfg: RunCfg, device: str, precision: str, out_dir: str, 
         dataloader_num_workers=t.dataloader_workers if device == "cuda" else 0,
         dataloader_pin_memory=device == "cuda",
         dataloader_persistent_workers=device == "cuda" and t.dataloader_workers > 0,
-        eval_strategy="epoch" if eval_each else "no",
+        eval_strategy="steps" if every else "no",
+        eval_steps=every or None,
         save_strategy="no",
         logging_strategy="steps",
-        logging_steps=50,
+        logging_steps=t.logging_steps,
         logging_first_step=True,
         report_to=[],
         remove_unused_columns=False,
@@ -233,7 +258,7 @@ def train_and_evaluate(model, tokenizer, encoded: dict, cfg: RunCfg, evaluate_te
     val = encoded.get("val")
     val_sorted = _sorted_for_eval(val)[0] if val is not None else None
     with tempfile.TemporaryDirectory(prefix="imdb-peft-trainer-") as tmp:
-        args = build_training_args(cfg, device, precision, tmp, val is not None)
+        args = build_training_args(cfg, device, precision, tmp, val is not None, len(encoded["train"]))
         trainer = _trainer_class(bucket)(
             model=model, args=args, train_dataset=_model_inputs(encoded["train"]),
             eval_dataset=_model_inputs(val_sorted), data_collator=collator, compute_metrics=_compute_metrics)
@@ -249,6 +274,9 @@ def train_and_evaluate(model, tokenizer, encoded: dict, cfg: RunCfg, evaluate_te
         train_wall = time.perf_counter() - t0
         history = trainer.state.log_history
         val_time = sum(h.get("eval_runtime", 0.0) for h in history)
+        evals = [h["step"] for h in history if "eval_loss" in h]
+        if args.eval_strategy != "no" and (not evals or evals[-1] != trainer.state.global_step):
+            trainer.evaluate()  # the final model is always scored: the sweep ranks it (outside the train time)
         out = {"metrics": {}, "predictions": None}
         if evaluate_test:
             test_sorted, order = _sorted_for_eval(encoded["test"])
@@ -259,6 +287,7 @@ def train_and_evaluate(model, tokenizer, encoded: dict, cfg: RunCfg, evaluate_te
             logits[order] = pred.predictions  # back to the split's order
             labels = np.asarray(encoded["test"]["labels"])
             out["metrics"].update(classification_metrics(logits, labels))
+            out["metrics"]["collapsed"] = stats.is_collapsed(out["metrics"]["majority_share"])
             out["metrics"]["eval_time_s"] = round(eval_time, 3)
             probs = torch.softmax(torch.from_numpy(logits.astype(np.float32)), dim=1)[:, 1].numpy()
             out["predictions"] = {"row": np.asarray(encoded["test"]["row"]), "label": labels,
@@ -282,11 +311,14 @@ def train_and_evaluate(model, tokenizer, encoded: dict, cfg: RunCfg, evaluate_te
         m["peak_mem_reserved_mib"] = round(torch.cuda.max_memory_reserved() / 2**20, 1)
     else:
         m["peak_rss_mib"] = round(_peak_rss_mib(), 1)
-    curves = [{"epoch": h["epoch"], "val_loss": h.get("eval_loss"), "val_accuracy": h.get("eval_accuracy")}
+    curves = [{"step": h["step"], "epoch": h["epoch"], "val_loss": h.get("eval_loss"),
+               "val_accuracy": h.get("eval_accuracy"), "val_majority_share": h.get("eval_majority_share")}
               for h in history if "eval_loss" in h]
     if curves:
         m["val_accuracy"] = curves[-1]["val_accuracy"]
         m["val_loss"] = curves[-1]["val_loss"]
+        m["val_majority_share"] = curves[-1]["val_majority_share"]
+        m["val_collapsed"] = stats.is_collapsed(m["val_majority_share"])
     train_curve = [{"step": h["step"], "epoch": h.get("epoch"), "loss": h["loss"]} for h in history if "loss" in h]
     out.update({"device": device, "precision": precision, "dropout_kernel": pick_dropout_kernel(cfg, device),
                 "attn_implementation": attention_label(model),

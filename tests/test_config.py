@@ -180,3 +180,31 @@ def test_fuzzed_set_overrides_end_in_the_clear_error(key, value):
         load_config(str(ROOT / "configs/part1_distilbert_full.yaml"), sets=(f"{key}={value}",))
     except UserError:
         pass
+
+
+def test_a_key_given_twice_is_refused_with_file_line_and_key(tmp_path):
+    path = _write(tmp_path, "part: part1\ntrain:\n  epochs: 1\n  learning_rate: 1.0e-3\n  epochs: 3\n")
+    (msg,) = _problems(path)
+    assert msg.startswith(f"{path}:5: epochs:") and "twice" in msg
+    # The same key in two different mappings is fine.
+    assert load_config(_write(tmp_path, "part: part1\ndata:\n  seed: 1\ntrain:\n  seed: 2\n")).train.seed == 2
+
+
+def test_a_duplicate_key_in_a_profile_is_refused_too(tmp_path):
+    prof = tmp_path / "p.yaml"
+    prof.write_text("data:\n  max_length: 64\n  max_length: 32\n")
+    (msg,) = _problems(str(ROOT / "configs/part1_distilbert_full.yaml"), profile=str(prof))
+    assert msg.startswith(f"{prof}:3: max_length:")
+
+
+def test_output_dir_that_cannot_be_created_is_refused(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    path = _write(tmp_path, {"part": "part1", "output": {"dir": str(blocker / "results")}})
+    (msg,) = _problems(path)
+    assert f"{path}: output.dir:" in msg and "is a file" in msg
+    (msg,) = _problems(_write(tmp_path, {"part": "part1"}), f"output.dir={blocker}")
+    assert msg.startswith("--set output.dir") and "is a file" in msg
+    # A folder that does not exist yet under a writable one is fine (created when the first result is written).
+    assert load_config(_write(tmp_path, {"part": "part1", "output": {"dir": str(tmp_path / "new/deeper")}}))
+    assert not (tmp_path / "new").exists()  # validation creates nothing

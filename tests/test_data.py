@@ -136,3 +136,43 @@ def test_make_data_offline_says_how_to_point_at_local_csvs(monkeypatch, capsys):
 def test_user_error_collects_many():
     e = UserError(["a", "b"])
     assert e.problems == ["a", "b"] and "2 problems" in e.render()
+
+
+def test_fetch_decision_present_absent_online_absent_offline(tmp_path, monkeypatch):
+    from common import data
+
+    monkeypatch.chdir(tmp_path)
+    online, offline = (lambda: True), (lambda: False)
+    assert data.fetch_decision("data/imdb", online) == "fetch"  # the default folder, absent, hub reachable
+    assert data.fetch_decision("data/imdb", offline) == "missing"  # offline: the clear error, as before
+    assert data.fetch_decision("elsewhere/imdb", online) == "missing"  # a folder the user named: never guessed
+    (tmp_path / "data" / "imdb").mkdir(parents=True)
+    assert data.fetch_decision("data/imdb", online) == "present"
+    assert data.fetch_decision(str(tmp_path / "data" / "imdb"), offline) == "present"
+
+
+def test_first_run_online_fetches_the_default_data_dir_then_reads_it(tmp_path, monkeypatch):
+    from common import data, models
+
+    monkeypatch.chdir(tmp_path)
+    fetched = []
+
+    def fake_fetch(out_dir):  # what `make data` writes, from local reviews instead of the hub
+        fetched.append(out_dir)
+        write_csv(tmp_path / out_dir / "train.csv", read_reviews("train", 30))
+        write_csv(tmp_path / out_dir / "test.csv", read_reviews("test", 20))
+        return [tmp_path / out_dir / "train.csv", tmp_path / out_dir / "test.csv"]
+
+    monkeypatch.setattr(data, "write_hub_imdb", fake_fetch)
+    monkeypatch.setattr(models, "hub_reachable", lambda timeout=3.0: True)
+    splits = load_splits(DataCfg(val_samples=4, train_samples=10, test_samples=10))
+    assert fetched == ["data/imdb"] and len(splits.train.text) == 10
+    load_splits(DataCfg(val_samples=4, train_samples=10, test_samples=10))
+    assert fetched == ["data/imdb"]  # present now: fetched once
+    monkeypatch.setattr(models, "hub_reachable", lambda timeout=3.0: False)
+    try:
+        load_splits(DataCfg(dir="data/other"))
+    except UserError as e:
+        assert "data.dir" in str(e) and "make data" in str(e)
+    else:
+        raise AssertionError("a missing folder the user named must be refused")

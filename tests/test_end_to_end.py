@@ -62,8 +62,9 @@ def test_part_end_to_end(part_results, part):
     section = summary.split("## Part 1")[1].split("## Part 2")[0] if part == "part1" else summary.split("## Part 2")[1]
     assert "Full FT" in section and ("LoRA" if part == "part1" else "Prefix tuning") in section
     assert "Seed report (A100" in section and "mean cross-entropy" in section
-    assert "McNemar" in section
-    for plot in ("pareto", "cost", "curves"):
+    assert "McNemar" in section and "**Headline: " in section
+    assert rec["collapsed"] in (True, False) and row["collapsed"] in ("True", "False")
+    for plot in ("train_loss", "val_accuracy", "pareto", "cost"):
         assert (res / "plots" / f"{part}_{plot}.png").stat().st_size > 1000
 
 

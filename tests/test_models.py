@@ -104,3 +104,26 @@ def test_seed_settings_on_cpu_ask_for_an_explicit_flag(tmp_path):
     from conftest import IMDB
     err = _refused("part1", "configs/part1_distilbert_full.yaml", IMDB, tmp_path, profile=False)
     assert "train.allow_cpu=true" in err and " h " in err
+
+
+def test_unwritable_output_dir_is_refused_before_training(tiny_data, tmp_path, capsys):
+    blocker = tmp_path / "plain_file"
+    blocker.write_text("not a folder")
+    rc, out, err = run_main("part1", ["--config", "configs/part1_distilbert_lora.yaml", "--profile", str(TINY["part1"]),
+                                      "--set", f"data.dir={tiny_data}", "--set", f"output.dir={blocker}/results",
+                                      "--set", f"model.tokenizer={VOCAB}"], capsys)
+    assert rc == 2 and err.startswith("error") and "--set output.dir" in err and "is a file" in err
+    assert "[run]" not in out and blocker.read_text() == "not a folder"
+
+
+def test_train_pooler_is_counted_and_refused_where_there_is_no_pooler(tiny_data, tmp_path, capsys):
+    args = ["--config", "configs/part2_bert_prefix.yaml", "--dry-run", "--set", f"data.dir={tiny_data}",
+            "--set", f"output.dir={tmp_path / 'r'}", *SEED_ARCH, "--set", "data.train_samples=4",
+            "--set", "data.val_samples=2"]
+    rc, stdout, err = run_main("part2", args + ["--set", "peft.train_pooler=true"], capsys)
+    assert rc == 0, err
+    # bert-base's pooler: 768 x 768 weights + 768 biases on top of the seed's 9,866,242.
+    assert last_json(stdout)["trainable_params"] == 9_866_242 + 768 * 768 + 768
+    err = _refused("part1", "configs/part1_distilbert_lora.yaml", tiny_data, tmp_path, "peft.train_pooler=true",
+                   capsys=capsys)
+    assert "peft.train_pooler" in err and "no pooler" in err

@@ -52,6 +52,28 @@ def test_identity_follows_config_data_and_versions():
     assert records.run_identity(cfg, {"train": "x"}, {"torch": "2"}) != base
 
 
+def test_identity_follows_the_resolved_runtime_and_the_active_method_only():
+    from common.config import RunCfg
+
+    cfg = RunCfg(part="part2").to_dict()
+    ident = lambda c, rt=None: records.run_identity(c, {"train": "x"}, {"torch": "1"}, rt)  # noqa: E731
+    cpu_fp32 = {"device_type": "cpu", "precision": "fp32", "dropout_kernel": "fast"}
+    assert ident(cfg, cpu_fp32) != ident(cfg, {**cpu_fp32, "precision": "bf16"})  # auto resolved differently
+    # The settings of methods a run does not use are not part of it; those of its own method are.
+    full_other_lora = {**cfg, "peft": {**cfg["peft"], "lora": {**cfg["peft"]["lora"], "r": 64}}}
+    assert ident(full_other_lora) == ident(cfg)
+    lora = {**cfg, "peft": {**cfg["peft"], "method": "lora"}}
+    lora_r64 = {**lora, "peft": {**lora["peft"], "lora": {**lora["peft"]["lora"], "r": 64}}}
+    assert ident(lora_r64) != ident(lora)
+    # A key added later is left out at its default (old runs stay recognised) and counts when set.
+    pooled = {**cfg, "peft": {**cfg["peft"], "train_pooler": True}}
+    legacy = {**cfg, "peft": {k: v for k, v in cfg["peft"].items() if k != "train_pooler"}}
+    assert ident(legacy) == ident(cfg) != ident(pooled)
+    # How often validation runs and the loss is logged does not change training.
+    quiet = {**cfg, "train": {**cfg["train"], "evals_per_epoch": 4, "logging_steps": 1}}
+    assert ident(quiet) == ident(cfg)
+
+
 def _start_long_run(tiny_data, out):
     args = tiny_args("part1", tiny_data, out, "--set", "train.epochs=400",
                      configs=["configs/part1_distilbert_full.yaml"])

@@ -1,4 +1,6 @@
 """Statistics on constructed data with known answers; the summary generator on fixture CSVs."""
+import re
+
 import numpy as np
 import pytest
 
@@ -36,26 +38,60 @@ def test_mean_std_and_t_interval():
     assert stats.mean_std([0.5]) == (0.5, 0.0)
 
 
-def _fixture_results(out, seeds=(0, 1, 2), kernel=None):
+def test_collapse_flag_on_constructed_predictions():
+    assert stats.majority_share(np.array([0] * 990 + [1] * 10)) == pytest.approx(0.99)
+    assert stats.is_collapsed(stats.majority_share(np.array([0] * 990 + [1] * 10)))  # 99%: collapsed
+    assert not stats.is_collapsed(stats.majority_share(np.array([1] * 989 + [0] * 11)))  # 98.9%: a weak model
+    assert stats.is_collapsed(stats.majority_share(np.ones(50, int)))
+    assert stats.majority_share(np.array([0, 1, 1, 0])) == 0.5
+    assert not stats.is_collapsed(None) and not stats.is_collapsed(float("nan"))
+
+
+def test_classification_metrics_report_the_majority_share():
+    from common.training import classification_metrics
+
+    labels = np.array([0, 1] * 50)
+    m = classification_metrics(np.tile([[2.0, -1.0]], (100, 1)), labels)  # always class 0
+    assert m["accuracy"] == 0.5 and m["majority_share"] == 1.0
+
+
+def test_sweep_never_picks_a_collapsed_rate_when_another_learned():
+    from common.sweep import pick_best
+
+    scores = [{"learning_rate": 1e-3, "val_accuracy": 0.70, "val_loss": 0.5, "collapsed": False},
+              {"learning_rate": 3e-3, "val_accuracy": 0.71, "val_loss": 0.69, "collapsed": True},
+              {"learning_rate": 1e-2, "val_accuracy": 0.60, "val_loss": 0.6, "collapsed": False}]
+    best, note = pick_best(scores)
+    assert best["learning_rate"] == 1e-3 and "0.003 collapsed" in note and "not eligible" in note
+    best, note = pick_best([dict(s, collapsed=True) for s in scores])
+    assert best["learning_rate"] == 3e-3 and "every lr collapsed" in note
+    best, note = pick_best([dict(s, collapsed=False) for s in scores])
+    assert best["learning_rate"] == 3e-3 and "no collapse" in note
+
+
+def _fixture_results(out, seeds=(0, 1, 2), kernel=None, precision="fp32", date="2026-11-27T10:00:00+00:00",
+                     accs=(("full", 0.9, 1000), ("lora", 0.8, 10)), lr=1e-3):
     """Full FT right on 90% of 1,000 test reviews, LoRA on 80% (LoRA's errors a superset): a known gap."""
     rng = np.random.default_rng(0)
     label = rng.integers(0, 2, 1000)
     for seed in seeds:
-        for method, acc, params in (("full", 0.9, 1000), ("lora", 0.8, 10)):
+        for method, acc, params in accs:
             wrong = np.zeros(1000, bool)
             wrong[: int(round(1000 * (1 - acc))) + seed] = True
-            pred = np.where(wrong, 1 - label, label)
-            run_id = f"part1-{method}-s{seed}-fixture" + (f"-{kernel}" if kernel else "")
+            pred = np.where(wrong, 1 - label, label) if acc > 0.5 else np.zeros(1000, int)  # 0.5: constant
+            run_id = f"part1-{method}-s{seed}-fixture" + (f"-{kernel}" if kernel else "") + f"-{precision}-{lr}"
             records.write_predictions(str(out), run_id, {"row": np.arange(1000), "label": label, "pred": pred,
                                                          "prob_pos": np.where(pred == 1, 0.9, 0.1)})
             records.write_json(records.record_path(str(out), run_id), {
-                "run_id": run_id, "curves": {"val": [{"epoch": 1.0, "val_loss": 0.4, "val_accuracy": acc},
-                                                     {"epoch": 2.0, "val_loss": 0.3, "val_accuracy": acc}]}})
+                "run_id": run_id, "curves": {
+                    "val": [{"step": 5, "epoch": 0.5, "val_loss": 0.4, "val_accuracy": acc - 0.1},
+                            {"step": 10, "epoch": 1.0, "val_loss": 0.3, "val_accuracy": acc}],
+                    "train": [{"step": k, "loss": 0.7 - 0.02 * k - 0.01 * seed} for k in range(1, 11)]}})
             records.append_row(out / "part1.csv", {
                 "run_id": run_id, "part": "part1", "method": method, "model": "m", "profile": "fixture",
-                "seed": seed, "learning_rate": 1e-3, "lr_source": "config", "accuracy": float((pred == label).mean()),
+                "seed": seed, "learning_rate": lr, "lr_source": "config", "accuracy": float((pred == label).mean()),
                 "loss": 0.3, "trainable_params": params, "total_params": 1000, "trainable_pct": params / 10,
-                "train_time_s": 10, "peak_rss_mib": 500, "device": "cpu", "precision": "fp32",
+                "train_time_s": 10, "peak_rss_mib": 500, "device": "cpu", "precision": precision, "date": date,
                 "train_samples": 100, "test_samples": 1000, "max_length": 64, "epochs": 1, "status": "completed",
                 **({"dropout_kernel": kernel} if kernel else {})})
 
@@ -65,31 +101,60 @@ def test_summary_from_fixture_csvs(tmp_path):
     _fixture_results(out)
     records.append_row(out / "part1.csv", {"run_id": "part1-lora-s9-broken", "part": "part1", "method": "lora",
                                            "status": "failed"})
+    (out / "plots").mkdir()
+    (out / "plots" / "part1_curves.png").write_bytes(b"an earlier layout's plot")
     text = write_summary(str(out)).read_text()
     part1 = text.split("## Part 1")[1].split("## Part 2")[0]
     # full: 100, 101, 102 wrong of 1000 -> 89.90% +- 0.10; lora: 200, 201, 202 wrong -> 79.90%
     assert "| Full FT | 1,000 (100.00%) | 89.90% ± 0.10 |" in part1
-    assert "| LoRA | 10 (1.00%) | 79.90% ± 0.10 |" in part1
+    assert "| LoRA | 10 (1.00%) | 79.90% ± 0.10 | [79.65, 80.15] | -10.00 [-10.00, -10.00] | " in part1
     assert "t-interval over 3 seeds" in part1
     assert "LoRA (lr 0.001) is 10.00 points below full fine-tuning (lr 0.001) while training 1.00% as many " \
            "parameters" in part1
     assert "excludes zero" in part1 and "3 of 3 below 0.05" in part1
-    assert "accuracy 89.9%" in part1  # the seed report's LoRA figure, in its own column
+    # The seed report's figures: one column of their own in the headline, once per method.
+    assert part1.count("89.9%, 4m24s") == 1 and part1.count("92.2%") == 1
     assert "s9" not in part1  # failed rows are not reported
+    assert "Other runs" not in part1  # one setup only
     assert "No completed runs yet." in text.split("## Part 2")[1]
-    for plot in ("pareto", "cost", "curves"):
-        assert f"plots/part1_{plot}.png" in part1 and (out / "plots" / f"part1_{plot}.png").is_file()
+    for plot in ("train_loss", "val_accuracy", "pareto", "cost"):
+        assert f"plots/part1_{plot}.png" in part1 and (out / "plots" / f"part1_{plot}.png").stat().st_size > 5000
+    assert not (out / "plots" / "part1_curves.png").exists()  # stale plots of another layout are removed
 
 
-def test_dropout_kernels_are_separate_groups_compared_within(tmp_path):
+def test_headline_is_the_most_recent_setup_with_the_most_seeds(tmp_path):
     out = tmp_path / "results"
-    _fixture_results(out)  # rows from before the kernel was recorded: torch's dropout
-    _fixture_results(out, seeds=(0,), kernel="fast")
+    _fixture_results(out, seeds=(0, 1, 2), precision="bf16", date="2026-11-20T10:00:00+00:00")  # old, 3 seeds
+    _fixture_results(out, seeds=(0,), precision="fp16", date="2026-11-28T10:00:00+00:00")  # newest, 1 seed
+    _fixture_results(out, seeds=(0, 1, 2), kernel="fast", date="2026-11-25T10:00:00+00:00",  # newer, 3 seeds
+                     accs=(("full", 0.9, 1000), ("lora", 0.85, 10)))
+    _fixture_results(out, seeds=(0,), kernel="fast", date="2026-11-25T09:00:00+00:00", lr=5e-3,  # same setup,
+                     accs=(("lora", 0.7, 10),))                                                 # another lr
+    _fixture_results(out, seeds=(0, 1, 2, 3), kernel="fast", precision="bf16", date="2026-11-26T10:00:00+00:00",
+                     accs=(("lora", 0.8, 10),))  # the most seeds, but one method only: not a comparison
     part1 = write_summary(str(out), plots=False).read_text().split("## Part 1")[1].split("## Part 2")[0]
-    assert part1.count("torch dropout, profile") == 2 and part1.count("fast dropout, profile") == 2
-    assert "Profile `fixture`, torch dropout, lr from config: LoRA" in part1
-    assert "Profile `fixture`, fast dropout, lr from config: LoRA" in part1
-    assert "(1 seed)" in part1 and "t-interval over 3 paired seeds" in part1  # each kernel paired with its own
+    head, others = part1.split("### Other runs")
+    assert "fp32, fast dropout kernel; seeds 0, 1, 2.**" in head
+    assert "| LoRA | 10 (1.00%) | 84.90% ± 0.10 |" in head and head.count("| LoRA |") == 1
+    assert "| Full FT |" in head and "0.005" not in head
+    # Every other setup below, labelled by what differs from the headline.
+    assert "#### precision bf16 (headline: fp32); dropout kernel torch (headline: fast)" in others
+    assert "#### precision fp16 (headline: fp32); dropout kernel torch (headline: fast)" in others
+    assert "#### precision bf16 (headline: fp32)\n" in others
+    assert "#### same setup, other learning rates" in others and "| LoRA | 10 (1.00%) | 70.00% (1 seed) |" in others
+    assert "Seed report" not in others  # quoted once, in the headline
+    assert head.index("**Is the gap real?**") < head.index("Loss is the mean")
+
+
+def test_a_collapsed_run_is_called_what_it_is(tmp_path):
+    out = tmp_path / "results"
+    _fixture_results(out, accs=(("full", 0.9, 1000), ("lora", 0.5, 10)))  # LoRA predicts class 0 throughout
+    part1 = write_summary(str(out), plots=False).read_text().split("## Part 1")[1]
+    assert re.search(r"\| LoRA \| 10 \(1.00%\) \| \d\d\.\d\d% ± 0.00 \*\*collapsed: predicts one class\*\* "
+                     r"\(3 of 3 seeds\) \|", part1)
+    assert "It collapsed (3 of 3 seeds predict one class" in part1
+    row = [r for r in records.read_csv_rows(out / "part1.csv") if r["method"] == "lora"][0]
+    assert row.get("collapsed", "") == ""  # derived from the predictions for rows written before the flag
 
 
 def test_single_seed_uses_bootstrap_and_flags_a_null_gap(tmp_path):

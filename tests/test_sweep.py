@@ -41,5 +41,5 @@ def test_a_pick_for_another_setup_is_not_used(tiny_data, tmp_path, capsys):
     from common.records import write_json
     write_json(sweep.picks_path(str(out)), {sweep.pick_name(cfg): {"learning_rate": 0.5, "grid": [0.5],
                                                                     "selection_key": "other", "scores": []}})
-    new, source = sweep.apply_pick(cfg, {"train": "x", "test": "y"})
+    new, source = sweep.apply_pick(cfg, {"train": "x", "test": "y"}, {"device_type": "cpu"})
     assert new.train.learning_rate == cfg.train.learning_rate and source == "config"
