@@ -23,9 +23,10 @@ CSV_COLUMNS = [
 ]
 
 # Settings that do not change what a run computes are left out of its identity.
+# data.dir too: the data files' sha256 stand for the data, wherever the folder is.
 IDENTITY_EXCLUDE = {("output",), ("train", "allow_cpu"), ("train", "use_sweep_lr"), ("train", "lr_grid"),
-                    ("train", "seeds"), ("profile",), ("data", "cache_dir"), ("train", "evals_per_epoch"),
-                    ("train", "logging_steps")}
+                    ("train", "seeds"), ("profile",), ("data", "cache_dir"), ("data", "dir"),
+                    ("train", "evals_per_epoch"), ("train", "logging_steps")}
 # Keys added after runs were recorded, left out while at their default: the default keeps the earlier behaviour,
 # so a completed run stays recognised when a later version of the code adds an option it did not use.
 IDENTITY_OMIT_AT_DEFAULT = {("peft", "train_pooler"): False}

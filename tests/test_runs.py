@@ -72,6 +72,8 @@ def test_identity_follows_the_resolved_runtime_and_the_active_method_only():
     # How often validation runs and the loss is logged does not change training.
     quiet = {**cfg, "train": {**cfg["train"], "evals_per_epoch": 4, "logging_steps": 1}}
     assert ident(quiet) == ident(cfg)
+    # Where the data folder is does not matter: its files' hashes stand for it.
+    assert ident({**cfg, "data": {**cfg["data"], "dir": "/elsewhere"}}) == ident(cfg)
 
 
 def _start_long_run(tiny_data, out):
