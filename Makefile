@@ -1,5 +1,6 @@
 # Thin wrappers: every target calls Python; logic lives in common/ and the part recipes.
-#   make setup | make test | make part1 | make part2 | make summary | make sweep PART=part1 | make bench | make data
+#   make setup | make test | make part1 | make part2 | make part3 | make summary | make sweep PART=part1 | make bench
+#   | make data
 # Variables: PROFILE (default|quick|path), DATA_DIR, SEEDS=0,1,2, FORCE=1, ARGS="--set train.epochs=1"
 PYTHON ?= python3
 VENV ?= .venv
@@ -12,10 +13,13 @@ ARGS ?=
 PART ?= part1
 STEPS ?=
 
+# Full fine-tuning first: a part stopped halfway still has the reference the others are compared with.
+PART3_CONFIGS = $(foreach m,full lora dora ia3 prompt ptuning prefix adapter,configs/part3_bert_$(m).yaml)
+
 RUN_ARGS = --profile $(PROFILE) $(if $(DATA_DIR),--set data.dir=$(DATA_DIR)) \
 	$(if $(SEEDS),--set train.seeds=[$(SEEDS)]) $(if $(FORCE),--force) $(ARGS)
 
-.PHONY: setup test part1 part2 summary sweep bench bench-cpu data clean-cache
+.PHONY: setup test part1 part2 part3 summary sweep bench bench-cpu data clean-cache
 
 setup:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +35,9 @@ part1:
 
 part2:
 	$(PY) -m part3_prefix.train --config configs/part2_bert_full.yaml configs/part2_bert_prefix.yaml $(RUN_ARGS)
+
+part3:
+	$(PY) -m part4_peft_methods.train --config $(PART3_CONFIGS) $(RUN_ARGS)
 
 summary:
 	$(PY) -m common.report

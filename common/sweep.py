@@ -12,9 +12,9 @@ from pathlib import Path
 
 from common import records
 from common.config import PROJECT_ROOT, RunCfg, with_learning_rate
+from common.recipe import ENTRY_POINTS
 from common.env import now_iso, package_versions
 
-RECIPES = {"part1": "part2_lora.train", "part2": "part3_prefix.train"}
 SELECTION_EXCLUDE = (("train", "learning_rate"), ("train", "seed"))
 
 
@@ -78,7 +78,7 @@ def sweep_configs(part: str) -> list:
 def run_sweep(part: str, profile: str, sets: list, force: bool) -> int:
     from common.runner import execute, plan_runs
 
-    recipe = importlib.import_module(RECIPES[part])
+    from common import recipe
     base_args = argparse.Namespace(config=sweep_configs(part), profile=profile, dry_run=False, force=force,
                                    set=list(sets) + ["train.use_sweep_lr=false", "train.seeds=[]"])
     base_plans = plan_runs(part, base_args)
@@ -121,7 +121,7 @@ def main(argv=None) -> int:
     from common.runner import exits_on_user_error
 
     ap = argparse.ArgumentParser(description="Sweep learning rates on validation, then run the part with the picks.")
-    ap.add_argument("--part", choices=sorted(RECIPES), required=True)
+    ap.add_argument("--part", choices=sorted(ENTRY_POINTS), required=True)
     ap.add_argument("--profile", default="default")
     ap.add_argument("--set", action="append", default=[])
     ap.add_argument("--force", action="store_true")
@@ -133,10 +133,10 @@ def main(argv=None) -> int:
         rc = run_sweep(a.part, a.profile, a.set, a.force)
         if a.no_final:
             return rc
-        recipe = importlib.import_module(RECIPES[a.part])
+        entry = importlib.import_module(ENTRY_POINTS[a.part])
         final = ["--config", *sweep_configs(a.part), "--profile", a.profile] + \
             [x for s in a.set for x in ("--set", s)] + (["--force"] if a.force else [])
-        return max(rc, recipe.main(final))
+        return max(rc, entry.main(final))
 
     return go()
 

@@ -14,13 +14,17 @@ SHARED = ROOT.parent / "shared"
 IMDB = SHARED / "data" / "imdb"
 VOCAB = SHARED / "data" / "vocab" / "bert-base-uncased-vocab.txt"
 TINY = {"part1": ROOT / "tests" / "profiles" / "tiny_distilbert.yaml",
-        "part2": ROOT / "tests" / "profiles" / "tiny_bert.yaml"}
+        "part2": ROOT / "tests" / "profiles" / "tiny_bert.yaml",
+        "part3": ROOT / "tests" / "profiles" / "tiny_bert.yaml"}
+PART3_METHODS = ["full", "lora", "dora", "ia3", "prompt", "ptuning", "prefix", "adapter"]
 CONFIGS = {"part1": ["configs/part1_distilbert_full.yaml", "configs/part1_distilbert_lora.yaml"],
-           "part2": ["configs/part2_bert_full.yaml", "configs/part2_bert_prefix.yaml"]}
-RECIPES = {"part1": "part2_lora.train", "part2": "part3_prefix.train"}
+           "part2": ["configs/part2_bert_full.yaml", "configs/part2_bert_prefix.yaml"],
+           "part3": [f"configs/part3_bert_{m}.yaml" for m in PART3_METHODS]}
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from common.recipe import ENTRY_POINTS as RECIPES  # noqa: E402  (part -> the module a user runs; after the env)
 
 
 def read_reviews(split: str, per_class: int) -> list:

@@ -7,15 +7,36 @@ from hypothesis import strategies as st
 
 from common.config import PROFILE_DIR, RunCfg, expand_seeds, load_config
 from common.errors import UserError
-from conftest import ROOT, TINY
+from conftest import PART3_METHODS, ROOT, TINY
 
 CONFIG_FILES = sorted((ROOT / "configs").glob("*.yaml"))
 PROFILES = ["default"] + sorted(p.stem for p in PROFILE_DIR.glob("*.yaml")) + [str(p) for p in TINY.values()]
 
 
-def test_there_are_four_configs():
+def test_every_method_has_its_config():
     assert [p.name for p in CONFIG_FILES] == ["part1_distilbert_full.yaml", "part1_distilbert_lora.yaml",
-                                               "part2_bert_full.yaml", "part2_bert_prefix.yaml"]
+                                               "part2_bert_full.yaml", "part2_bert_prefix.yaml"] + sorted(
+        f"part3_bert_{m}.yaml" for m in PART3_METHODS)
+
+
+@pytest.mark.parametrize("path", CONFIG_FILES, ids=lambda p: p.name)
+def test_every_config_states_its_command_rate_reason_and_grid(path):
+    text = path.read_text()
+    cfg = load_config(str(path))
+    assert text.startswith("# Part ") and "python -m " in text and "make part" in text
+    lr_line = next(line for line in text.splitlines() if line.strip().startswith("learning_rate:"))
+    reason = text.split(lr_line)[0].rstrip().splitlines()[-1]
+    assert reason.strip().startswith("#") and len(reason) > 40  # the line above the rate says why
+    assert len(cfg.train.lr_grid) >= 3 and cfg.train.learning_rate in cfg.train.lr_grid
+
+
+@pytest.mark.parametrize("method", PART3_METHODS)
+def test_quick_profile_gives_every_method_a_rate_and_grid_and_prompt_methods_the_pooler(method):
+    cfg = load_config(str(ROOT / f"configs/part3_bert_{method}.yaml"), "quick")
+    assert cfg.train.learning_rate in cfg.train.lr_grid and len(cfg.train.lr_grid) == 3
+    assert cfg.peft.train_pooler == (method in ("prompt", "ptuning", "prefix"))
+    # Off at the seed settings: the seed's parameter counts stay.
+    assert not load_config(str(ROOT / f"configs/part3_bert_{method}.yaml")).peft.train_pooler
 
 
 @pytest.mark.parametrize("profile", PROFILES)
@@ -87,6 +108,12 @@ def test_all_problems_are_reported_together(tmp_path):
     ("data", "max_length", 2, "must be >= 8"),
     ("data", "train_samples", 1, "must be >= 2"),
     ("peft", "method", "adalora", "must be one of"),
+    ("peft", "ia3", {"target_modules": ["key"], "feedforward_modules": ["output.dense"]}, "must also be in"),
+    ("peft", "prompt", {"num_virtual_tokens": 0}, "must be >= 1"),
+    ("peft", "prompt", {"init": "text"}, "must be one of"),
+    ("peft", "ptuning", {"encoder_type": "GRU"}, "must be one of"),
+    ("peft", "adapter", {"config": "lora"}, "must be one of"),
+    ("peft", "adapter", {"reduction_factor": 0}, "must be >= 1"),
     ("model", "init", "zeros", "must be one of"),
     ("train", "allow_cpu", "yes", "expected bool"),
     ("train", "dropout_kernel", "philox", "must be one of"),

@@ -7,16 +7,17 @@ import pytest
 
 from common.records import CSV_COLUMNS
 from common.training import cpu_has_native_bf16
-from conftest import run_cli, run_main, tiny_args
+from conftest import PART3_METHODS, run_cli, run_main, tiny_args
 
-EXPECTED_COUNTS = {"part1": {"full", "lora"}, "part2": {"full", "prefix"}}
+EXPECTED_COUNTS = {"part1": {"full", "lora"}, "part2": {"full", "prefix"}, "part3": set(PART3_METHODS)}
+SECTIONS = {"part1": "## Part 1", "part2": "## Part 2", "part3": "## Part 3"}
 
 
 @pytest.fixture(scope="module")
 def part_results(tmp_path_factory, tiny_data):
     """Each part run once as a user would (a subprocess, exit code checked); both tests read its results."""
     out = {}
-    for part in ("part1", "part2"):
+    for part in ("part1", "part2", "part3"):
         res = tmp_path_factory.mktemp(part) / "results"
         r = run_cli(part, tiny_args(part, tiny_data, res))
         assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
@@ -24,11 +25,11 @@ def part_results(tmp_path_factory, tiny_data):
     return out
 
 
-@pytest.mark.parametrize("part", ["part1", "part2"])
+@pytest.mark.parametrize("part", ["part1", "part2", "part3"])
 def test_part_end_to_end(part_results, part):
     res, r = part_results[part]
     rows = list(csv.DictReader(open(res / f"{part}.csv")))
-    assert {row["method"] for row in rows} == EXPECTED_COUNTS[part] and len(rows) == 2
+    assert {row["method"] for row in rows} == EXPECTED_COUNTS[part] and len(rows) == len(EXPECTED_COUNTS[part])
     assert list(rows[0].keys())[: len(CSV_COLUMNS)] == CSV_COLUMNS
     for row in rows:
         assert row["status"] == "completed" and row["part"] == part and row["profile"].endswith("tiny_" + (
@@ -49,7 +50,9 @@ def test_part_end_to_end(part_results, part):
         assert rec["metrics"]["f1"] is not None and rec["command"]
         # CPU defaults: the fast dropout kernel, so attention dropout must run eager while training: BERT keeps
         # SDPA for evaluation, DistilBERT is built eager.
-        attention = "eager" if part == "part1" else "sdpa (eager while training)"
+        # AdapterHub replaces BERT's attention class with its own: it keeps SDPA (attention dropout inside it).
+        attention = "eager" if part == "part1" else ("sdpa" if row["method"] == "adapter" else
+                                                      "sdpa (eager while training)")
         assert row["dropout_kernel"] == "fast" and rec["kernels"] == {"dropout": "fast", "attention": attention}
         with np.load(res / "runs" / rec["predictions_file"]) as z:
             assert len(z["pred"]) == 16 and set(np.unique(z["label"])) == {0, 1}
@@ -59,9 +62,12 @@ def test_part_end_to_end(part_results, part):
     full_row = next(row for row in rows if row["method"] == "full")
     assert int(peft_rows[0]["trainable_params"]) < int(full_row["trainable_params"])
     summary = (res / "summary.md").read_text()
-    section = summary.split("## Part 1")[1].split("## Part 2")[0] if part == "part1" else summary.split("## Part 2")[1]
+    section = summary.split(SECTIONS[part])[1].split("\n## ")[0]
     assert "Full FT" in section and ("LoRA" if part == "part1" else "Prefix tuning") in section
-    assert "Seed report (A100" in section and "mean cross-entropy" in section
+    assert ("Seed report (A100" in section) == (part != "part3") and "mean cross-entropy" in section
+    if part == "part3":
+        for name in ("DoRA", "(IA)³", "Prompt tuning", "P-tuning", "Adapter (seq_bn)", "Which methods beat which?"):
+            assert name in section
     assert "McNemar" in section and "**Headline: " in section
     assert rec["collapsed"] in (True, False) and row["collapsed"] in ("True", "False")
     for plot in ("train_loss", "val_accuracy", "pareto", "cost"):

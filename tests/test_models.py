@@ -11,6 +11,15 @@ SEED_ARCH = ["--set", "model.init=random", "--set", f"model.tokenizer={VOCAB}"]
     ("part1", "configs/part1_distilbert_lora.yaml", 739_586, 67_694_596),
     ("part2", "configs/part2_bert_full.yaml", 109_483_778, 109_483_778),
     ("part2", "configs/part2_bert_prefix.yaml", 9_866_242, 119_350_020),
+    # Part 3 on bert-base's architecture; the classifier is 768 x 2 + 2 = 1,538 of each PEFT count.
+    ("part3", "configs/part3_bert_full.yaml", 109_483_778, 109_483_778),
+    ("part3", "configs/part3_bert_lora.yaml", 12 * 2 * (768 * 8 + 8 * 768) + 1_538, 109_780_228),  # 296,450
+    ("part3", "configs/part3_bert_dora.yaml", 296_450 + 12 * 2 * 768, 109_798_660),  # + a magnitude per output
+    ("part3", "configs/part3_bert_ia3.yaml", 12 * (768 + 768 + 768 + 3072) + 1_538, 109_549_828),  # 66,050
+    ("part3", "configs/part3_bert_prompt.yaml", 20 * 768 + 1_538, 109_500_676),  # 16,898
+    ("part3", "configs/part3_bert_ptuning.yaml", 230_914, 109_714_692),
+    ("part3", "configs/part3_bert_prefix.yaml", 9_866_242, 119_350_020),
+    ("part3", "configs/part3_bert_adapter.yaml", 896_066, 110_378_306),
 ])
 def test_dry_run_counts(tiny_data, tmp_path, part, config, trainable, total, capsys):
     out = tmp_path / "results"
@@ -89,9 +98,9 @@ def test_lora_targets_that_match_nothing_name_the_real_modules(tiny_data, tmp_pa
 
 
 def test_unknown_method_is_refused(tiny_data, tmp_path, capsys):
-    err = _refused("part1", "configs/part1_distilbert_lora.yaml", tiny_data, tmp_path, "peft.method=ia3",
+    err = _refused("part1", "configs/part1_distilbert_lora.yaml", tiny_data, tmp_path, "peft.method=adalora",
                    capsys=capsys)
-    assert "peft.method" in err and "ia3" in err
+    assert "peft.method" in err and "adalora" in err and "adapter" in err
 
 
 def test_offline_hub_model_fails_fast_with_two_ways_out(tiny_data, tmp_path, capsys):
@@ -127,3 +136,28 @@ def test_train_pooler_is_counted_and_refused_where_there_is_no_pooler(tiny_data,
     err = _refused("part1", "configs/part1_distilbert_lora.yaml", tiny_data, tmp_path, "peft.train_pooler=true",
                    capsys=capsys)
     assert "peft.train_pooler" in err and "no pooler" in err
+
+
+@pytest.mark.parametrize("sets,expect", [
+    (["peft.method=ia3"], "peft.ia3.target_modules: ['key', 'value', 'output.dense'] match no module"),
+    (["peft.method=lora", "peft.lora.target_modules=[all-linear]"], "'all-linear' on DistilBertForSequenceClassification"
+                                                                      " also wraps ['pre_classifier']"),
+    (["peft.method=prompt", "data.max_length=500"], "500 + 20 virtual tokens = 520 exceeds"),
+    (["peft.method=ptuning", "data.max_length=500"], "500 + 20 virtual tokens = 520 exceeds"),
+    (["peft.method=adapter", "peft.train_pooler=true"], "peft.train_pooler"),
+])
+def test_impossible_method_model_pairs_are_refused_on_distilbert(tiny_data, tmp_path, capsys, sets, expect):
+    err = _refused("part1", "configs/part1_distilbert_full.yaml", tiny_data, tmp_path, *sets, capsys=capsys)
+    assert expect in err
+
+
+def test_prompt_methods_and_adapters_build_on_distilbert_too(tiny_data, tmp_path, capsys):
+    """peft's prompt methods cannot infer DistilBERT's dimensions (token_dim...): the builder gives them."""
+    for method, trainable in (("prompt", 20 * 768 + 590_592 + 1_538), ("ptuning", None), ("adapter", None)):
+        rc, stdout, err = run_main("part1", ["--config", "configs/part1_distilbert_full.yaml", "--dry-run",
+                                             "--set", f"data.dir={tiny_data}", "--set", f"output.dir={tmp_path}/r",
+                                             *SEED_ARCH, "--set", "data.train_samples=4", "--set",
+                                             "data.val_samples=2", "--set", f"peft.method={method}"], capsys)
+        assert rc == 0, err
+        if trainable:  # the prompt, plus DistilBERT's pre_classifier and classifier (peft's head modules)
+            assert last_json(stdout)["trainable_params"] == trainable

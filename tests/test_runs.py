@@ -133,7 +133,7 @@ def test_sigterm_records_interrupted_and_writes_no_row(tiny_data, tmp_path, caps
 
 
 def test_a_crashed_run_is_recorded_failed_and_the_rest_go_ahead(tiny_data, tmp_path, capsys, monkeypatch):
-    import part2_lora.train as recipe
+    from common import recipe
 
     real = recipe.run
 

@@ -1,0 +1,1 @@
+"""Part 3 recipe: every common PEFT family on one model."""
