@@ -172,6 +172,10 @@ class TrainCfg:
 class OutputCfg:
     dir: str = "results"
     save_predictions: bool = True
+    # Trained weights under <dir>/models/<run_id>/ (git-ignored), for `python -m common.predict`. auto: the adapter
+    # for PEFT methods (0.3-40 MB), nothing for full fine-tuning; full: full fine-tuning's whole model too
+    # (bert-base: 418 MB per run); none: nothing.
+    save_model: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -378,7 +382,18 @@ def _build(cls, data: Any, prefix: str, errors: list, sources: dict, default_src
         return None
 
 
-def validate(cfg: RunCfg, sources: dict, default_src: str) -> list:
+def load_config_dict(doc: dict, source: str) -> RunCfg:
+    """A resolved config as a run record holds it, checked like a YAML (predictions rebuild the run's model)."""
+    errors: list = []
+    cfg = _build(RunCfg, doc, "", errors, {}, source)
+    if cfg is not None:
+        errors += validate(cfg, {}, source, check_paths=False)
+    if errors:
+        raise UserError(errors)
+    return cfg
+
+
+def validate(cfg: RunCfg, sources: dict, default_src: str, check_paths: bool = True) -> list:
     """Range and choice checks; each message names the file (or --set) and the key."""
     errors = []
 
@@ -458,9 +473,10 @@ def validate(cfg: RunCfg, sources: dict, default_src: str) -> list:
     at_least("train.max_steps", t.max_steps, 1)
     at_least("train.evals_per_epoch", t.evals_per_epoch, 0)
     at_least("train.logging_steps", t.logging_steps, 1)
+    choice("output.save_model", cfg.output.save_model, ("auto", "none", "full"))
     if not cfg.output.dir:
         bad("output.dir", "must not be empty")
-    else:
+    elif check_paths:
         problem = output_dir_problem(cfg.output.dir)
         if problem:
             bad("output.dir", problem)

@@ -2,7 +2,9 @@
 
   python -m <part folder>.train --config FILE [FILE ...] [--profile NAME] [--set section.key=value ...] [--dry-run]
 """
+from common.artifacts import save_trained
 from common.data import tokenize_splits
+from common.inference import measure_inference
 from common.models import build_model, build_tokenizer
 from common.runner import (exit_code, exits_on_user_error, parse_args, plan_runs, print_dry_run, run_plans,
                            write_summaries)
@@ -14,11 +16,17 @@ ENTRY_POINTS = {"part1": "part2_lora.train", "part2": "part3_prefix.train", "par
 
 
 def run(plan) -> dict:
-    """One run, after its plan checked config, data and model: tokenize -> build -> train -> evaluate."""
+    """One run, after its plan checked config, data and model: tokenize -> build -> train -> evaluate -> keep the
+    trained weights -> time inference."""
     tokenizer = build_tokenizer(plan.cfg)
     encoded = tokenize_splits(plan.splits, tokenizer, plan.cfg.data, plan.cfg.train.padding)
     model = build_model(plan.cfg, plan.model_config)
-    return train_and_evaluate(model, tokenizer, encoded, plan.cfg, evaluate_test=plan.evaluate_test)
+    result = train_and_evaluate(model, tokenizer, encoded, plan.cfg, evaluate_test=plan.evaluate_test)
+    if plan.evaluate_test:  # what the trained model costs to keep and to use (sweep runs skip this)
+        result["saved"] = save_trained(model, plan.cfg, plan.run_id)
+        result["inference"] = measure_inference(model, plan.cfg.peft.method, encoded["test"], result["metrics"],
+                                                result["device"], result["precision"])
+    return result
 
 
 @exits_on_user_error

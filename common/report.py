@@ -113,7 +113,8 @@ def summarize_group(output_dir: Path, g: dict) -> dict:
         else:
             s["acc_ci"], s["ci_how"] = None, "no predictions file"
     for k in ("train_time_s", "peak_mem_allocated_mib", "peak_mem_reserved_mib", "peak_rss_mib",
-              "trainable_params", "total_params", "trainable_pct", "val_accuracy"):
+              "trainable_params", "total_params", "trainable_pct", "val_accuracy", "saved_bytes",
+              "test_reviews_per_s", "latency_ms", "latency_merged_ms"):
         vals = [_f(r.get(k)) for r in rows if _f(r.get(k)) is not None]
         s[k] = float(np.mean(vals)) if vals else None
         s[k + "_all"] = vals
@@ -297,6 +298,28 @@ def interpret(name: str, c: dict, base_s: dict, other_s: dict, base_lr=None) -> 
 # ------------------------------------------------------------------------------------------------ tables
 
 
+def _size(b) -> str:
+    if b is None:
+        return "not kept"
+    return f"{b / 2**20:,.1f} MiB" if b >= 2**20 else f"{b / 2**10:,.0f} KiB"
+
+
+def cost_table(members: list) -> list:
+    """What each trained model costs to keep and to use (runs made before this was measured show –)."""
+    if not any(s["latency_ms"] is not None for _, s in members):
+        return []
+    lines = ["", "| Method | Saved weights (`results/models/`) | Test throughput, eval batch | Latency, batch 1 "
+                 "(median of 32 reviews) | Latency, LoRA merged |", "|---|---|---|---|---|"]
+    for g, s in members:
+        lines.append(f"| {_method(g)} | {_size(s['saved_bytes'])} | {_num(s['test_reviews_per_s'], '{:,.0f} reviews/s')}"
+                     f" | {_num(s['latency_ms'], '{:,.1f} ms')} | {_num(s['latency_merged_ms'], '{:,.1f} ms')} |")
+    return lines + ["", "Saved weights: what `output.save_model` kept (auto: the adapter with its trained head; full "
+                        "fine-tuning keeps nothing unless `output.save_model: full`). Throughput: test reviews over the "
+                        "timed test pass. Latency: one review per forward pass after 3 warm-up passes, on one CPU "
+                        "thread (on GPU, the run's device); merged: LoRA folded into the base weights "
+                        "(`merge_and_unload`). Prefix tuning's extra key/value positions are in its own latency."]
+
+
 def setup_table(output_dir: Path, part: str, st: dict, members: list, headline: bool) -> tuple:
     """Markdown rows for a setup's groups, and the comparison sentences (each PEFT group vs the setup's full FT)."""
     base = st["best"].get("full")
@@ -320,6 +343,7 @@ def setup_table(output_dir: Path, part: str, st: dict, members: list, headline: 
         if c:
             sentences.append("- " + interpret(f"{_method(g)} (lr {g['learning_rate']})", c, base[1], s,
                                               base[0]["learning_rate"]))
+    lines += cost_table(members)
     notes = []
     if any(g["train_pooler"] for g, _ in members):
         notes.append("¹ " + POOLER_NOTE[0].upper() + POOLER_NOTE[1:] + ".")

@@ -128,6 +128,8 @@ def build_record(plan: Plan, status: str, result: dict = None, error: str = None
         "metrics": result.get("metrics", {}), "params": plan.params, "precision": result.get("precision"),
         "kernels": {"dropout": result.get("dropout_kernel"), "attention": result.get("attn_implementation")},
         "curves": result.get("curves", {}), "predictions_file": result.get("predictions_file"),
+        # Trained weights (folder under output.dir, bytes on disk) and what the model costs to use.
+        "saved": result.get("saved"), "inference": result.get("inference"),
         "env": collect_env(device), "error": error,
     }
 

@@ -1,0 +1,91 @@
+"""Inference cost of a trained model: test throughput, batch-1 latency (LoRA also merged), predictions for new text."""
+from __future__ import annotations
+
+import contextlib
+import copy
+import statistics
+import time
+
+import numpy as np
+import torch
+
+LATENCY_REVIEWS = 32  # reviews timed one at a time (the test split's first ones): the median is over these
+LATENCY_WARMUP = 3  # untimed passes first: allocator, oneDNN/cuBLAS kernel choice, caches
+MERGEABLE = ("lora", "dora", "ia3")  # peft methods whose update folds into the base weights (merge_and_unload)
+
+
+def autocast(device: str, precision: str):
+    """The precision the run trained and evaluated in: bf16/fp16 autocast, or nothing for fp32."""
+    if precision in ("bf16", "fp16"):
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+        return torch.autocast(device_type=device, dtype=dtype)
+    return contextlib.nullcontext()
+
+
+def _sync(device: str):
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+@torch.no_grad()
+def logits_of(model, input_ids: list, device: str, precision: str) -> np.ndarray:
+    """Logits of each review at batch 1 (no padding): what one request to a served model computes."""
+    model.eval()
+    out = []
+    with autocast(device, precision):
+        for ids in input_ids:
+            x = torch.tensor([ids], device=device)
+            out.append(model(input_ids=x, attention_mask=torch.ones_like(x)).logits.float().cpu().numpy()[0])
+    return np.stack(out)
+
+
+@contextlib.contextmanager
+def one_thread_on_cpu(device: str):
+    """Batch-1 latency on a CPU is timed on one intra-op thread (one request per core, as CPU serving runs them).
+    Why: on the shared 2-core machine a second busy process made each tiny op wait for the other thread (a
+    2-layer test model: 1.3 ms per review on one thread, 3.6 to 180 ms on two, depending on that process)."""
+    if device != "cpu":
+        yield 0
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield 1
+    finally:
+        torch.set_num_threads(before)
+
+
+@torch.no_grad()
+def median_latency_ms(model, input_ids: list, device: str, precision: str) -> float:
+    model.eval()
+    times = []
+    with autocast(device, precision), one_thread_on_cpu(device):
+        for k, ids in enumerate([input_ids[0]] * LATENCY_WARMUP + list(input_ids)):
+            x = torch.tensor([ids], device=device)
+            mask = torch.ones_like(x)
+            _sync(device)
+            t0 = time.perf_counter()
+            model(input_ids=x, attention_mask=mask)
+            _sync(device)
+            if k >= LATENCY_WARMUP:
+                times.append(1000 * (time.perf_counter() - t0))
+    return statistics.median(times)
+
+
+def measure_inference(model, method: str, test_ds, metrics: dict, device: str, precision: str) -> dict:
+    """Throughput of the test pass (reviews/s at the eval batch size, from its timed prediction) and the median
+    batch-1 latency over LATENCY_REVIEWS test reviews after LATENCY_WARMUP passes; for LoRA-style methods also
+    merged into the base weights (on a copy), with the largest logit difference merging made."""
+    ids = [list(x) for x in test_ds.select(range(min(LATENCY_REVIEWS, len(test_ds))))["input_ids"]]
+    out = {"test_reviews_per_s": round(len(test_ds) / metrics["eval_time_s"], 2) if metrics.get("eval_time_s")
+           else None,
+           "latency_ms": round(median_latency_ms(model, ids, device, precision), 3),
+           "latency_reviews": len(ids), "latency_warmup": LATENCY_WARMUP,
+           "latency_threads": 1 if device == "cpu" else None, "latency_tokens_mean":
+               round(float(np.mean([len(x) for x in ids])), 1), "latency_merged_ms": None}
+    if method in MERGEABLE and hasattr(model, "merge_and_unload"):
+        merged = copy.deepcopy(model).merge_and_unload()
+        out["latency_merged_ms"] = round(median_latency_ms(merged, ids, device, precision), 3)
+        diff = np.abs(logits_of(merged, ids, device, precision) - logits_of(model, ids, device, precision))
+        out["merge_max_abs_logit_diff"] = float(diff.max())
+    return out
