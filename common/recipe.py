@@ -36,8 +36,9 @@ def main(part: str, argv=None, prog: str = None) -> int:
     plans = plan_runs(part, args)  # load config -> check data -> check model -> run identity; writes nothing
     if args.dry_run:
         return print_dry_run(plans)
-    outcomes = run_plans(plans, run, force=args.force)  # train and record each run (skips completed ones)
-    write_summaries(plans, outcomes)  # results/summary.md from the CSVs
+    results = run_plans(plans, run, force=args.force, engine=args.engine)  # train and record each (skips completed)
+    outcomes = [outcome for outcome, _ in results]
+    write_summaries(plans, outcomes)  # results/summary.md from the CSVs, once
     return exit_code(outcomes)
 
 

@@ -20,7 +20,7 @@ CSV_COLUMNS = [
     "train_samples_per_s", "peak_mem_allocated_mib", "peak_mem_reserved_mib", "peak_rss_mib", "device",
     "precision", "dropout_kernel", "train_samples", "test_samples", "max_length", "epochs", "date", "git_commit", "status",
     "collapsed", "majority_share", "init", "train_pooler",
-    "saved_bytes", "test_reviews_per_s", "latency_ms", "latency_merged_ms",
+    "saved_bytes", "test_reviews_per_s", "latency_ms", "latency_merged_ms", "world_size",
 ]
 
 # Settings that do not change what a run computes are left out of its identity.
@@ -158,6 +158,7 @@ def csv_row(record: dict) -> dict:
         "saved_bytes": (record.get("saved") or {}).get("bytes"),
         **{k: (record.get("inference") or {}).get(k) for k in ("test_reviews_per_s", "latency_ms",
                                                                  "latency_merged_ms")},
+        "world_size": record.get("world_size"),
     }
 
 

@@ -11,7 +11,7 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-from common import records
+from common import distributed, records
 from common.config import RunCfg, expand_seeds, load_config
 from common.data import Splits, load_splits
 from common.env import collect_env, git_state, package_versions
@@ -29,6 +29,9 @@ def parse_args(part: str, argv=None, prog: str = None) -> argparse.Namespace:
                     help="override one config value (YAML syntax), repeatable")
     ap.add_argument("--dry-run", action="store_true", help="validate, build the model, print parameters; no training")
     ap.add_argument("--force", action="store_true", help="rerun even if a completed run with this identity exists")
+    ap.add_argument("--engine", choices=("local", "ray"), default="local",
+                    help="local: one run after another in this process (or under torchrun); ray: every run a Ray "
+                         "task, on a local Ray or the cluster at RAY_ADDRESS")
     return ap.parse_args(argv)
 
 
@@ -79,6 +82,7 @@ def plan_runs(part: str, args, output_dir_override: str = None) -> list:
             if cfg.data not in split_cache:
                 split_cache[cfg.data] = load_splits(cfg.data)
             splits = split_cache[cfg.data]
+            distributed.per_device_batch(cfg.train.batch_size)  # NPROC must divide the global batch: refuse now
             runtime = resolve_runtime(cfg, strict=not getattr(args, "dry_run", False))
             cfg, lr_source = apply_pick(cfg, splits.fingerprints, runtime)
             model_config = load_model_config(cfg)
@@ -130,6 +134,8 @@ def build_record(plan: Plan, status: str, result: dict = None, error: str = None
         "curves": result.get("curves", {}), "predictions_file": result.get("predictions_file"),
         # Trained weights (folder under output.dir, bytes on disk) and what the model costs to use.
         "saved": result.get("saved"), "inference": result.get("inference"),
+        # Processes that trained it (torchrun); the config's batch is the global batch whatever this is.
+        "world_size": result.get("world_size", distributed.world_size()),
         "env": collect_env(device), "error": error,
     }
 
@@ -138,43 +144,58 @@ def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def execute(plan: Plan, run_fn, force: bool = False, write_row: bool = True) -> str:
-    """Run one plan and record it: completed (record + CSV row), failed (record), interrupted (record)."""
+def _say(*args, **kw) -> None:
+    if distributed.is_main():  # one voice under torchrun: the other ranks train silently
+        print(*args, **kw)
+
+
+def execute(plan: Plan, run_fn, force: bool = False, write_row: bool = True) -> tuple:
+    """Run one plan and record it: completed (record + CSV row), failed (record), interrupted (record).
+    Returns (outcome, record). Under torchrun every rank trains and only rank 0 writes."""
     out = plan.cfg.output.dir
-    if not force and records.completed_record(out, plan.run_id):
-        print(f"[skip] {plan.run_id}: completed already in {records.record_path(out, plan.run_id)} "
-              f"(same config, data and packages); --force / FORCE=1 reruns it")
-        return "skipped"
-    print(f"[run] {plan.run_id}: {plan.cfg.peft.method} on {plan.cfg.model.name_or_path}, "
-          f"lr {plan.cfg.train.learning_rate} ({plan.lr_source}), seed {plan.cfg.train.seed}", flush=True)
+    main = distributed.is_main()
+    done = None if force else records.completed_record(out, plan.run_id)
+    if done:
+        _say(f"[skip] {plan.run_id}: completed already in {records.record_path(out, plan.run_id)} "
+             f"(same config, data and packages); --force / FORCE=1 reruns it")
+        return "skipped", done
+    _say(f"[run] {plan.run_id}: {plan.cfg.peft.method} on {plan.cfg.model.name_or_path}, "
+         f"lr {plan.cfg.train.learning_rate} ({plan.lr_source}), seed {plan.cfg.train.seed}", flush=True)
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         result = run_fn(plan)
     except KeyboardInterrupt:
-        records.write_json(records.record_path(out, plan.run_id), build_record(plan, "interrupted",
-                                                                                error="interrupted (Ctrl-C/SIGTERM)"))
-        print(f"[interrupted] {plan.run_id}: recorded as interrupted, no CSV row written", file=sys.stderr)
-        return "interrupted"
+        rec = build_record(plan, "interrupted", error="interrupted (Ctrl-C/SIGTERM)")
+        if main:
+            records.write_json(records.record_path(out, plan.run_id), rec)
+            print(f"[interrupted] {plan.run_id}: recorded as interrupted, no CSV row written", file=sys.stderr)
+        return "interrupted", rec
     except Exception as e:  # noqa: BLE001 - any crash becomes a failed record; the part goes on
-        msg = f"{type(e).__name__}: {e}"
-        rec = build_record(plan, "failed", error=msg)
-        rec["traceback"] = traceback.format_exc(limit=8)
-        records.write_json(records.record_path(out, plan.run_id), rec)
-        print(f"[failed] {plan.run_id}: {msg}", file=sys.stderr)
-        return "failed"
+        rec = record_failure(plan, f"{type(e).__name__}: {e}", traceback.format_exc(limit=8)) if main else None
+        return "failed", rec
     finally:
         signal.signal(signal.SIGTERM, previous)
-    if result.get("predictions") is not None and plan.cfg.output.save_predictions:
+    if main and result.get("predictions") is not None and plan.cfg.output.save_predictions:
         result["predictions_file"] = records.write_predictions(out, plan.run_id, result["predictions"]).name
     rec = build_record(plan, "completed", result)
-    records.write_json(records.record_path(out, plan.run_id), rec)
-    if write_row:
-        records.append_row(Path(out) / f"{plan.cfg.part}.csv", records.csv_row(rec))
+    if main:
+        records.write_json(records.record_path(out, plan.run_id), rec)
+        if write_row:
+            records.append_row(Path(out) / f"{plan.cfg.part}.csv", records.csv_row(rec))
     m = rec["metrics"]
     collapsed = " COLLAPSED: predicts one class" if m.get("collapsed") or m.get("val_collapsed") else ""
-    print(f"[done] {plan.run_id}: accuracy {m.get('accuracy')}, loss {m.get('loss')}, "
-          f"train {m.get('train_time_s')} s{collapsed}", flush=True)
-    return "completed"
+    _say(f"[done] {plan.run_id}: accuracy {m.get('accuracy')}, loss {m.get('loss')}, "
+         f"train {m.get('train_time_s')} s{collapsed}", flush=True)
+    return "completed", rec
+
+
+def record_failure(plan: Plan, message: str, tb: str = None) -> dict:
+    """A failed run's record (no CSV row): the message and where it happened."""
+    rec = build_record(plan, "failed", error=message)
+    rec["traceback"] = tb
+    records.write_json(records.record_path(plan.cfg.output.dir, plan.run_id), rec)
+    print(f"[failed] {plan.run_id}: {message}", file=sys.stderr)
+    return rec
 
 
 def exit_code(outcomes: list) -> int:
@@ -183,22 +204,21 @@ def exit_code(outcomes: list) -> int:
     return EXIT_FAILED if "failed" in outcomes else 0
 
 
-def run_plans(plans: list, run_fn, force: bool = False) -> list:
-    """Check every run's budget first (nothing written), then run them in order; stop at an interruption."""
+def run_plans(plans: list, run_fn, force: bool = False, engine: str = "local") -> list:
+    """Check every run's budget first (nothing written), then run them with the engine (common/engines.py).
+    Returns (outcome, record) per plan, in plan order."""
+    from common import engines
+
     for plan in plans:
         check_budget(plan)
-    outcomes = []
-    for plan in plans:
-        outcomes.append(execute(plan, run_fn, force=force))
-        if outcomes[-1] == "interrupted":
-            break
-    print("[runs] " + ", ".join(f"{p.run_id}: {o}" for p, o in zip(plans, outcomes)))
-    return outcomes
+    results = engines.run(plans, run_fn, force=force, engine=engine)
+    _say("[runs] " + ", ".join(f"{p.run_id}: {o}" for p, (o, _) in zip(plans, results)))
+    return results
 
 
 def write_summaries(plans: list, outcomes: list) -> None:
     from common.report import write_summary
 
-    if any(o == "completed" for o in outcomes):
+    if distributed.is_main() and any(o == "completed" for o in outcomes):
         for out_dir in sorted({p.cfg.output.dir for p in plans}):
             print(f"[summary] {write_summary(out_dir)}")

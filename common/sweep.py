@@ -75,29 +75,35 @@ def sweep_configs(part: str) -> list:
     return sorted(str(p.relative_to(PROJECT_ROOT)) for p in (PROJECT_ROOT / "configs").glob(f"{part}_*.yaml"))
 
 
-def run_sweep(part: str, profile: str, sets: list, force: bool) -> int:
-    from common.runner import execute, plan_runs
+def run_sweep(part: str, profile: str, sets: list, force: bool, engine: str = "local") -> int:
+    """Every method x learning rate of the part, scored on validation (all of them one grid for the engine), then
+    the picks per method."""
+    from common import distributed, recipe
+    from common.runner import plan_runs, run_plans
 
-    from common import recipe
     base_args = argparse.Namespace(config=sweep_configs(part), profile=profile, dry_run=False, force=force,
                                    set=list(sets) + ["train.use_sweep_lr=false", "train.seeds=[]"])
     base_plans = plan_runs(part, base_args)
     out_dir = base_plans[0].cfg.output.dir
-    picks, failed = load_picks(out_dir), False
+    grid_plans = []  # (base plan, lr, plan)
     for base in base_plans:
         grid = [float(x) for x in base.cfg.train.lr_grid]
         if not grid:
             print(f"[sweep] {pick_name(base.cfg)}: no train.lr_grid in its config, keeps lr {base.cfg.train.learning_rate}")
-            continue
-        scores = []
         for lr in grid:
             args = argparse.Namespace(**{**vars(base_args), "set": base_args.set + [f"train.learning_rate={lr}"],
                                          "config": [base.source]})
             plan = plan_runs(part, args, output_dir_override=str(Path(out_dir) / "sweep"))[0]
             plan.evaluate_test = False  # model selection never sees the test split
-            status = execute(plan, recipe.run, force=force)
-            rec = json.loads(records.record_path(plan.cfg.output.dir, plan.run_id).read_text())
-            if rec["status"] != "completed":
+            grid_plans.append((base, lr, plan))
+    results = run_plans([p for _, _, p in grid_plans], recipe.run, force=force, engine=engine)
+    picks, failed = load_picks(out_dir), False
+    for base in base_plans:
+        scores = []
+        for (b, lr, plan), (status, rec) in zip(grid_plans, results):
+            if b is not base:
+                continue
+            if not rec or rec["status"] != "completed":
                 failed = True
                 continue
             scores.append({"learning_rate": lr, "val_accuracy": rec["metrics"].get("val_accuracy"),
@@ -110,10 +116,12 @@ def run_sweep(part: str, profile: str, sets: list, force: bool) -> int:
         best, note = pick_best(scores)
         print(f"[sweep] {pick_name(base.cfg)}: {note}")
         picks[pick_name(base.cfg)] = {
-            "learning_rate": best["learning_rate"], "grid": grid, "scores": scores, "note": note,
+            "learning_rate": best["learning_rate"], "grid": [float(x) for x in base.cfg.train.lr_grid],
+            "scores": scores, "note": note,
             "selection_key": selection_key(base.cfg, base.splits.fingerprints, base.runtime), "seed": base.cfg.train.seed,
             "date": now_iso(), "command": " ".join([Path(sys.executable).name] + sys.argv)}
-        records.write_json(picks_path(out_dir), picks)
+        if distributed.is_main():
+            records.write_json(picks_path(out_dir), picks)
     return 1 if failed else 0
 
 
@@ -126,16 +134,17 @@ def main(argv=None) -> int:
     ap.add_argument("--set", action="append", default=[])
     ap.add_argument("--force", action="store_true")
     ap.add_argument("--no-final", action="store_true", help="only sweep; do not run the part afterwards")
+    ap.add_argument("--engine", choices=("local", "ray"), default="local", help="as the part recipes' --engine")
     a = ap.parse_args(argv)
 
     @exits_on_user_error
     def go():
-        rc = run_sweep(a.part, a.profile, a.set, a.force)
+        rc = run_sweep(a.part, a.profile, a.set, a.force, a.engine)
         if a.no_final:
             return rc
         entry = importlib.import_module(ENTRY_POINTS[a.part])
         final = ["--config", *sweep_configs(a.part), "--profile", a.profile] + \
-            [x for s in a.set for x in ("--set", s)] + (["--force"] if a.force else [])
+            [x for s in a.set for x in ("--set", s)] + (["--force"] if a.force else []) + ["--engine", a.engine]
         return max(rc, entry.main(final))
 
     return go()

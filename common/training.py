@@ -8,7 +8,7 @@ import time
 import numpy as np
 import torch
 
-from common import stats
+from common import distributed, stats
 from common.config import RunCfg
 from common.dropout import TRAIN_EAGER_MODEL_TYPES, attention_label
 from common.errors import UserError
@@ -210,8 +210,10 @@ def build_training_args(cfg: RunCfg, device: str, precision: str, out_dir: str, 
     every = eval_every(cfg, n_train) if has_val else 0
     return TrainingArguments(
         output_dir=out_dir,
-        per_device_train_batch_size=t.batch_size,
-        per_device_eval_batch_size=t.eval_batch_size,
+        # Under torchrun the config's batch stays the global batch: each process takes its share.
+        per_device_train_batch_size=distributed.per_device_batch(t.batch_size),
+        per_device_eval_batch_size=max(1, t.eval_batch_size // distributed.world_size()),
+        ddp_backend=("gloo" if device == "cpu" else "nccl") if distributed.world_size() > 1 else None,
         num_train_epochs=t.epochs,
         max_steps=t.max_steps if t.max_steps else -1,
         learning_rate=t.learning_rate,
@@ -311,6 +313,9 @@ def train_and_evaluate(model, tokenizer, encoded: dict, cfg: RunCfg, evaluate_te
         m["peak_mem_reserved_mib"] = round(torch.cuda.max_memory_reserved() / 2**20, 1)
     else:
         m["peak_rss_mib"] = round(_peak_rss_mib(), 1)
+    if distributed.world_size() > 1:  # every rank's peak; the scalar columns above are rank 0's
+        key = "peak_mem_allocated_mib" if device == "cuda" else "peak_rss_mib"
+        m["peak_mem_per_rank_mib"] = distributed.gather(m[key])
     curves = [{"step": h["step"], "epoch": h["epoch"], "val_loss": h.get("eval_loss"),
                "val_accuracy": h.get("eval_accuracy"), "val_majority_share": h.get("eval_majority_share")}
               for h in history if "eval_loss" in h]
@@ -321,6 +326,7 @@ def train_and_evaluate(model, tokenizer, encoded: dict, cfg: RunCfg, evaluate_te
         m["val_collapsed"] = stats.is_collapsed(m["val_majority_share"])
     train_curve = [{"step": h["step"], "epoch": h.get("epoch"), "loss": h["loss"]} for h in history if "loss" in h]
     out.update({"device": device, "precision": precision, "dropout_kernel": pick_dropout_kernel(cfg, device),
+                "world_size": distributed.world_size(),
                 "attn_implementation": attention_label(model),
                 "curves": {"val": curves, "train": train_curve}})
     return out

@@ -1,0 +1,134 @@
+"""How a list of planned runs is executed: here, one after another (also under torchrun), or as Ray tasks.
+
+The one seam for new ways of executing runs: each engine takes plans and returns (outcome, record) per plan.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+from common import distributed
+from common.errors import UserError
+
+# CPUs a Ray task asks for on a machine without GPUs (and the torch threads it then uses).
+CPUS_PER_TASK_ENV = "IMDB_PEFT_CPUS_PER_TASK"
+
+
+def run(plans: list, run_fn, force: bool = False, engine: str = "local") -> list:
+    if engine == "ray" and len(plans) > 1:
+        return run_ray(plans, force)
+    return run_local(plans, run_fn, force)
+
+
+def run_local(plans: list, run_fn, force: bool) -> list:
+    """In order, in this process; an interruption stops the rest (they stay unrun, not failed)."""
+    from common.runner import execute
+
+    results = []
+    for plan in plans:
+        results.append(execute(plan, run_fn, force=force))
+        if results[-1][0] == "interrupted":
+            results += [("not run", None)] * (len(plans) - len(results))
+            break
+    return results
+
+
+# ------------------------------------------------------------------------------------------------ Ray
+
+
+def _absolute(plan, cwd: str):
+    """Paths in a plan resolved against the driver's folder: a worker may start elsewhere (on a cluster, the
+    project and output.dir sit on a shared filesystem at the same path on every machine)."""
+    import dataclasses
+
+    cfg = plan.cfg
+    out = str(Path(cwd, cfg.output.dir)) if not os.path.isabs(cfg.output.dir) else cfg.output.dir
+    cache = str(Path(cwd, cfg.data.cache_dir)) if not os.path.isabs(cfg.data.cache_dir) else cfg.data.cache_dir
+    cfg = dataclasses.replace(cfg, output=dataclasses.replace(cfg.output, dir=out),
+                              data=dataclasses.replace(cfg.data, cache_dir=cache))
+    return dataclasses.replace(plan, cfg=cfg)
+
+
+def _task(plan, force: bool, cwd: str, threads: int):
+    """One run inside a Ray worker: the same execute() as here, writing through the same atomic files and locks."""
+    import torch
+
+    os.chdir(cwd)  # relative paths of the config (tokenizer, data) mean what they meant to the driver
+    if str(cwd) not in sys.path:
+        sys.path.insert(0, str(cwd))
+    if threads:
+        torch.set_num_threads(threads)
+    from common import recipe
+    from common.runner import execute
+
+    return execute(plan, recipe.run, force=force)
+
+
+def _connect():
+    try:
+        import ray
+    except ImportError:  # pragma: no cover - pinned in requirements.txt
+        raise UserError("--engine ray: the ray package is not installed (`make setup` installs it)") from None
+    if not ray.is_initialized():
+        address = os.environ.get("RAY_ADDRESS")
+        kw = {} if address else {"num_cpus": int(os.environ.get("RAY_NUM_CPUS", os.cpu_count() or 1))}
+        ray.init(address=address, include_dashboard=False, log_to_driver=True, **kw,
+                 runtime_env={"env_vars": {"PYTHONPATH": str(Path(__file__).resolve().parent.parent),
+                                           "TOKENIZERS_PARALLELISM": "false"}})
+    return ray
+
+
+def run_ray(plans: list, force: bool) -> list:
+    """Every run not yet completed becomes a Ray task with one GPU (or IMDB_PEFT_CPUS_PER_TASK CPUs where the
+    cluster has no GPU). A task that fails or whose worker dies is recorded failed here and the rest go on."""
+    from common import records
+    from common.runner import record_failure
+
+    if distributed.world_size() > 1:
+        raise UserError("--engine ray: not under torchrun (NPROC): Ray gives each run its own GPU instead")
+    results: list = [None] * len(plans)
+    todo = []
+    for i, plan in enumerate(plans):
+        done = None if force else records.completed_record(plan.cfg.output.dir, plan.run_id)
+        if done:
+            print(f"[skip] {plan.run_id}: completed already (same config, data and packages)")
+            results[i] = ("skipped", done)
+        else:
+            todo.append(i)
+    if not todo:
+        return results
+    ray = _connect()
+    gpus = ray.cluster_resources().get("GPU", 0)
+    cpus = int(os.environ.get(CPUS_PER_TASK_ENV, "1"))
+    # No retries: a killed run is reported as failed, not silently started again.
+    options = {"num_gpus": 1, "max_retries": 0} if gpus >= 1 else {"num_cpus": cpus, "max_retries": 0}
+    remote = ray.remote(_task).options(**options)
+    cwd = os.getcwd()
+    pending = {remote.remote(_absolute(plans[i], cwd), force, cwd, 0 if gpus >= 1 else cpus): i for i in todo}
+    where = os.environ.get("RAY_ADDRESS") or "a local Ray"
+    print(f"[ray] {len(todo)} run(s) submitted to {where} ({'1 GPU' if gpus >= 1 else f'{cpus} CPU(s)'} each, "
+          f"{int(ray.cluster_resources().get('GPU' if gpus >= 1 else 'CPU', 0))} in the cluster); "
+          f"{len(plans) - len(todo)} skipped", flush=True)
+    t0, finished = time.time(), 0
+    try:
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            i = pending.pop(ready[0])
+            try:
+                results[i] = ray.get(ready[0])
+            except Exception as e:  # noqa: BLE001 - a crashed task or a killed worker: record it, go on
+                msg = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+                results[i] = ("failed", record_failure(plans[i], f"Ray task failed: {msg}"))
+            finished += 1
+            elapsed = time.time() - t0
+            left = elapsed / finished * len(pending) if pending else 0.0
+            print(f"[ray] {finished}/{len(todo)} runs done ({sum(r[0] == 'failed' for r in results if r)} failed), "
+                  f"{len(pending)} to go, about {left / 60:.1f} min left", flush=True)
+    except KeyboardInterrupt:
+        for ref in pending:
+            ray.cancel(ref)  # each task's run is recorded as interrupted by its own execute()
+        for i in pending.values():
+            results[i] = ("interrupted", None)
+    return results
