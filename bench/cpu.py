@@ -36,7 +36,8 @@ def plain_trainer_run(method: str, data_dir: str, sets: tuple = ()) -> dict:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, Trainer, TrainingArguments
 
     from common.data import load_splits
-    from common.models import build_peft_config, resolve_source
+    from common.methods import wrap
+    from common.models import resolve_source
 
     cfg = load_config(CONFIGS[method], "quick", (f"data.dir={data_dir}", *sets))
     t0 = time.perf_counter()
@@ -58,12 +59,7 @@ def plain_trainer_run(method: str, data_dir: str, sets: tuple = ()) -> dict:
 
     train, test = DS(splits.train), DS(splits.test)
     torch.manual_seed(cfg.train.seed)
-    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=2)
-    peft_config = build_peft_config(cfg)
-    if peft_config is not None:
-        from peft import get_peft_model
-
-        model = get_peft_model(model, peft_config)
+    model = wrap(cfg, AutoModelForSequenceClassification.from_pretrained(path, num_labels=2))  # same PEFT config
     with tempfile.TemporaryDirectory() as out:
         args = TrainingArguments(output_dir=out, per_device_train_batch_size=cfg.train.batch_size,
                                  per_device_eval_batch_size=cfg.train.eval_batch_size,

@@ -30,7 +30,11 @@ METHODS = {  # name -> (part, config, seed_reference --model, --method)
     "distilbert-lora": ("part1", "configs/part1_distilbert_lora.yaml", "distilbert", "lora"),
     "bert-full": ("part2", "configs/part2_bert_full.yaml", "bert", "full"),
     "bert-prefix": ("part2", "configs/part2_bert_prefix.yaml", "bert", "prefix"),
+    # Part 3's other families: the seed recipe has no such method, so the project's path alone (no ratio).
+    **{f"bert-{m}": ("part3", f"configs/part3_bert_{m}.yaml", "bert", None)
+       for m in ("lora", "dora", "ia3", "prompt", "ptuning", "adapter")},
 }
+DEFAULT_METHODS = ["distilbert-full", "distilbert-lora", "bert-full", "bert-prefix"]
 # Dense bf16/fp16 tensor-core peak (TFLOP/s) by card name fragment, for MFU.
 PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L4": 121.0, "A10": 125.0}
 # Published architectures: (layers, hidden, ffn). FLOPs per token = 6 * matmul params + 12 * layers * hidden * seq.
@@ -107,6 +111,8 @@ def table(rows: list, device: str, steps: int) -> str:
     for r in rows:
         for path in ("project", "seed"):
             x = r[path]
+            if x is None:
+                continue
             ratio = f(r["ratio_ms"], "{:.2f}") if path == "project" else ""
             aratio = f(r["ratio_alloc"], "{:.2f}") if path == "project" else ""
             lines.append(f"| {r['method']} | {path} | {x['precision']} | {x['ms_per_step']:.1f} | "
@@ -120,12 +126,13 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--data", default=str(SHARED / "data" / "imdb"))
     ap.add_argument("--vocab", default=str(SHARED / "data" / "vocab" / "bert-base-uncased-vocab.txt"))
-    ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--methods", default=",".join(DEFAULT_METHODS),
+                    help=f"comma-separated, from {', '.join(METHODS)}; 'all' for every one")
     ap.add_argument("--eval-size", type=int, default=512)
     ap.add_argument("--set", action="append", default=[], help="extra config overrides for the project path")
     ap.add_argument("--out", default="results/bench")
     a = ap.parse_args(argv)
-    names = a.methods.split(",")
+    names = list(METHODS) if a.methods == "all" else a.methods.split(",")
     unknown = [n for n in names if n not in METHODS]
     if unknown:
         print(f"error: --methods: unknown {unknown}; known: {', '.join(METHODS)}", file=sys.stderr)
@@ -138,16 +145,17 @@ def main(argv=None) -> int:
     rows = []
     for name in names:
         row = {"method": name, "project": run_project(name, a.steps, a.data, a.vocab, a.set),
-               "seed": run_seed(name, a.steps, a.data, a.vocab, a.eval_size)}
+               "seed": run_seed(name, a.steps, a.data, a.vocab, a.eval_size) if METHODS[name][3] else None}
         for path in ("project", "seed"):
-            row[path]["mfu"] = mfu(row[path], peak)
-        p, s = row["project"], row["seed"]
-        row["ratio_ms"] = p["ms_per_step"] / s["ms_per_step"]
-        row["ratio_alloc"] = (p["peak_alloc_mib"] / s["peak_alloc_mib"]) if p["peak_alloc_mib"] and s["peak_alloc_mib"] \
-            else None
+            if row[path] is not None:
+                row[path]["mfu"] = mfu(row[path], peak)
+        p, s = row["project"], row["seed"] or {}
+        row["ratio_ms"] = p["ms_per_step"] / s["ms_per_step"] if s else None
+        row["ratio_alloc"] = (p["peak_alloc_mib"] / s["peak_alloc_mib"]) if p["peak_alloc_mib"] and s.get(
+            "peak_alloc_mib") else None
         rows.append(row)
-        print(f"[bench] {name}: project {p['ms_per_step']:.1f} ms/step, seed {s['ms_per_step']:.1f} ms/step, "
-              f"ratio {row['ratio_ms']:.2f}", flush=True)
+        seed_txt = f", seed {s['ms_per_step']:.1f} ms/step, ratio {row['ratio_ms']:.2f}" if s else " (no seed recipe)"
+        print(f"[bench] {name}: project {p['ms_per_step']:.1f} ms/step{seed_txt}", flush=True)
     text = table(rows, env["device"], a.steps)
     print(text)
     stamp = f"{now_iso()[:10]}-{env['device'].split('(')[0].strip().replace(' ', '_')}"

@@ -96,6 +96,9 @@ class PrefixCfg:
     num_virtual_tokens: int = 20
     prefix_projection: bool = True
     encoder_hidden_size: int = 512
+    # random: peft's default. zero: the projection's last layer starts at zero, so every prefix key and value
+    # starts at 0 (peft init_weights="zero"): the prefix starts from contributing nothing to the values.
+    init: str = "random"
 
 
 @dataclass(frozen=True)
@@ -442,6 +445,7 @@ def validate(cfg: RunCfg, sources: dict, default_src: str, check_paths: bool = T
     at_least("peft.ptuning.encoder_hidden_size", cfg.peft.ptuning.encoder_hidden_size, 1)
     choice("peft.ptuning.encoder_type", cfg.peft.ptuning.encoder_type, ("MLP", "LSTM"))
     at_least("peft.prefix.encoder_hidden_size", cfg.peft.prefix.encoder_hidden_size, 1)
+    choice("peft.prefix.init", cfg.peft.prefix.init, ("random", "zero"))
     choice("peft.adapter.config", cfg.peft.adapter.config, ("seq_bn", "double_seq_bn"))
     at_least("peft.adapter.reduction_factor", cfg.peft.adapter.reduction_factor, 1)
     t = cfg.train

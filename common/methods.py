@@ -74,7 +74,8 @@ def _prefix(cfg: RunCfg, model):
     c = cfg.peft.prefix
     return get_peft_model(model, PrefixTuningConfig(task_type=TaskType.SEQ_CLS, num_virtual_tokens=c.num_virtual_tokens,
                                                     prefix_projection=c.prefix_projection,
-                                                    encoder_hidden_size=c.encoder_hidden_size, **_heads(cfg)))
+                                                    encoder_hidden_size=c.encoder_hidden_size,
+                                                    init_weights="zero" if c.init == "zero" else None, **_heads(cfg)))
 
 
 def _adapter(cfg: RunCfg, model):

@@ -30,7 +30,7 @@ IDENTITY_EXCLUDE = {("output",), ("train", "allow_cpu"), ("train", "use_sweep_lr
                     ("train", "evals_per_epoch"), ("train", "logging_steps")}
 # Keys added after runs were recorded, left out while at their default: the default keeps the earlier behaviour,
 # so a completed run stays recognised when a later version of the code adds an option it did not use.
-IDENTITY_OMIT_AT_DEFAULT = {("peft", "train_pooler"): False}
+IDENTITY_OMIT_AT_DEFAULT = {("peft", "train_pooler"): False, ("peft", "prefix", "init"): "random"}
 
 
 def _strip(d: dict, prefix=()) -> dict:

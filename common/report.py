@@ -220,7 +220,8 @@ def _pm(mean, std, n, scale, fmt, std_fmt) -> str:
 
 
 def _ci(ci):
-    return "–" if not ci else f"[{100 * ci[0]:.2f}, {100 * ci[1]:.2f}]"
+    """An accuracy's interval, cut to [0, 100]: a t-interval over a few spread-out seeds can pass the bounds."""
+    return "–" if not ci else f"[{100 * max(0.0, ci[0]):.2f}, {100 * min(1.0, ci[1]):.2f}]"
 
 
 def _num(x, fmt="{:,.0f}"):
@@ -454,6 +455,7 @@ def write_plots(output_dir: Path, part: str, head: dict) -> list:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker  # noqa: F401 - the parameter axis's labels
 
     plot_dir = output_dir / "plots"
     plot_dir.mkdir(parents=True, exist_ok=True)
@@ -487,13 +489,14 @@ def write_plots(output_dir: Path, part: str, head: dict) -> list:
     for g, s in members:
         x, y = s["trainable_params"], 100 * s["acc_mean"]
         ci = s.get("acc_ci") or (s["acc_mean"], s["acc_mean"])
-        err = [[y - 100 * ci[0]], [100 * ci[1] - y]]
+        err = [[y - 100 * max(0.0, ci[0])], [100 * min(1.0, ci[1]) - y]]  # an accuracy stays in [0, 100]
         ax.errorbar([x], [y], yerr=err, fmt="o", color=colors[g["method"]], capsize=4, ms=7)
-        label = f"{_method(g)} {y:.1f}%" + (" (collapsed)" if s["collapsed"] else "")
+        label = f"{_method(g)} {y:.1f}%" + (f" ({s['collapsed']}/{s['n']} collapsed)" if s["collapsed"] else "")
         ax.annotate(label, (x, y), xytext=(8, 4), textcoords="offset points", fontsize=9)
     ax.set_xscale("log")
     lo, hi = ax.get_xlim()
     ax.set_xlim(lo / 2, hi * 4)  # room for the labels right of the points
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(_count_label))
     ax.set_xlabel("trainable parameters (log scale)")
     ax.set_ylabel("test accuracy (%), 95% CI")
     ax.set_title(f"{part}: accuracy vs trainable parameters", fontsize=10)
@@ -523,6 +526,13 @@ def write_plots(output_dir: Path, part: str, head: dict) -> list:
         if stale not in made:
             stale.unlink()
     return made
+
+
+def _count_label(x, _pos=None) -> str:
+    for scale, unit in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if x >= scale:
+            return f"{x / scale:g}{unit}"
+    return f"{x:g}"
 
 
 def _save(fig, path: Path) -> Path:

@@ -7,8 +7,8 @@ from conftest import IMDB
 def test_gpu_bench_wrapper_on_cpu(tmp_path, capsys):
     from bench import gpu
 
-    rc = gpu.main(["--steps", "2", "--methods", "distilbert-lora", "--eval-size", "32", "--data", str(IMDB),
-                   "--out", str(tmp_path)])
+    rc = gpu.main(["--steps", "2", "--methods", "distilbert-lora,bert-ia3", "--eval-size", "32", "--data", str(IMDB),
+                   "--out", str(tmp_path), "--set", "data.test_samples=32"])
     assert rc == 0
     (md,) = tmp_path.glob("*.md")
     (js,) = tmp_path.glob("*.json")
@@ -19,6 +19,10 @@ def test_gpu_bench_wrapper_on_cpu(tmp_path, capsys):
     assert row["project"]["real_tokens"] > 0 and rec["env"]["transformers"] == "4.57.6"
     text = md.read_text()
     assert "Command: `" in text and "| distilbert-lora | project |" in text and "| distilbert-lora | seed |" in text
+    # A Part 3 method the seed recipe lacks: the project's path alone, no ratio.
+    ia3 = rec["rows"][1]
+    assert ia3["seed"] is None and ia3["ratio_ms"] is None and ia3["project"]["trainable_params"] == 66_050
+    assert "| bert-ia3 | project |" in text and "| bert-ia3 | seed |" not in text
 
 
 def test_gpu_bench_rejects_unknown_method(tmp_path, capsys):
