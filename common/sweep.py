@@ -79,7 +79,7 @@ def run_sweep(part: str, profile: str, sets: list, force: bool, engine: str = "l
     """Every method x learning rate of the part, scored on validation (all of them one grid for the engine), then
     the picks per method."""
     from common import distributed, recipe
-    from common.runner import plan_runs, run_plans
+    from common.runner import EXIT_INTERRUPTED, plan_runs, run_plans
 
     base_args = argparse.Namespace(config=sweep_configs(part), profile=profile, dry_run=False, force=force,
                                    set=list(sets) + ["train.use_sweep_lr=false", "train.seeds=[]"])
@@ -97,6 +97,8 @@ def run_sweep(part: str, profile: str, sets: list, force: bool, engine: str = "l
             plan.evaluate_test = False  # model selection never sees the test split
             grid_plans.append((base, lr, plan))
     results = run_plans([p for _, _, p in grid_plans], recipe.run, force=force, engine=engine)
+    if any(outcome == "interrupted" for outcome, _ in results):
+        return EXIT_INTERRUPTED  # Ctrl-C/SIGTERM stops the sweep: no picks from half a grid, no final runs
     picks, failed = load_picks(out_dir), False
     for base in base_plans:
         scores = []
@@ -126,7 +128,7 @@ def run_sweep(part: str, profile: str, sets: list, force: bool, engine: str = "l
 
 
 def main(argv=None) -> int:
-    from common.runner import exits_on_user_error
+    from common.runner import EXIT_INTERRUPTED, exits_on_user_error
 
     ap = argparse.ArgumentParser(description="Sweep learning rates on validation, then run the part with the picks.")
     ap.add_argument("--part", choices=sorted(ENTRY_POINTS), required=True)
@@ -140,7 +142,7 @@ def main(argv=None) -> int:
     @exits_on_user_error
     def go():
         rc = run_sweep(a.part, a.profile, a.set, a.force, a.engine)
-        if a.no_final:
+        if a.no_final or rc == EXIT_INTERRUPTED:
             return rc
         entry = importlib.import_module(ENTRY_POINTS[a.part])
         final = ["--config", *sweep_configs(a.part), "--profile", a.profile] + \
