@@ -131,6 +131,7 @@ def main(argv=None) -> int:
     ap.add_argument("--eval-size", type=int, default=512)
     ap.add_argument("--set", action="append", default=[], help="extra config overrides for the project path")
     ap.add_argument("--out", default="results/bench")
+    ap.add_argument("--tag", default="", help="appended to the report's file name (two tables in one session)")
     a = ap.parse_args(argv)
     names = list(METHODS) if a.methods == "all" else a.methods.split(",")
     unknown = [n for n in names if n not in METHODS]
@@ -158,7 +159,7 @@ def main(argv=None) -> int:
         print(f"[bench] {name}: project {p['ms_per_step']:.1f} ms/step{seed_txt}", flush=True)
     text = table(rows, env["device"], a.steps)
     print(text)
-    stamp = f"{now_iso()[:10]}-{env['device'].split('(')[0].strip().replace(' ', '_')}"
+    stamp = f"{now_iso()[:10]}-{env['device'].split('(')[0].strip().replace(' ', '_')}" + (f"-{a.tag}" if a.tag else "")
     path = write_report(a.out, stamp, "Benchmark", "bench.gpu", argv, env, text, {"steps": a.steps, "rows": rows})
     print(f"[bench] wrote {path}")
     return 0

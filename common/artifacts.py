@@ -7,8 +7,6 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import torch
-
 from common.config import RunCfg
 from common.errors import UserError
 
@@ -84,13 +82,13 @@ def load_trained(cfg: RunCfg, folder: Path, model_config):
     """The trained model of a run: its base (pretrained, or the same seeded random weights) plus what it saved."""
     from transformers import AutoModelForSequenceClassification, set_seed
 
-    from common.models import _bare_model
+    from common.models import base_model
 
     info = json.loads((folder / INFO_FILE).read_text())
     if info["kind"] == "model":
         return AutoModelForSequenceClassification.from_pretrained(str(folder), attn_implementation="sdpa")
     set_seed(cfg.train.seed)  # a random-init base is rebuilt from the seed it was built from (tests, benchmarks)
-    base = _bare_model(cfg, model_config, cfg.model.init == "pretrained", "sdpa")
+    base = base_model(cfg, model_config, cfg.model.init == "pretrained", "sdpa")
     if cfg.peft.method == "adapter":
         import adapters
         from safetensors.torch import load_file
@@ -117,7 +115,3 @@ def require_saved(output_dir: str, run_id: str, record: dict) -> Path:
             f"its folder {folder} is missing (weights are git-ignored: they stay on the machine that trained them)"
         raise UserError(f"--run {run_id}: no saved weights: {why}. Rerun it with --force to save them")
     return folder
-
-
-def to_device(model, device: str):
-    return model.to(torch.device(device))

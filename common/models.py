@@ -118,7 +118,8 @@ def build_tokenizer(cfg: RunCfg):
     return tok
 
 
-def _bare_model(cfg: RunCfg, config, pretrained: bool, attn: str):
+def base_model(cfg: RunCfg, config, pretrained: bool, attn: str):
+    """The encoder with its classification head, before any PEFT method: pretrained weights or fresh ones."""
     from transformers import AutoModelForSequenceClassification
 
     kw = {"attn_implementation": attn}
@@ -189,7 +190,7 @@ def build_model(cfg: RunCfg, config=None, meta: bool = False):
     ctx = torch.device("meta") if meta else contextlib.nullcontext()
     with ctx:
         attn = "sdpa" if meta else pick_attention(cfg, device, config.model_type)
-        model = _bare_model(cfg, config, pretrained, attn)
+        model = base_model(cfg, config, pretrained, attn)
         check_compatible(cfg, config, model)
         model = methods.wrap(cfg, model)
     if not meta and pick_dropout_kernel(cfg, device) == "fast":
