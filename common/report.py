@@ -312,6 +312,9 @@ def cost_table(members: list) -> list:
     lines = ["", "| Method | Saved weights (`results/models/`) | Test throughput, eval batch | Latency, batch 1 "
                  "(median of 32 reviews) | Latency, LoRA merged |", "|---|---|---|---|---|"]
     for g, s in members:
+        if s["latency_ms"] is None:  # made before inference cost was measured
+            lines.append(f"| {_method(g)} | " + " | ".join(["not measured (an earlier run)"] * 4) + " |")
+            continue
         lines.append(f"| {_method(g)} | {_size(s['saved_bytes'])} | {_num(s['test_reviews_per_s'], '{:,.0f} reviews/s')}"
                      f" | {_num(s['latency_ms'], '{:,.1f} ms')} | {_num(s['latency_merged_ms'], '{:,.1f} ms')} |")
     return lines + ["", "Saved weights: what `output.save_model` kept (auto: the adapter with its trained head; full "
