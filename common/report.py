@@ -489,13 +489,14 @@ def write_plots(output_dir: Path, part: str, head: dict) -> list:
         made.append(_save(fig, plot_dir / f"{part}_{name}.png"))
     # Accuracy vs trainable parameters: one point per method, 95% interval as whiskers, labelled in place.
     fig, ax = plt.subplots(figsize=(6.4, 4))
+    labels = []
     for g, s in members:
         x, y = s["trainable_params"], 100 * s["acc_mean"]
         ci = s.get("acc_ci") or (s["acc_mean"], s["acc_mean"])
         err = [[y - 100 * max(0.0, ci[0])], [100 * min(1.0, ci[1]) - y]]  # an accuracy stays in [0, 100]
         ax.errorbar([x], [y], yerr=err, fmt="o", color=colors[g["method"]], capsize=4, ms=7)
         label = f"{_method(g)} {y:.1f}%" + (f" ({s['collapsed']}/{s['n']} collapsed)" if s["collapsed"] else "")
-        ax.annotate(label, (x, y), xytext=(8, 4), textcoords="offset points", fontsize=9)
+        labels.append((label, x, y, y - err[0][0], y + err[1][0]))
     ax.set_xscale("log")
     lo, hi = ax.get_xlim()
     ax.set_xlim(lo / 2, hi * 4)  # room for the labels right of the points
@@ -505,9 +506,10 @@ def write_plots(output_dir: Path, part: str, head: dict) -> list:
     ax.set_title(f"{part}: accuracy vs trainable parameters", fontsize=10)
     ax.grid(alpha=0.3, which="both")
     fig.tight_layout()
+    _place_labels(fig, ax, labels)
     made.append(_save(fig, plot_dir / f"{part}_pareto.png"))
     # Cost: train time and peak memory per method, bar = mean, dots = seeds.
-    fig, axes = plt.subplots(1, 2, figsize=(8, 3.6))
+    fig, axes = plt.subplots(1, 2, figsize=(8, 4))
     gpu = any(s["peak_mem_allocated_mib"] is not None for _, s in members)
     mem_key, mem_label = (("peak_mem_allocated_mib", "peak GPU memory allocated (MiB)") if gpu
                           else ("peak_rss_mib", "peak process memory, RSS (MiB)"))
@@ -518,7 +520,8 @@ def write_plots(output_dir: Path, part: str, head: dict) -> list:
                 continue
             ax.bar(i, np.mean(vals), color=colors[g["method"]], alpha=0.6, width=0.6)
             ax.scatter([i] * len(vals), vals, color="black", s=12, zorder=3)
-        ax.set_xticks(range(len(members)), [_method(g) for g, _ in members], fontsize=8)
+        ax.set_xticks(range(len(members)), [_method(g) for g, _ in members], fontsize=8, rotation=30,
+                      ha="right", rotation_mode="anchor")  # method names are wider than their bars
         ax.set_ylabel(label, fontsize=9)
         ax.grid(alpha=0.3, axis="y")
     axes[0].set_title("train time (bars: mean, dots: seeds)", fontsize=9)
@@ -529,6 +532,44 @@ def write_plots(output_dir: Path, part: str, head: dict) -> list:
         if stale not in made:
             stale.unlink()
     return made
+
+
+def _place_labels(fig, ax, labels: list) -> None:
+    """Label each point beside it (right, else left); a label that would cover another label, a point or its
+    whisker moves down, with a thin leader line, so clustered methods (LoRA, DoRA, (IA)3) stay readable.
+    labels: (text, x, y, y_low, y_high) in data units."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    to_pt = 72.0 / fig.dpi
+    taken = []  # pixel boxes: markers with their whiskers, then every placed label
+    for _, x, y, lo, hi in labels:
+        px, py_lo = ax.transData.transform((x, lo))
+        _, py_hi = ax.transData.transform((x, hi))
+        taken.append((px - 6, py_lo - 6, px + 6, py_hi + 6))
+    ax_box = ax.get_window_extent(renderer)
+
+    def free(b):
+        inside = b.x0 >= ax_box.x0 and b.x1 <= ax_box.x1 and b.y0 >= ax_box.y0
+        return inside and not any(b.x0 < r[2] and b.x1 > r[0] and b.y0 < r[3] and b.y1 > r[1] for r in taken)
+
+    for text, x, y, _, _ in sorted(labels, key=lambda t: -t[2]):  # top down: moved labels go into space below
+        dy, note = 4.0, None
+        while note is None:
+            for dx, ha in ((8, "left"), (-8, "right")):
+                cand = ax.annotate(text, (x, y), xytext=(dx, dy), textcoords="offset points", fontsize=9,
+                                   ha=ha, va="bottom")
+                box = cand.get_window_extent(renderer)
+                if free(box) or dy < -150:
+                    note = cand
+                    break
+                cand.remove()
+            dy -= 6
+        if dy + 6 != 4.0:  # moved down: redraw with a leader line to its point
+            note.remove()
+            note = ax.annotate(text, (x, y), xytext=(dx, dy + 6), textcoords="offset points", fontsize=9, ha=ha,
+                               va="bottom", arrowprops={"arrowstyle": "-", "lw": 0.6, "color": "0.5",
+                                                        "shrinkA": 0, "shrinkB": 5})
+        taken.append(tuple(box.extents))
 
 
 def _count_label(x, _pos=None) -> str:
@@ -576,7 +617,10 @@ def write_summary(output_dir: str = "results", plots: bool = True) -> Path:
              "Run records (resolved config, environment, curves) are in `runs/`. The seed report's figures are "
              "quoted from it (one run each on an A100 with the full data), not produced here. Peak memory is "
              "`torch.cuda.max_memory_allocated/reserved` on GPU or the process's peak RSS on CPU; the seed's MB "
-             "were probably read from nvidia-smi and are not directly comparable. A run is marked **collapsed** "
+             "were probably read from nvidia-smi and are not directly comparable. A CPU peak includes what the "
+             "process already held when training began (libraries, tokenized data and, in a sweep or a multi-seed "
+             "command, memory kept from the runs before it; the record's `metrics.rss_start_mib`): differences of "
+             "a few hundred MiB between CPU rows are not differences between methods. A run is marked **collapsed** "
              f"when at least {stats.COLLAPSE_SHARE:.0%} of its test predictions are one class.", ""]
     for part in PARTS:
         lines += part_section(out, part, plots)

@@ -48,6 +48,8 @@ def test_part_end_to_end(part_results, part):
         assert rec["params"]["trainable"] == int(row["trainable_params"]) and rec["seed"] == 0
         assert rec["data"]["fingerprints"]["train"] and len(rec["curves"]["val"]) == 1
         assert rec["metrics"]["f1"] is not None and rec["command"]
+        # the process's resident memory when training began is recorded beside the peak, and lies below it
+        assert 100 < rec["metrics"]["rss_start_mib"] <= rec["metrics"]["peak_rss_mib"]
         # CPU defaults: the fast dropout kernel, so attention dropout must run eager while training: BERT keeps
         # SDPA for evaluation, DistilBERT is built eager.
         # AdapterHub replaces BERT's attention class with its own: it keeps SDPA (attention dropout inside it).
