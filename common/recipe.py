@@ -2,6 +2,7 @@
 
   python -m <part folder>.train --config FILE [FILE ...] [--profile NAME] [--set section.key=value ...] [--dry-run]
 """
+from common import distributed
 from common.artifacts import save_trained
 from common.data import tokenize_splits
 from common.inference import measure_inference
@@ -22,7 +23,9 @@ def run(plan) -> dict:
     encoded = tokenize_splits(plan.splits, tokenizer, plan.cfg.data, plan.cfg.train.padding)
     model = build_model(plan.cfg, plan.model_config)
     result = train_and_evaluate(model, tokenizer, encoded, plan.cfg, evaluate_test=plan.evaluate_test)
-    if plan.evaluate_test:  # what the trained model costs to keep and to use (sweep runs skip this)
+    # What the trained model costs to keep and to use (sweep runs skip this). Rank 0 alone: under torchrun every
+    # rank holds the same weights, and two ranks renaming into one results/models/<run_id> would collide.
+    if plan.evaluate_test and distributed.is_main():
         result["saved"] = save_trained(model, plan.cfg, plan.run_id)
         result["inference"] = measure_inference(model, plan.cfg.peft.method, encoded["test"], result["metrics"],
                                                 result["device"], result["precision"])

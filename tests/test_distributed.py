@@ -48,6 +48,9 @@ def test_torchrun_two_processes_write_once_and_predict_every_review_once(odd_dat
     rec = json.loads(recs[0].read_text())
     assert rec["world_size"] == 2 and rows[0]["world_size"] == "2"
     assert len(rec["metrics"]["peak_mem_per_rank_mib"]) == 2 and min(rec["metrics"]["peak_mem_per_rank_mib"]) > 100
+    # the adapter is kept once, by rank 0, with its inference cost (two ranks renaming into one folder collided)
+    assert sorted(p.name for p in (two / "models").iterdir()) == [rec["run_id"]] and rec["saved"]["bytes"] > 0
+    assert rec["inference"]["latency_ms"] > 0
     with np.load(two / "runs" / rec["predictions_file"]) as z:
         assert len(z["row"]) == 41 and len(set(z["row"].tolist())) == 41  # each review once, none repeated
     base = next(csv.DictReader(open(one / "part1.csv")))
@@ -114,3 +117,26 @@ def test_ray_task_killed_mid_run_is_recorded_failed_and_the_rest_finish(odd_data
     for p in (out / "runs").glob("*.json"):
         json.loads(p.read_text())  # every record parses
     assert not [p for p in out.rglob(".*") if not p.name.endswith(".lock")]  # no temporary leftovers
+
+
+@pytest.mark.parametrize("rank, keeps", [("0", True), ("1", False)])
+def test_only_rank_0_keeps_weights_and_times_inference(monkeypatch, rank, keeps):
+    """Every rank ends with the same weights; a second rank renaming into results/models/<run_id> collided."""
+    from types import SimpleNamespace
+
+    from common import recipe
+
+    calls = []
+    monkeypatch.setenv("RANK", rank)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setattr(recipe, "build_tokenizer", lambda cfg: None)
+    monkeypatch.setattr(recipe, "tokenize_splits", lambda *a: {"test": []})
+    monkeypatch.setattr(recipe, "build_model", lambda *a: "model")
+    monkeypatch.setattr(recipe, "train_and_evaluate", lambda *a, **k: {"metrics": {}, "device": "cpu",
+                                                                      "precision": "fp32"})
+    monkeypatch.setattr(recipe, "save_trained", lambda *a: calls.append("save") or {})
+    monkeypatch.setattr(recipe, "measure_inference", lambda *a: calls.append("inference") or {})
+    cfg = SimpleNamespace(data=None, train=SimpleNamespace(padding="dynamic"), peft=SimpleNamespace(method="lora"))
+    plan = SimpleNamespace(cfg=cfg, splits={}, model_config=None, evaluate_test=True, run_id="part1-lora-s0-x")
+    result = recipe.run(plan)
+    assert calls == (["save", "inference"] if keeps else []) and ("saved" in result) == keeps
