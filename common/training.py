@@ -189,11 +189,12 @@ def _release_freed_memory() -> None:
         pass
 
 
-def _rss_mib() -> float | None:
+def _proc_status_mib(field: str) -> float | None:
+    """A memory line of /proc/self/status (VmRSS: resident now, VmHWM: peak resident) in MiB; None off Linux."""
     try:
         with open("/proc/self/status") as f:
             for line in f:
-                if line.startswith("VmRSS:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1]) / 1024.0  # kB
     except OSError:
         pass
@@ -210,14 +211,8 @@ def _reset_peak_rss() -> None:
 
 
 def _peak_rss_mib() -> float:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024.0  # kB
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
+    peak = _proc_status_mib("VmHWM")
+    return peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
 
 
 def eval_every(cfg: RunCfg, n_train: int) -> int:
@@ -296,7 +291,7 @@ def train_and_evaluate(model, tokenizer, encoded: dict, cfg: RunCfg, evaluate_te
         else:
             _release_freed_memory()
             _reset_peak_rss()
-            rss_start = _rss_mib()
+            rss_start = _proc_status_mib("VmRSS")
         t0 = time.perf_counter()
         trainer.train()
         if device == "cuda":
