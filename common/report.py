@@ -540,7 +540,6 @@ def _place_labels(fig, ax, labels: list) -> None:
     labels: (text, x, y, y_low, y_high) in data units."""
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
-    to_pt = 72.0 / fig.dpi
     taken = []  # pixel boxes: markers with their whiskers, then every placed label
     for _, x, y, lo, hi in labels:
         px, py_lo = ax.transData.transform((x, lo))
@@ -553,23 +552,27 @@ def _place_labels(fig, ax, labels: list) -> None:
         return inside and not any(b.x0 < r[2] and b.x1 > r[0] and b.y0 < r[3] and b.y1 > r[1] for r in taken)
 
     for text, x, y, _, _ in sorted(labels, key=lambda t: -t[2]):  # top down: moved labels go into space below
-        dy, note = 4.0, None
-        while note is None:
-            for dx, ha in ((8, "left"), (-8, "right")):
-                cand = ax.annotate(text, (x, y), xytext=(dx, dy), textcoords="offset points", fontsize=9,
-                                   ha=ha, va="bottom")
-                box = cand.get_window_extent(renderer)
-                if free(box) or dy < -150:
-                    note = cand
-                    break
-                cand.remove()
-            dy -= 6
-        if dy + 6 != 4.0:  # moved down: redraw with a leader line to its point
+        for dx, dy, ha in _label_offsets():
+            note = ax.annotate(text, (x, y), xytext=(dx, dy), textcoords="offset points", fontsize=9, ha=ha,
+                               va="bottom")
+            box = note.get_window_extent(renderer)
+            if free(box) or dy < -150:
+                break
             note.remove()
-            note = ax.annotate(text, (x, y), xytext=(dx, dy + 6), textcoords="offset points", fontsize=9, ha=ha,
-                               va="bottom", arrowprops={"arrowstyle": "-", "lw": 0.6, "color": "0.5",
-                                                        "shrinkA": 0, "shrinkB": 5})
+        if dy != 4.0:  # moved down: drawn again with a thin leader line to its point
+            note.remove()
+            ax.annotate(text, (x, y), xytext=(dx, dy), textcoords="offset points", fontsize=9, ha=ha, va="bottom",
+                        arrowprops={"arrowstyle": "-", "lw": 0.6, "color": "0.5", "shrinkA": 0, "shrinkB": 5})
         taken.append(tuple(box.extents))
+
+
+def _label_offsets():
+    """Label offsets in points, nearest first: right of the point, then left, each row 6 points lower."""
+    dy = 4.0
+    while True:
+        yield 8, dy, "left"
+        yield -8, dy, "right"
+        dy -= 6
 
 
 def _count_label(x, _pos=None) -> str:
