@@ -275,14 +275,30 @@ def profile_path(profile: str) -> Optional[Path]:
     return p if p.suffix in (".yaml", ".yml") else PROFILE_DIR / f"{profile}.yaml"
 
 
+def profile_chain(profile: str) -> list:
+    """The profile's YAML files, the one it `extends` first (a profile holds only what differs from its parent)."""
+    chain: list = []
+    path = profile_path(profile)
+    while path is not None:
+        if path in chain:
+            raise UserError(f"{path}: extends: profiles extend each other in a circle "
+                            f"({' -> '.join(str(p) for p in reversed(chain + [path]))})")
+        chain.append(path)
+        parent = read_yaml(path, f"profile '{profile}'").get("extends")
+        if parent is not None and not isinstance(parent, str):
+            raise UserError(f"{path}: extends: must name a profile, got {parent!r}")
+        path = profile_path(parent) if parent else None
+    return list(reversed(chain))
+
+
 def load_config(path: str, profile: str = "default", sets: tuple = (), part: Optional[str] = None) -> RunCfg:
     """Dataclass defaults <- config YAML <- profile (common, then its per-method block) <- --set, validated."""
     sources: dict = {}
     cfg_path = Path(path)
     doc = _merge({}, read_yaml(cfg_path, "config"), str(cfg_path), sources)
-    ppath = profile_path(profile)
-    if ppath is not None:
+    for ppath in profile_chain(profile):
         prof = read_yaml(ppath, f"profile '{profile}'")
+        prof.pop("extends", None)
         per_method = prof.pop("methods", {}) or {}
         doc = _merge(doc, prof, str(ppath), sources)
         method = (doc.get("peft") or {}).get("method", PeftCfg.method) if isinstance(doc.get("peft"), dict) else None

@@ -20,12 +20,13 @@ CSV_COLUMNS = [
     "train_samples_per_s", "peak_mem_allocated_mib", "peak_mem_reserved_mib", "peak_rss_mib", "device",
     "precision", "dropout_kernel", "train_samples", "test_samples", "max_length", "epochs", "date", "git_commit", "status",
     "collapsed", "majority_share", "init", "train_pooler",
-    "saved_bytes", "test_reviews_per_s", "latency_ms", "latency_merged_ms", "world_size",
+    "saved_bytes", "test_reviews_per_s", "latency_ms", "latency_merged_ms", "world_size", "reused_from",
 ]
 
 # Settings that do not change what a run computes are left out of its identity.
-# data.dir too: the data files' sha256 stand for the data, wherever the folder is.
-IDENTITY_EXCLUDE = {("output",), ("train", "allow_cpu"), ("train", "use_sweep_lr"), ("train", "lr_grid"),
+# data.dir too: the data files' sha256 stand for the data, wherever the folder is. And the part: Part 2's full FT and
+# prefix runs in the proxy are Part 3's, to the digit (same model, data and settings), so they are computed once.
+IDENTITY_EXCLUDE = {("part",), ("output",), ("train", "allow_cpu"), ("train", "use_sweep_lr"), ("train", "lr_grid"),
                     ("train", "seeds"), ("profile",), ("data", "cache_dir"), ("data", "dir"),
                     ("train", "evals_per_epoch"), ("train", "logging_steps")}
 # Keys added after runs were recorded, left out while at their default: the default keeps the earlier behaviour,
@@ -158,7 +159,7 @@ def csv_row(record: dict) -> dict:
         "saved_bytes": (record.get("saved") or {}).get("bytes"),
         **{k: (record.get("inference") or {}).get(k) for k in ("test_reviews_per_s", "latency_ms",
                                                                  "latency_merged_ms")},
-        "world_size": record.get("world_size"),
+        "world_size": record.get("world_size"), "reused_from": record.get("reused_from"),
     }
 
 
@@ -170,8 +171,8 @@ def record_path(output_dir: str, run_id: str) -> Path:
     return runs_dir(output_dir) / f"{run_id}.json"
 
 
-def predictions_path(output_dir: str, run_id: str) -> Path:
-    return runs_dir(output_dir) / f"{run_id}.preds.npz"
+def predictions_path(output_dir: str, run_id: str, split: str = "test") -> Path:
+    return runs_dir(output_dir) / (f"{run_id}.preds.npz" if split == "test" else f"{run_id}.{split}.preds.npz")
 
 
 def completed_record(output_dir: str, run_id: str):
@@ -184,12 +185,36 @@ def completed_record(output_dir: str, run_id: str):
     return rec if rec.get("status") == "completed" else None
 
 
-def write_predictions(output_dir: str, run_id: str, preds: dict) -> Path:
-    """Test predictions, compact: row (int32), label and pred (int8), P(positive) (float16, ~3 decimals)."""
+def completed_elsewhere(output_dir: str, part: str, method: str, seed: int, identity: str):
+    """A completed record of the same computation made for another part (same method, seed and identity), or None."""
+    for path in sorted(runs_dir(output_dir).glob(f"*-{method}-s{seed}-{identity}.json")):
+        rec = completed_record(output_dir, path.stem)
+        if rec and rec.get("part") != part and not rec.get("reused_from"):
+            return rec
+    return None
+
+
+def reuse_record(done: dict, part: str, run_id: str, config: dict) -> dict:
+    """This part's record of a run another part computed: its results, under this part's id and config, naming
+    the run it came from (whose predictions and saved weights it shares)."""
+    return {**done, "run_id": run_id, "part": part, "config": config, "reused_from": done["run_id"]}
+
+
+def source_run_id(record_or_row: dict) -> str:
+    """The run whose files (predictions, weights) hold this record's results: itself, or the run it reuses."""
+    return record_or_row.get("reused_from") or record_or_row["run_id"]
+
+
+def write_predictions(output_dir: str, run_id: str, preds: dict, split: str = "test") -> Path:
+    """Predictions of one split, compact: row (int32), label and pred (int8), P(positive) (float16, ~3 decimals;
+    test only)."""
     buf = io.BytesIO()
-    np.savez_compressed(buf, row=preds["row"].astype(np.int32), label=preds["label"].astype(np.int8),
-                        pred=preds["pred"].astype(np.int8), prob_pos=preds["prob_pos"].astype(np.float16))
-    path = predictions_path(output_dir, run_id)
+    cols = {"row": preds["row"].astype(np.int32), "label": preds["label"].astype(np.int8),
+            "pred": preds["pred"].astype(np.int8)}
+    if "prob_pos" in preds:
+        cols["prob_pos"] = preds["prob_pos"].astype(np.float16)
+    np.savez_compressed(buf, **cols)
+    path = predictions_path(output_dir, run_id, split)
     write_atomic(path, buf.getvalue())
     return path
 

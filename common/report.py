@@ -36,10 +36,17 @@ SEED_REPORT = {
     "part1": {"full": "92.2%, ~4.5 min, ~3340 MB", "lora": "89.9%, 4m24s, ~2588 MB"},
     "part2": {"full": "93.09%, loss 0.3227, 109,483,778 params", "prefix": "90.79%, loss 0.2374, 9,866,242 params"},
 }
-POOLER_NOTE = ("the BERT pooler trained too (`peft.train_pooler`): all-MiniLM-L6-v2 was trained with mean pooling, "
-               "so its pooler (the dense + tanh over [CLS] that the classifier reads) is barely trained; frozen, "
-               "prompt-style methods collapse to one class on it. Off at the seed settings (bert-base-uncased's "
-               "pooler was trained by next-sentence prediction)")
+POOLER_NOTE = ("the BERT pooler trained too (`peft.train_pooler`), counted in the trainable parameters: "
+               "all-MiniLM-L6-v2 was trained with mean pooling, so its pooler (the dense + tanh over [CLS] that the "
+               "classifier reads) is barely trained. Full fine-tuning trains it, so in the proxy every method that "
+               "reads it trains it too, standing in for the head layer the seed settings train (peft's LoRA on "
+               "DistilBERT trains `pre_classifier`); frozen, it cost LoRA 2-5 points and made prompt-style methods "
+               "collapse. Off at the seed settings (bert-base-uncased's pooler was trained by next-sentence "
+               "prediction), which keep the seed's counts")
+# The interval every comparison of two methods uses (and a method's own accuracy, with 2+ seeds).
+CROSSED_HOW = ("seeds and test reviews both counted: variance components, `common.stats.crossed_interval`")
+# The setup a reader sees first when it has runs: the study profile, made for comparisons that resolve.
+HEADLINE_PROFILE = "study"
 
 # A setup: everything a comparison holds fixed. Rows of one setup are compared with each other, never across.
 # Where a learning rate came from (config or sweep) is not part of it: the same rate computes the same run.
@@ -60,7 +67,7 @@ def _f(x):
 
 
 def _predictions(output_dir: Path, row: dict):
-    path = records.predictions_path(str(output_dir), row["run_id"])
+    path = records.predictions_path(str(output_dir), records.source_run_id(row))
     return records.read_predictions(path) if path.is_file() else None
 
 
@@ -95,6 +102,15 @@ def group_rows(rows: list) -> list:
     return [dict(zip(GROUP_KEYS, k), rows=v) for k, v in groups.items()]
 
 
+def _correct_matrix(output_dir: Path, rows: list):
+    """correct[seed, review] (0/1) for runs scored on the same test reviews, or None when a predictions file is
+    missing or the runs saw different reviews."""
+    preds = [_predictions(output_dir, r) for r in rows]
+    if any(p is None for p in preds) or any(not np.array_equal(p["row"], preds[0]["row"]) for p in preds):
+        return None
+    return np.array([(p["pred"] == p["label"]).astype(float) for p in preds])
+
+
 def summarize_group(output_dir: Path, g: dict) -> dict:
     rows = g["rows"]
     acc = [_f(r["accuracy"]) for r in rows]
@@ -103,8 +119,11 @@ def summarize_group(output_dir: Path, g: dict) -> dict:
          "collapsed": sum(r["collapsed"] for r in rows)}
     s["acc_mean"], s["acc_std"] = stats.mean_std(acc)
     s["loss_mean"], s["loss_std"] = stats.mean_std(loss) if loss else (None, None)
-    if len(rows) > 1:
-        s["acc_ci"], s["ci_how"] = stats.t_interval(acc), f"t-interval over {len(rows)} seeds"
+    correct = _correct_matrix(output_dir, rows)
+    if len(rows) > 1 and correct is not None:
+        s["acc_ci"], s["ci_how"] = tuple(map(float, stats.crossed_interval(correct)[:2])), CROSSED_HOW
+    elif len(rows) > 1:
+        s["acc_ci"], s["ci_how"] = stats.t_interval(acc), f"t-interval over {len(rows)} seeds (no predictions)"
     else:
         p = _predictions(output_dir, rows[0])
         if p is not None:
@@ -142,8 +161,12 @@ def compare(output_dir: Path, base: dict, other: dict) -> dict:
     if not seeds:
         return out
     out["diff_mean"] = float(np.mean(out["diffs"]))
-    if len(seeds) > 1:
-        out["diff_ci"], out["ci_how"] = stats.t_interval(out["diffs"]), f"t-interval over {len(seeds)} paired seeds"
+    if len(seeds) > 1 and len(pairs) == len(seeds):
+        d = np.array([cb.astype(float) - ca.astype(float) for ca, cb in pairs])
+        out["diff_ci"], out["ci_how"] = tuple(map(float, stats.crossed_interval(d)[:2])), CROSSED_HOW
+    elif len(seeds) > 1:
+        out["diff_ci"] = stats.t_interval(out["diffs"])
+        out["ci_how"] = f"t-interval over {len(seeds)} paired seeds (no predictions)"
     elif pairs:
         ca, cb = pairs[0]
         out["diff_ci"] = stats.bootstrap_interval(lambda a, b: b.mean() - a.mean(), [ca, cb])
@@ -178,11 +201,12 @@ def setups(groups: list, summaries: list) -> list:
 
 
 def pick_headline(all_setups: list):
-    """The setup a reader sees first: the one comparing the most methods, then with the most seeds (its
-    least-repeated method's count), then the most recent."""
+    """The setup a reader sees first: the study profile's where it has runs, then the one comparing the most
+    methods, then with the most seeds (its least-repeated method's count), then the most recent."""
     if not all_setups:
         return None
-    return max(all_setups, key=lambda st: (len(st["best"]), st["seeds"], st["date"]))
+    return max(all_setups, key=lambda st: (st["key"]["profile"] == HEADLINE_PROFILE, len(st["best"]), st["seeds"],
+                                           st["date"]))
 
 
 def model_label(model: str) -> str:
@@ -253,6 +277,10 @@ def _params_cell(g, s) -> str:
 
 def _method(g) -> str:
     return METHOD_NAMES.get(g["method"], g["method"])
+
+
+def _method_cell(g) -> str:
+    return _method(g) + ("²" if any(r.get("reused_from") for r in g["rows"]) else "")
 
 
 def _diff_cells(c: dict) -> tuple:
@@ -337,7 +365,7 @@ def setup_table(output_dir: Path, part: str, st: dict, members: list, headline: 
     for g, s in members:
         c = compare(output_dir, base[0], g) if base and g["method"] != "full" else {}
         d, ps = _diff_cells(c) if c else ("–", "–")
-        cells = [_method(g), _params_cell(g, s), _accuracy_cell(s), _ci(s.get("acc_ci")), d, ps,
+        cells = [_method_cell(g), _params_cell(g, s), _accuracy_cell(s), _ci(s.get("acc_ci")), d, ps,
                  _pm(s["loss_mean"], s["loss_std"], s["n"], 1, "{:.4f}", "{:.4f}"),
                  _num(s["train_time_s"], "{:,.1f} s"), _memory(s), ", ".join(map(str, s["seeds"])),
                  f"{g['learning_rate']} ({s['lr_source']})"]
@@ -374,7 +402,7 @@ def pairwise_lines(output_dir: Path, members: list) -> list:
                 wins.append(f"{names[i]} > {names[j]} by {100 * c['diff_mean']:.2f} points "
                             f"[{100 * ci[0]:.2f}, {100 * ci[1]:.2f}]")
     lines = ["**Which methods beat which?** Accuracy of the row minus the column, points, on paired seeds; * marks a "
-             "95% interval (t over seeds, or paired bootstrap for one seed) that excludes zero.", "",
+             "95% interval that excludes zero (" + CROSSED_HOW + "; paired bootstrap for one seed).", "",
              "| | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     for i, name in enumerate(names):
         lines.append(f"| {name} | " + " | ".join("–" if i == j else cells.get((i, j), "?")
@@ -382,6 +410,10 @@ def pairwise_lines(output_dir: Path, members: list) -> list:
     lines += ["", ("Differences whose interval excludes zero: " + "; ".join(wins) + ".") if wins else
               "No pair of methods differs with an interval that excludes zero.", ""]
     return lines
+
+
+def head_rows(st: dict) -> list:
+    return [r for g, _ in st["best"].values() for r in g["rows"]]
 
 
 def part_section(output_dir: Path, part: str, plots: bool = True) -> list:
@@ -400,8 +432,14 @@ def part_section(output_dir: Path, part: str, plots: bool = True) -> list:
     n_other = len(all_setups) - 1 + bool(head["extra"])
     where = f"; {n_other} other group(s) of runs are under \"Other runs\" below" if n_other else ""
     span = f" from {dates[0][:16].replace('T', ' ')} to {dates[-1][:16].replace('T', ' ')} UTC" if dates else ""
-    lines.append(f"The headline is the setup comparing the most methods with the most seeds, the most recent of "
-                 f"equals{where}. This part has {len(rows)} completed runs{span}.")
+    lines.append(f"The headline is the `{HEADLINE_PROFILE}` profile's setup where it has runs, else the setup "
+                 f"comparing the most methods with the most seeds, the most recent of equals{where}. This part has "
+                 f"{len(rows)} completed runs{span}.")
+    reused = sorted({r["reused_from"].split("-")[0] for r in head_rows(head) if r.get("reused_from")})
+    if reused:
+        lines.append(f"Rows marked ² are the same computation as {', '.join(reused)}'s runs (same model, data, "
+                     f"settings and packages; only the part differs): recorded here from those runs, not trained "
+                     f"again (`reused_from` in the CSV and the record).")
     lines.append("")
     if sentences:
         lines += ["**Is the gap real?**", ""] + sentences + [""]
@@ -595,18 +633,44 @@ def _save(fig, path: Path) -> Path:
 # ------------------------------------------------------------------------------------------------ summary
 
 
+def _val_cell(score: dict) -> str:
+    """One rate's validation accuracy with its 95% Wilson interval over the validation reviews."""
+    acc, n = score.get("val_accuracy"), score.get("val_samples")
+    if acc is None:
+        return f"{score['learning_rate']}: –"
+    text = f"{score['learning_rate']}: {_pct(acc, 1)}"
+    if n:
+        lo, hi = stats.wilson_interval(round(acc * n), n)
+        text += f" [{100 * lo:.1f}, {100 * hi:.1f}]"
+    return text + (" (collapsed)" if score.get("collapsed") else "")
+
+
+def _runner_up_cell(p: dict) -> str:
+    gap = p.get("runner_up")
+    if not gap:
+        return "–" if "runner_up" in p else "not compared (an earlier sweep)"
+    verdict = "resolved" if gap["resolved"] else "**not distinguishable**"
+    return (f"{gap['learning_rate']}: {100 * gap['diff']:+.1f} [{100 * gap['ci'][0]:+.1f}, {100 * gap['ci'][1]:+.1f}]"
+            f" points, {verdict}")
+
+
 def sweep_section(output_dir: Path) -> list:
     picks = output_dir / "sweep" / "picks.json"
     if not picks.is_file():
         return []
     lines = ["## Learning-rate selection", "", "Chosen by `make sweep` on the validation split (never the test "
-             "split): the best final validation accuracy wins, and a learning rate whose validation predictions "
-             "collapsed to one class is never picked while another did not collapse.", "",
-             "| Part / method / profile | Grid | Validation accuracy per lr | Picked |", "|---|---|---|---|"]
+             "split), one run per rate (seed 0): the best final validation accuracy wins, ties go to the lower "
+             "validation loss and then the smaller rate (never the grid's order), and a learning rate whose "
+             "validation predictions collapsed to one class is never picked while another did not collapse. Each "
+             "rate's accuracy carries its 95% Wilson interval over the validation reviews; the last column compares "
+             "the pick with the runner-up on the same reviews (paired 95% interval of the difference). A pick that is "
+             "not distinguishable from the runner-up is a choice the split cannot make: expect either rate to do "
+             "about as well.", "",
+             "| Part / method / profile | Validation accuracy per lr [95% CI] | Picked | Pick − runner-up |",
+             "|---|---|---|---|"]
     for key, p in json.loads(picks.read_text()).items():
-        scores = ", ".join(f"{s['learning_rate']}: {_pct(s['val_accuracy'])}" + (" (collapsed)" if s.get("collapsed")
-                                                                                  else "") for s in p["scores"])
-        lines.append(f"| {key} | {p['grid']} | {scores} | {p['learning_rate']} ({p.get('date', '')[:10]}) |")
+        scores = ", ".join(_val_cell(sc) for sc in p["scores"])
+        lines.append(f"| {key} | {scores} | {p['learning_rate']} ({p.get('date', '')[:10]}) | {_runner_up_cell(p)} |")
     return lines + [""]
 
 

@@ -132,6 +132,7 @@ def build_record(plan: Plan, status: str, result: dict = None, error: str = None
         "metrics": result.get("metrics", {}), "params": plan.params, "precision": result.get("precision"),
         "kernels": {"dropout": result.get("dropout_kernel"), "attention": result.get("attn_implementation")},
         "curves": result.get("curves", {}), "predictions_file": result.get("predictions_file"),
+        "val_predictions_file": result.get("val_predictions_file"),
         # Trained weights (folder under output.dir, bytes on disk) and what the model costs to use.
         "saved": result.get("saved"), "inference": result.get("inference"),
         # Processes that trained it (torchrun); the config's batch is the global batch whatever this is.
@@ -159,6 +160,17 @@ def execute(plan: Plan, run_fn, force: bool = False, write_row: bool = True) -> 
         _say(f"[skip] {plan.run_id}: completed already in {records.record_path(out, plan.run_id)} "
              f"(same config, data and packages); --force / FORCE=1 reruns it")
         return "skipped", done
+    other = None if force else records.completed_elsewhere(out, plan.cfg.part, plan.cfg.peft.method,
+                                                           plan.cfg.train.seed, plan.identity)
+    if other:  # the same computation, made for another part: record it for this part, train nothing
+        rec = records.reuse_record(other, plan.cfg.part, plan.run_id, plan.cfg.to_dict())
+        if main:
+            records.write_json(records.record_path(out, plan.run_id), rec)
+            if write_row:
+                records.append_row(Path(out) / f"{plan.cfg.part}.csv", records.csv_row(rec))
+        _say(f"[reuse] {plan.run_id}: the same computation as {other['run_id']} (same config, data and packages; "
+             f"only the part differs): its results recorded for {plan.cfg.part}, nothing trained")
+        return "reused", rec
     _say(f"[run] {plan.run_id}: {plan.cfg.peft.method} on {plan.cfg.model.name_or_path}, "
          f"lr {plan.cfg.train.learning_rate} ({plan.lr_source}), seed {plan.cfg.train.seed}", flush=True)
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
@@ -175,8 +187,12 @@ def execute(plan: Plan, run_fn, force: bool = False, write_row: bool = True) -> 
         return "failed", rec
     finally:
         signal.signal(signal.SIGTERM, previous)
-    if main and result.get("predictions") is not None and plan.cfg.output.save_predictions:
-        result["predictions_file"] = records.write_predictions(out, plan.run_id, result["predictions"]).name
+    if main and plan.cfg.output.save_predictions:
+        if result.get("predictions") is not None:
+            result["predictions_file"] = records.write_predictions(out, plan.run_id, result["predictions"]).name
+        if result.get("val_predictions") is not None:  # the sweep pairs two rates on these
+            result["val_predictions_file"] = records.write_predictions(out, plan.run_id, result["val_predictions"],
+                                                                       "val").name
     rec = build_record(plan, "completed", result)
     if main:
         records.write_json(records.record_path(out, plan.run_id), rec)
@@ -219,6 +235,6 @@ def run_plans(plans: list, run_fn, force: bool = False, engine: str = "local") -
 def write_summaries(plans: list, outcomes: list) -> None:
     from common.report import write_summary
 
-    if distributed.is_main() and any(o == "completed" for o in outcomes):
+    if distributed.is_main() and any(o in ("completed", "reused") for o in outcomes):
         for out_dir in sorted({p.cfg.output.dir for p in plans}):
             print(f"[summary] {write_summary(out_dir)}")

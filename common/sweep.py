@@ -10,7 +10,9 @@ import json
 import sys
 from pathlib import Path
 
-from common import records
+import numpy as np
+
+from common import records, stats
 from common.config import PROJECT_ROOT, RunCfg, with_learning_rate
 from common.recipe import ENTRY_POINTS
 from common.env import now_iso, package_versions
@@ -55,12 +57,19 @@ def apply_pick(cfg: RunCfg, fingerprints: dict, runtime: dict) -> tuple:
     return with_learning_rate(cfg, pick["learning_rate"]), f"sweep: best val acc over {pick['grid']}"
 
 
+def _rank(score: dict) -> tuple:
+    """Better first: higher validation accuracy, then lower validation loss, then the smaller rate (the gentler
+    step when the split cannot tell two rates apart). Never the grid's order."""
+    return (-(score["val_accuracy"] or 0.0), score["val_loss"] if score["val_loss"] is not None else float("inf"),
+            score["learning_rate"])
+
+
 def pick_best(scores: list) -> tuple:
-    """(best score, note): the best final validation accuracy (ties: lower validation loss), never a learning rate
-    whose validation predictions collapsed to one class while another did not."""
+    """(best score, note): the best final validation accuracy (ties: lower validation loss, then the smaller rate),
+    never a learning rate whose validation predictions collapsed to one class while another did not."""
     alive = [s for s in scores if not s.get("collapsed")]
     dead = [s["learning_rate"] for s in scores if s.get("collapsed")]
-    best = max(alive or scores, key=lambda s: (s["val_accuracy"] or 0.0, -(s["val_loss"] or 0.0)))
+    best = min(alive or scores, key=_rank)
     if dead and alive:
         note = (f"lr {', '.join(map(str, dead))} collapsed (predicts one class on validation): not eligible; "
                 f"picked {best['learning_rate']} among the others")
@@ -69,6 +78,23 @@ def pick_best(scores: list) -> tuple:
     else:
         note = f"picked {best['learning_rate']} (best validation accuracy, no collapse)"
     return best, note
+
+
+def runner_up_gap(scores: list, best: dict, sweep_dir: str):
+    """The picked rate against the next best eligible one on the same validation reviews: accuracy difference with
+    a paired 95% interval, and whether it excludes zero (None without a runner-up or its predictions)."""
+    others = sorted((s for s in scores if s is not best and not s.get("collapsed")), key=_rank)
+    if not others:
+        return None
+    second = others[0]
+    paths = [records.predictions_path(sweep_dir, s["run_id"], "val") for s in (best, second)]
+    if not all(p.is_file() for p in paths):
+        return None
+    a, b = (records.read_predictions(p) for p in paths)
+    lo, hi = stats.paired_difference_interval(b["pred"] == b["label"], a["pred"] == a["label"])
+    diff = float(np.mean(a["pred"] == a["label"]) - np.mean(b["pred"] == b["label"]))
+    return {"learning_rate": second["learning_rate"], "diff": diff, "ci": [lo, hi], "resolved": lo > 0 or hi < 0,
+            "how": f"paired normal interval over the {len(a['label'])} validation reviews"}
 
 
 def sweep_configs(part: str) -> list:
@@ -112,14 +138,19 @@ def run_sweep(part: str, profile: str, sets: list, force: bool, engine: str = "l
                            "val_loss": rec["metrics"].get("val_loss"),
                            "val_majority_share": rec["metrics"].get("val_majority_share"),
                            "collapsed": bool(rec["metrics"].get("val_collapsed")),
-                           "run_id": plan.run_id, "status": status})
+                           "val_samples": rec["data"]["val_samples"],
+                           "run_id": records.source_run_id(rec), "status": status})
         if not scores:
             continue
         best, note = pick_best(scores)
+        gap = runner_up_gap(scores, best, str(Path(out_dir) / "sweep"))
+        if gap and not gap["resolved"]:
+            note += (f"; not distinguishable from {gap['learning_rate']} on validation "
+                     f"({100 * gap['diff']:+.1f} points [{100 * gap['ci'][0]:+.1f}, {100 * gap['ci'][1]:+.1f}])")
         print(f"[sweep] {pick_name(base.cfg)}: {note}")
         picks[pick_name(base.cfg)] = {
             "learning_rate": best["learning_rate"], "grid": [float(x) for x in base.cfg.train.lr_grid],
-            "scores": scores, "note": note,
+            "scores": scores, "note": note, "runner_up": gap,
             "selection_key": selection_key(base.cfg, base.splits.fingerprints, base.runtime), "seed": base.cfg.train.seed,
             "date": now_iso(), "command": " ".join([Path(sys.executable).name] + sys.argv)}
         if distributed.is_main():

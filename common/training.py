@@ -170,10 +170,19 @@ def classification_metrics(logits: np.ndarray, labels: np.ndarray) -> dict:
             "loss": float(nll.mean()), "majority_share": stats.majority_share(preds)}
 
 
-def _compute_metrics(eval_pred):
-    logits = eval_pred.predictions[0] if isinstance(eval_pred.predictions, tuple) else eval_pred.predictions
-    return {k: v for k, v in classification_metrics(np.asarray(logits), np.asarray(eval_pred.label_ids)).items()
-            if k != "loss"}
+class _ValScorer:
+    """The Trainer's compute_metrics, keeping the last validation pass's predicted classes: the sweep compares two
+    learning rates on the same validation reviews (paired), which resolves far smaller gaps than two intervals."""
+
+    def __init__(self):
+        self.last_pred = None
+
+    def __call__(self, eval_pred):
+        logits = eval_pred.predictions[0] if isinstance(eval_pred.predictions, tuple) else eval_pred.predictions
+        logits = np.asarray(logits)
+        self.last_pred = logits.argmax(axis=1)
+        return {k: v for k, v in classification_metrics(logits, np.asarray(eval_pred.label_ids)).items()
+                if k != "loss"}
 
 
 def _release_freed_memory() -> None:
@@ -279,12 +288,13 @@ def train_and_evaluate(model, tokenizer, encoded: dict, cfg: RunCfg, evaluate_te
     lengths = np.asarray(encoded["train"]["length"])  # read once: buckets, and the real-token count below
     bucket = lengths if t.length_buckets and t.padding == "dynamic" else None
     val = encoded.get("val")
-    val_sorted = _sorted_for_eval(val)[0] if val is not None else None
+    val_sorted, val_order = _sorted_for_eval(val) if val is not None else (None, None)
+    scorer = _ValScorer()
     with tempfile.TemporaryDirectory(prefix="imdb-peft-trainer-") as tmp:
         args = build_training_args(cfg, device, precision, tmp, val is not None, len(encoded["train"]))
         trainer = _trainer_class(bucket)(
             model=model, args=args, train_dataset=_model_inputs(encoded["train"]),
-            eval_dataset=_model_inputs(val_sorted), data_collator=collator, compute_metrics=_compute_metrics)
+            eval_dataset=_model_inputs(val_sorted), data_collator=collator, compute_metrics=scorer)
         if device == "cuda":
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats()
@@ -303,6 +313,11 @@ def train_and_evaluate(model, tokenizer, encoded: dict, cfg: RunCfg, evaluate_te
         if args.eval_strategy != "no" and (not evals or evals[-1] != trainer.state.global_step):
             trainer.evaluate()  # the final model is always scored: the sweep ranks it (outside the train time)
         out = {"metrics": {}, "predictions": None}
+        if scorer.last_pred is not None:  # the final model's validation predictions, in the split's order
+            val_pred = np.empty_like(scorer.last_pred)
+            val_pred[val_order] = scorer.last_pred
+            out["val_predictions"] = {"row": np.asarray(val["row"]), "label": np.asarray(val["labels"]),
+                                      "pred": val_pred}
         if evaluate_test:
             test_sorted, order = _sorted_for_eval(encoded["test"])
             t0 = time.perf_counter()

@@ -31,12 +31,32 @@ def test_every_config_states_its_command_rate_reason_and_grid(path):
 
 
 @pytest.mark.parametrize("method", PART3_METHODS)
-def test_quick_profile_gives_every_method_a_rate_and_grid_and_prompt_methods_the_pooler(method):
-    cfg = load_config(str(ROOT / f"configs/part3_bert_{method}.yaml"), "quick")
-    assert cfg.train.learning_rate in cfg.train.lr_grid and len(cfg.train.lr_grid) == 3
-    assert cfg.peft.train_pooler == (method in ("prompt", "ptuning", "prefix"))
+def test_quick_profile_gives_every_method_a_rate_and_grid_and_the_pooler(method):
+    for profile in ("quick", "study"):
+        cfg = load_config(str(ROOT / f"configs/part3_bert_{method}.yaml"), profile)
+        assert cfg.train.learning_rate in cfg.train.lr_grid and len(cfg.train.lr_grid) == 3
+        # Same footing at the head: every method that reads MiniLM's barely trained pooler trains it (full FT does).
+        assert cfg.peft.train_pooler == (method != "full")
     # Off at the seed settings: the seed's parameter counts stay.
     assert not load_config(str(ROOT / f"configs/part3_bert_{method}.yaml")).peft.train_pooler
+
+
+def test_study_profile_extends_quick_with_the_study_sizes():
+    quick = load_config(str(ROOT / "configs/part1_distilbert_lora.yaml"), "quick")
+    study = load_config(str(ROOT / "configs/part1_distilbert_lora.yaml"), "study")
+    assert (study.data.val_samples, study.data.test_samples, study.train.seeds) == (1000, 5000, [0, 1, 2, 3, 4])
+    assert study.peft.train_pooler  # Part 1's LoRA trains the pooler, standing in for DistilBERT's pre_classifier
+    same = lambda c: (c.model, c.data.train_samples, c.data.max_length, c.train.epochs, c.train.learning_rate,  # noqa
+                      c.train.lr_grid, c.peft.lora)
+    assert same(study) == same(quick)
+
+
+def test_profiles_that_extend_each_other_in_a_circle_are_refused(tmp_path):
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    a.write_text(f"extends: {b}\n")
+    b.write_text(f"extends: {a}\n")
+    with pytest.raises(UserError, match="extends: profiles extend each other in a circle"):
+        load_config(str(ROOT / "configs/part1_distilbert_lora.yaml"), str(a))
 
 
 @pytest.mark.parametrize("profile", PROFILES)

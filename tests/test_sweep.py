@@ -23,7 +23,17 @@ def test_sweep_picks_on_validation_and_the_part_uses_the_picks(tiny_data, tmp_pa
         rec = json.loads(rec_path.read_text())
         assert rec["status"] == "completed" and "accuracy" not in rec["metrics"]  # test split never scored
         assert rec["metrics"]["val_accuracy"] is not None
-    assert not list((out / "sweep" / "runs").glob("*.preds.npz"))
+    # Only validation predictions (the paired pick-vs-runner-up comparison); the test split is never scored.
+    preds = sorted(p.name for p in (out / "sweep" / "runs").glob("*.preds.npz"))
+    assert preds and all(name.endswith(".val.preds.npz") for name in preds)
+    for p in picks.values():
+        gap = p["runner_up"]
+        others_alive = [sc for sc in p["scores"] if sc["learning_rate"] != p["learning_rate"] and not sc["collapsed"]]
+        assert (gap is None) == (not others_alive)  # a collapsed rate is no runner-up
+        if gap is None:
+            continue
+        assert gap["learning_rate"] in p["grid"] and gap["learning_rate"] != p["learning_rate"]
+        assert gap["ci"][0] <= gap["diff"] <= gap["ci"][1] and gap["resolved"] == (gap["ci"][0] > 0 or gap["ci"][1] < 0)
     rows = list(csv.DictReader(open(out / "part1.csv")))
     assert len(rows) == 2
     for row in rows:
