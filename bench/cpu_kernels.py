@@ -18,10 +18,10 @@ import torch
 from bench import write_report
 from bench.cpu import CONFIGS
 from common.config import load_config
+from common.devices import pick_precision
 from common.dropout import FastDropout
 from common.env import collect_env, now_iso
 from common.models import build_model
-from common.training import pick_precision
 
 # name -> --set overrides on top of the quick profile (the first is the project's default on this machine)
 VARIANTS = {

@@ -20,9 +20,13 @@ import tempfile
 from argparse import Namespace
 from pathlib import Path
 
-from common.config import PROJECT_ROOT
-from common.env import collect_env, now_iso
+import torch
+
 from bench import write_report
+from common import recipe
+from common.env import collect_env, now_iso
+from common.plan import plan_runs
+from common.schema import PROJECT_ROOT
 
 SHARED = PROJECT_ROOT.parent / "shared"
 METHODS = {  # name -> (part, config, seed_reference --model, --method)
@@ -52,10 +56,7 @@ def peak_tflops(device: str):
 
 def run_project(name: str, steps: int, data: str, vocab: str, extra: list) -> dict:
     """The project's path: plan_runs + the recipe's run, exactly as `make partN` runs them."""
-    from common.runner import plan_runs
-
     part, config, model, _ = METHODS[name]
-    from common import recipe
     sets = ["model.init=random", f"model.tokenizer={vocab}", f"data.dir={data}", f"train.max_steps={steps}",
             f"data.train_samples={steps * 16}", "data.val_samples=0", "data.test_samples=512",
             "train.allow_cpu=true", "train.use_sweep_lr=false", *extra]
@@ -138,8 +139,6 @@ def main(argv=None) -> int:
     if unknown:
         print(f"error: --methods: unknown {unknown}; known: {', '.join(METHODS)}", file=sys.stderr)
         return 2
-    import torch
-
     device_type = "cuda" if torch.cuda.is_available() else "cpu"
     env = collect_env(device_type)
     peak = peak_tflops(env["device"]) if device_type == "cuda" else None

@@ -7,8 +7,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from common.config import RunCfg
 from common.errors import UserError
+from common.methods import ADAPTER_NAME
+from common.models import base_model
+from common.schema import RunCfg
 
 MODELS_DIR = "models"  # under output.dir; git-ignored (weights are for reuse, not for the repository)
 HEAD_FILE = "head.safetensors"  # AdapterHub runs: the classifier (and pooler) trained beside the adapter
@@ -43,14 +45,32 @@ def _write(model, cfg: RunCfg, kind: str, folder: Path) -> None:
     if cfg.peft.method == "adapter":
         from safetensors.torch import save_file
 
-        from common.methods import ADAPTER_NAME
-
         model.save_adapter(str(folder), ADAPTER_NAME, use_safetensors=True)
         save_file(_head_state(model), str(folder / HEAD_FILE))
     else:  # peft: adapter weights + its modules_to_save (classifier, pooler); full FT: the whole model
         model.save_pretrained(str(folder))
+    _name_base_portably(folder, cfg)
     (folder / INFO_FILE).write_text(json.dumps({"kind": kind, "method": cfg.peft.method,
                                                 "base": cfg.model.name_or_path, "init": cfg.model.init}, indent=2))
+
+
+# Where each library's saved adapter names its base model. They write the path the base was loaded from, which for a
+# packaged or cached checkpoint is an absolute path inside this machine's environment.
+BASE_KEYS = {"adapter_config.json": ("base_model_name_or_path", "model_name")}
+
+
+def _name_base_portably(folder: Path, cfg: RunCfg) -> None:
+    """Name the base model as the config does (a hub id, `package:<package>/<folder>`, or the folder the user gave),
+    so that the adapter resolves on another machine that has the same model (README: "Trained weights")."""
+    for name, keys in BASE_KEYS.items():
+        path = folder / name
+        if not path.is_file():
+            continue
+        doc = json.loads(path.read_text())
+        for key in keys:
+            if key in doc:
+                doc[key] = cfg.model.name_or_path
+        path.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
 
 
 def save_trained(model, cfg: RunCfg, run_id: str) -> dict:
@@ -81,8 +101,6 @@ def save_trained(model, cfg: RunCfg, run_id: str) -> dict:
 def load_trained(cfg: RunCfg, folder: Path, model_config):
     """The trained model of a run: its base (pretrained, or the same seeded random weights) plus what it saved."""
     from transformers import AutoModelForSequenceClassification, set_seed
-
-    from common.models import base_model
 
     info = json.loads((folder / INFO_FILE).read_text())
     if info["kind"] == "model":

@@ -1,6 +1,8 @@
 """IMDb-style CSV splits: find, read, check, sample, hold out validation, tokenize (cached on disk)."""
 from __future__ import annotations
 
+import csv
+import gzip
 import hashlib
 import json
 import os
@@ -12,8 +14,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from common.config import DataCfg, PROJECT_ROOT
+from common.env import hub_reachable
 from common.errors import UserError
+from common.schema import PROJECT_ROOT, DataCfg
 
 SHARED_IMDB = PROJECT_ROOT.parent / "shared" / "data" / "imdb"
 
@@ -71,6 +74,13 @@ def _rows(mask: np.ndarray, limit: int = 8) -> str:
     return shown + (f" ... ({len(idx)} rows)" if len(idx) > limit else "")
 
 
+def _header(path: Path) -> list:
+    """The CSV's header row as written (gzip or plain)."""
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8", newline="") as f:
+        return next(csv.reader(f), [])
+
+
 def read_split(path: Path, cfg: DataCfg) -> pd.DataFrame:
     """Read one CSV and check it: the configured columns, labels in {0,1}, no empty review text."""
     try:
@@ -78,6 +88,13 @@ def read_split(path: Path, cfg: DataCfg) -> pd.DataFrame:
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError, EOFError, ValueError) as e:
         raise UserError(f"{path}: cannot read as CSV: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
     problems = []
+    # pandas renames a repeated header name to "name.1" and reads on: the review text would come from one of two
+    # columns without a word. The header as written decides.
+    header = _header(path)
+    repeated = sorted({c for c in header if header.count(c) > 1})
+    if repeated:
+        raise UserError(f"{path}: header names column(s) {repeated} more than once ({header}); name each column once "
+                        f"so that data.text_column and data.label_column say which one is meant")
     for key, col in (("data.text_column", cfg.text_column), ("data.label_column", cfg.label_column)):
         if col not in df.columns:
             problems.append(f"{path}: {key}: column '{col}' not found; the file has columns {list(df.columns)}")
@@ -205,7 +222,6 @@ def tokenize_splits(splits: Splits, tokenizer, cfg: DataCfg, padding: str = "dyn
 
 def write_hub_imdb(out_dir: str, dataset_id: str = "stanfordnlp/imdb") -> list:
     """Download IMDb from the hub and write train/test CSVs with the study's columns (sentences, labels)."""
-    from common.models import hub_reachable
 
     if not hub_reachable():
         raise UserError(
@@ -243,7 +259,6 @@ def fetch_decision(data_dir: str, reachable) -> str:
 
 
 def ensure_data(cfg: DataCfg) -> None:
-    from common.models import hub_reachable
 
     if fetch_decision(cfg.dir, hub_reachable) == "fetch":
         print(f"[data] {cfg.dir} does not exist: downloading IMDb from the Hugging Face hub into it "

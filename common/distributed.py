@@ -38,3 +38,9 @@ def gather(value) -> list:
     out = [None] * dist.get_world_size()
     dist.all_gather_object(out, value)
     return out
+
+
+def say(*args, **kw) -> None:
+    """print, from rank 0 only: one voice under torchrun (the other ranks train silently)."""
+    if is_main():
+        print(*args, **kw)

@@ -4,31 +4,37 @@ The one seam for new ways of executing runs: each engine takes plans and returns
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
-import time
 from pathlib import Path
 
-from common import distributed
+import torch
+
+from common import distributed, recipe, records
 from common.errors import UserError
+from common.execute import execute, record_failure
+from common.progress import Progress
 
 # CPUs a Ray task asks for on a machine without GPUs (and the torch threads it then uses).
 CPUS_PER_TASK_ENV = "IMDB_PEFT_CPUS_PER_TASK"
 
 
 def run(plans: list, run_fn, force: bool = False, engine: str = "local") -> list:
+    """(outcome, record) per plan, in plan order; with several plans, a progress line after each run."""
+    progress = Progress(len(plans)) if len(plans) > 1 else None
     if engine == "ray" and len(plans) > 1:
-        return run_ray(plans, force)
-    return run_local(plans, run_fn, force)
+        return run_ray(plans, force, progress)
+    return run_local(plans, run_fn, force, progress)
 
 
-def run_local(plans: list, run_fn, force: bool) -> list:
+def run_local(plans: list, run_fn, force: bool, progress: Progress = None) -> list:
     """In order, in this process; an interruption stops the rest (they stay unrun, not failed)."""
-    from common.runner import execute
-
     results = []
     for plan in plans:
         results.append(execute(plan, run_fn, force=force))
+        if progress is not None:
+            distributed.say(progress.update(results[-1][0]), flush=True)
         if results[-1][0] == "interrupted":
             results += [("not run", None)] * (len(plans) - len(results))
             break
@@ -41,8 +47,6 @@ def run_local(plans: list, run_fn, force: bool) -> list:
 def _absolute(plan, cwd: str):
     """Paths in a plan resolved against the driver's folder: a worker may start elsewhere (on a cluster, the
     project and output.dir sit on a shared filesystem at the same path on every machine)."""
-    import dataclasses
-
     cfg = plan.cfg
     out = str(Path(cwd, cfg.output.dir)) if not os.path.isabs(cfg.output.dir) else cfg.output.dir
     cache = str(Path(cwd, cfg.data.cache_dir)) if not os.path.isabs(cfg.data.cache_dir) else cfg.data.cache_dir
@@ -53,22 +57,17 @@ def _absolute(plan, cwd: str):
 
 def _task(plan, force: bool, cwd: str, threads: int):
     """One run inside a Ray worker: the same execute() as here, writing through the same atomic files and locks."""
-    import torch
-
     os.chdir(cwd)  # relative paths of the config (tokenizer, data) mean what they meant to the driver
     if str(cwd) not in sys.path:
         sys.path.insert(0, str(cwd))
     if threads:
         torch.set_num_threads(threads)
-    from common import recipe
-    from common.runner import execute
-
     return execute(plan, recipe.run, force=force)
 
 
 def _connect():
     try:
-        import ray
+        import ray  # lazy: Ray is heavy (~1 s, a dashboard's worth of modules) and only --engine ray needs it
     except ImportError:  # pragma: no cover - pinned in requirements.txt
         raise UserError("--engine ray: the ray package is not installed (`make setup` installs it)") from None
     if not ray.is_initialized():
@@ -80,12 +79,9 @@ def _connect():
     return ray
 
 
-def run_ray(plans: list, force: bool) -> list:
+def run_ray(plans: list, force: bool, progress: Progress = None) -> list:
     """Every run not yet completed becomes a Ray task with one GPU (or IMDB_PEFT_CPUS_PER_TASK CPUs where the
     cluster has no GPU). A task that fails or whose worker dies is recorded failed here and the rest go on."""
-    from common import records
-    from common.runner import record_failure
-
     if distributed.world_size() > 1:
         raise UserError("--engine ray: not under torchrun (NPROC): Ray gives each run its own GPU instead")
     results: list = [None] * len(plans)
@@ -97,7 +93,11 @@ def run_ray(plans: list, force: bool) -> list:
             results[i] = ("skipped", done)
         else:
             todo.append(i)
+    progress = progress or Progress(len(plans))
+    for _ in range(len(plans) - len(todo)):
+        progress.update("skipped")
     if not todo:
+        print(progress.line(), flush=True)
         return results
     ray = _connect()
     gpus = ray.cluster_resources().get("GPU", 0)
@@ -111,7 +111,6 @@ def run_ray(plans: list, force: bool) -> list:
     print(f"[ray] {len(todo)} run(s) submitted to {where} ({'1 GPU' if gpus >= 1 else f'{cpus} CPU(s)'} each, "
           f"{int(ray.cluster_resources().get('GPU' if gpus >= 1 else 'CPU', 0))} in the cluster); "
           f"{len(plans) - len(todo)} skipped", flush=True)
-    t0, finished = time.time(), 0
     try:
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
@@ -121,11 +120,7 @@ def run_ray(plans: list, force: bool) -> list:
             except Exception as e:  # noqa: BLE001 - a crashed task or a killed worker: record it, go on
                 msg = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
                 results[i] = ("failed", record_failure(plans[i], f"Ray task failed: {msg}"))
-            finished += 1
-            elapsed = time.time() - t0
-            left = elapsed / finished * len(pending) if pending else 0.0
-            print(f"[ray] {finished}/{len(todo)} runs done ({sum(r[0] == 'failed' for r in results if r)} failed), "
-                  f"{len(pending)} to go, about {left / 60:.1f} min left", flush=True)
+            print(progress.update(results[i][0]), flush=True)
     except KeyboardInterrupt:
         for ref in pending:
             ray.cancel(ref)  # each task's run is recorded as interrupted by its own execute()

@@ -1,13 +1,16 @@
-"""Environment facts for the run record: package versions, git commit, device, date."""
+"""Environment facts: package versions, git commit, device, date for the run record; whether the hub is reachable."""
 from __future__ import annotations
 
 import datetime as _dt
 import functools
 import importlib.metadata
+import os
 import platform
+import socket
 import subprocess
+from urllib.parse import urlparse
 
-from common.config import PROJECT_ROOT
+from common.schema import PROJECT_ROOT
 
 PACKAGES = ("torch", "transformers", "peft", "adapters", "datasets", "accelerate", "scikit-learn", "numpy")
 
@@ -76,3 +79,14 @@ def now_iso() -> str:
 def collect_env(device: str) -> dict:
     return {"device": device_name(device), "device_type": device, **package_versions(), **git_state(),
             "platform": platform.platform(), "date": now_iso()}
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+        return False
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False

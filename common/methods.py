@@ -4,8 +4,8 @@ A new method is a `peft.<section>` dataclass in common/config.py, a builder here
 """
 from __future__ import annotations
 
-from common.config import RunCfg
 from common.errors import UserError
+from common.schema import RunCfg
 
 ADAPTER_NAME = "imdb"  # AdapterHub adapters are named; one per model here
 

@@ -6,16 +6,17 @@ import importlib.util
 import inspect
 import os
 import re
-import socket
 from collections import OrderedDict
 from pathlib import Path
-from urllib.parse import urlparse
 
 import torch
 
 from common import methods
-from common.config import RunCfg
+from common.devices import pick_attention, pick_device, pick_dropout_kernel
+from common.dropout import eager_attention_in_training, swap_dropout
+from common.env import hub_reachable
 from common.errors import UserError
+from common.schema import RunCfg
 
 # Published architectures that `model.init: random` may build with no hub access: transformers' config
 # defaults are exactly these checkpoints' config.json (vocab 30,522, 512 positions, 6/12 layers, hidden 768).
@@ -46,17 +47,6 @@ def resolve_source(name: str, key: str = "model.name_or_path") -> str:
     if name.startswith((".", "/", "~")) or name.count("/") > 1 or name.endswith((".txt", ".json")):
         raise UserError(f"{key}: local path {name} does not exist")
     return name  # a hub id
-
-
-def hub_reachable(timeout: float = 3.0) -> bool:
-    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
-        return False
-    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
-    try:
-        with socket.create_connection((host, 443), timeout=timeout):
-            return True
-    except OSError:
-        return False
 
 
 def _hub_cached(repo_id: str, filename: str = "config.json") -> bool:
@@ -178,8 +168,6 @@ def build_model(cfg: RunCfg, config=None, meta: bool = False):
     """The model to train: base (pretrained or random) wrapped by peft unless full FT. meta=True: shapes only."""
     from transformers import set_seed
 
-    from common.dropout import eager_attention_in_training, swap_dropout
-    from common.training import pick_attention, pick_device, pick_dropout_kernel
 
     config = config if config is not None else load_model_config(cfg)
     # A meta build counts shapes: kernels do not change them, and a dry run must not need the run's device.

@@ -15,14 +15,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common.errors import UserError
+from common import records
+from common.artifacts import load_trained, require_saved
+from common.config import load_config_dict
+from common.devices import cpu_has_native_bf16
+from common.errors import UserError, exits_on_user_error
+from common.inference import autocast
+from common.models import build_tokenizer, load_model_config
 
 LABELS = {0: "negative", 1: "positive"}
 
 
 def load_record(output_dir: str, run_id: str) -> dict:
-    from common import records
-
     path = records.record_path(output_dir, run_id)
     try:
         rec = json.loads(path.read_text())
@@ -57,11 +61,6 @@ class Predictor:
     """A run's trained model, ready for new text: same tokenizer, max_length and precision as the run."""
 
     def __init__(self, output_dir: str, run_id: str, device: str = None):
-        from common.artifacts import load_trained, require_saved
-        from common.config import load_config_dict
-        from common.models import build_tokenizer, load_model_config
-        from common.training import cpu_has_native_bf16
-
         rec = load_record(output_dir, run_id)
         folder = require_saved(output_dir, run_id, rec)
         self.cfg = load_config_dict(rec["config"], f"{run_id} (its record)")
@@ -76,8 +75,6 @@ class Predictor:
     @torch.no_grad()
     def predict(self, texts: list, batch_size: int = None) -> tuple:
         """(labels, P(positive)) for each text, in order."""
-        from common.inference import autocast
-
         bs = batch_size or self.cfg.train.eval_batch_size
         labels, probs = [], []
         for start in range(0, len(texts), bs):
@@ -92,8 +89,6 @@ class Predictor:
 
 
 def main(argv=None) -> int:
-    from common.runner import exits_on_user_error
-
     ap = argparse.ArgumentParser(prog="python -m common.predict", description=__doc__.splitlines()[0])
     ap.add_argument("--run", required=True, metavar="RUN_ID", help="a completed run (its record in OUTPUT_DIR/runs)")
     ap.add_argument("--output-dir", default="results")
@@ -111,13 +106,11 @@ def main(argv=None) -> int:
         texts = read_texts(a.input, a.column or pred.cfg.data.text_column) if a.input else a.texts
         labels, probs = pred.predict(texts)
         if a.output:
-            from common.records import write_atomic
-
             buf = io.StringIO()
             w = csv.writer(buf, lineterminator="\n")
             w.writerow(["text", "label", "label_name", "prob_positive"])
             w.writerows([t, int(y), LABELS[int(y)], f"{p:.4f}"] for t, y, p in zip(texts, labels, probs))
-            write_atomic(Path(a.output), buf.getvalue().encode())
+            records.write_atomic(Path(a.output), buf.getvalue().encode())
             print(f"[predict] {len(texts)} predictions -> {a.output}")
         else:
             for t, y, p in zip(texts, labels, probs):

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from common.schema import method_section
+
 CSV_COLUMNS = [
     "run_id", "part", "method", "model", "profile", "seed", "learning_rate", "lr_source", "accuracy", "loss", "f1",
     "val_accuracy", "val_loss", "trainable_params", "total_params", "trainable_pct", "train_time_s", "eval_time_s",
@@ -28,7 +30,7 @@ CSV_COLUMNS = [
 # prefix runs in the proxy are Part 3's, to the digit (same model, data and settings), so they are computed once.
 IDENTITY_EXCLUDE = {("part",), ("output",), ("train", "allow_cpu"), ("train", "use_sweep_lr"), ("train", "lr_grid"),
                     ("train", "seeds"), ("profile",), ("data", "cache_dir"), ("data", "dir"),
-                    ("train", "evals_per_epoch"), ("train", "logging_steps")}
+                    ("train", "evals_per_epoch"), ("train", "logging_steps"), ("train", "report_to")}
 # Keys added after runs were recorded, left out while at their default: the default keeps the earlier behaviour,
 # so a completed run stays recognised when a later version of the code adds an option it did not use.
 IDENTITY_OMIT_AT_DEFAULT = {("peft", "train_pooler"): False, ("peft", "prefix", "init"): "random"}
@@ -46,8 +48,6 @@ def _strip(d: dict, prefix=()) -> dict:
 
 def identity_config(config: dict) -> dict:
     """The config as it bears on the result: the active method's own peft section only (the others are unused)."""
-    from common.config import method_section
-
     out = _strip(config)
     peft = out.get("peft")
     if isinstance(peft, dict):
@@ -165,6 +165,11 @@ def csv_row(record: dict) -> dict:
 
 def runs_dir(output_dir: str) -> Path:
     return Path(output_dir) / "runs"
+
+
+def logs_dir(output_dir: str, run_id: str) -> Path:
+    """Live training logs of a run (train.report_to), git-ignored: <output.dir>/logs/<run_id>/."""
+    return Path(output_dir) / "logs" / run_id
 
 
 def record_path(output_dir: str, run_id: str) -> Path:

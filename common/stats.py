@@ -6,7 +6,6 @@ import math
 import numpy as np
 from scipy import stats as _st
 
-
 # A run whose predictions fall in one class for at least this share of reviews has collapsed: it ignores its input
 # (a constant classifier scores 50% on the balanced splits, and looks like an ordinary weak run in a table).
 COLLAPSE_SHARE = 0.99

@@ -5,56 +5,17 @@
 from __future__ import annotations
 
 import argparse
-import importlib
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from common import records, stats
-from common.config import PROJECT_ROOT, RunCfg, with_learning_rate
-from common.recipe import ENTRY_POINTS
-from common.env import now_iso, package_versions
-
-SELECTION_EXCLUDE = (("train", "learning_rate"), ("train", "seed"))
-
-
-def selection_key(cfg: RunCfg, fingerprints: dict, runtime: dict) -> str:
-    """Identity of everything but the learning rate and seed: a pick is reused only for the same setup."""
-    d = cfg.to_dict()
-    for section, key in SELECTION_EXCLUDE:
-        d[section].pop(key, None)
-    return records.run_identity(d, fingerprints, package_versions(), runtime)
-
-
-def pick_name(cfg: RunCfg) -> str:
-    return f"{cfg.part}/{cfg.peft.method}/{cfg.profile}"
-
-
-def picks_path(output_dir: str) -> Path:
-    return Path(output_dir) / "sweep" / "picks.json"
-
-
-def load_picks(output_dir: str) -> dict:
-    try:
-        return json.loads(picks_path(output_dir).read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-def apply_pick(cfg: RunCfg, fingerprints: dict, runtime: dict) -> tuple:
-    """(cfg, lr_source): the swept learning rate when a matching pick exists, else the config's own."""
-    if not cfg.train.use_sweep_lr:
-        return cfg, "config"
-    pick = load_picks(cfg.output.dir).get(pick_name(cfg))
-    if not pick:
-        return cfg, "config"
-    if pick["selection_key"] != selection_key(cfg, fingerprints, runtime):
-        print(f"[sweep] pick for {pick_name(cfg)} was made for another setup; using the config's learning rate",
-              file=sys.stderr)
-        return cfg, "config"
-    return with_learning_rate(cfg, pick["learning_rate"]), f"sweep: best val acc over {pick['grid']}"
+from common import cli, distributed, recipe, records, stats
+from common.env import now_iso
+from common.errors import EXIT_INTERRUPTED, exits_on_user_error
+from common.picks import load_picks, pick_name, picks_path, selection_key
+from common.plan import plan_runs
+from common.schema import PROJECT_ROOT
 
 
 def _rank(score: dict) -> tuple:
@@ -104,11 +65,8 @@ def sweep_configs(part: str) -> list:
 def run_sweep(part: str, profile: str, sets: list, force: bool, engine: str = "local") -> int:
     """Every method x learning rate of the part, scored on validation (all of them one grid for the engine), then
     the picks per method."""
-    from common import distributed, recipe
-    from common.runner import EXIT_INTERRUPTED, plan_runs, run_plans
-
     base_args = argparse.Namespace(config=sweep_configs(part), profile=profile, dry_run=False, force=force,
-                                   set=list(sets) + ["train.use_sweep_lr=false", "train.seeds=[]"])
+                                   set=list(sets) + ["train.use_sweep_lr=false", "train.seeds=null"])
     base_plans = plan_runs(part, base_args)
     out_dir = base_plans[0].cfg.output.dir
     grid_plans = []  # (base plan, lr, plan)
@@ -122,7 +80,7 @@ def run_sweep(part: str, profile: str, sets: list, force: bool, engine: str = "l
             plan = plan_runs(part, args, output_dir_override=str(Path(out_dir) / "sweep"))[0]
             plan.evaluate_test = False  # model selection never sees the test split
             grid_plans.append((base, lr, plan))
-    results = run_plans([p for _, _, p in grid_plans], recipe.run, force=force, engine=engine)
+    results = cli.run_plans([p for _, _, p in grid_plans], recipe.run, force=force, engine=engine)
     if any(outcome == "interrupted" for outcome, _ in results):
         return EXIT_INTERRUPTED  # Ctrl-C/SIGTERM stops the sweep: no picks from half a grid, no final runs
     picks, failed = load_picks(out_dir), False
@@ -159,10 +117,8 @@ def run_sweep(part: str, profile: str, sets: list, force: bool, engine: str = "l
 
 
 def main(argv=None) -> int:
-    from common.runner import EXIT_INTERRUPTED, exits_on_user_error
-
     ap = argparse.ArgumentParser(description="Sweep learning rates on validation, then run the part with the picks.")
-    ap.add_argument("--part", choices=sorted(ENTRY_POINTS), required=True)
+    ap.add_argument("--part", choices=sorted(cli.ENTRY_POINTS), required=True)
     ap.add_argument("--profile", default="default")
     ap.add_argument("--set", action="append", default=[])
     ap.add_argument("--force", action="store_true")
@@ -175,10 +131,9 @@ def main(argv=None) -> int:
         rc = run_sweep(a.part, a.profile, a.set, a.force, a.engine)
         if a.no_final or rc == EXIT_INTERRUPTED:
             return rc
-        entry = importlib.import_module(ENTRY_POINTS[a.part])
         final = ["--config", *sweep_configs(a.part), "--profile", a.profile] + \
             [x for s in a.set for x in ("--set", s)] + (["--force"] if a.force else []) + ["--engine", a.engine]
-        return max(rc, entry.main(final))
+        return max(rc, cli.main(a.part, final, prog=f"python -m {cli.ENTRY_POINTS[a.part]}"))
 
     return go()
 

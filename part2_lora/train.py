@@ -1,13 +1,13 @@
-"""Part 1: DistilBERT on IMDb, full fine-tuning vs LoRA (the recipe itself: common/recipe.py).
+"""Part 1: DistilBERT on IMDb, full fine-tuning vs LoRA (the recipe: common/recipe.py; its command line: common/cli.py).
 
   python -m part2_lora.train --config FILE [FILE ...] [--profile NAME] [--set section.key=value ...] [--dry-run]
   make part1 [PROFILE=quick] [DATA_DIR=...] [SEEDS=0,1,2] [FORCE=1] [ARGS="--set train.epochs=1"]
 """
 import sys
 
-from common import recipe
+from common import cli
 
-main = recipe.entry_point("part1")
+main = cli.entry_point("part1")
 
 if __name__ == "__main__":
     sys.exit(main())

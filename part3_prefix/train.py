@@ -1,13 +1,14 @@
-"""Part 2: BERT-base on IMDb, full fine-tuning vs prefix tuning (the recipe itself: common/recipe.py).
+"""Part 2: BERT-base on IMDb, full fine-tuning vs prefix tuning (the recipe: common/recipe.py; its command line:
+common/cli.py).
 
   python -m part3_prefix.train --config FILE [FILE ...] [--profile NAME] [--set section.key=value ...] [--dry-run]
   make part2 [PROFILE=quick] [DATA_DIR=...] [SEEDS=0,1,2] [FORCE=1] [ARGS="--set train.epochs=1"]
 """
 import sys
 
-from common import recipe
+from common import cli
 
-main = recipe.entry_point("part2")
+main = cli.entry_point("part2")
 
 if __name__ == "__main__":
     sys.exit(main())

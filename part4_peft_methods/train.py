@@ -1,14 +1,15 @@
 """Part 3: every common PEFT family on BERT-base, on the same footing: full fine-tuning, LoRA, DoRA, (IA)^3,
-prompt tuning, P-tuning, prefix tuning and a bottleneck adapter (the recipe itself: common/recipe.py).
+prompt tuning, P-tuning, prefix tuning and a bottleneck adapter (the recipe: common/recipe.py; its command line:
+common/cli.py).
 
   python -m part4_peft_methods.train --config FILE [FILE ...] [--profile NAME] [--set section.key=value ...]
   make part3 [PROFILE=quick] [DATA_DIR=...] [SEEDS=0,1,2] [FORCE=1] [ARGS="--set train.epochs=1"]
 """
 import sys
 
-from common import recipe
+from common import cli
 
-main = recipe.entry_point("part3")
+main = cli.entry_point("part3")
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -24,7 +24,7 @@ CONFIGS = {"part1": ["configs/part1_distilbert_full.yaml", "configs/part1_distil
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from common.recipe import ENTRY_POINTS as RECIPES  # noqa: E402  (part -> the module a user runs; after the env)
+from common.cli import ENTRY_POINTS as RECIPES  # noqa: E402  (part -> the module a user runs; after the env)
 
 
 def read_reviews(split: str, per_class: int) -> list:

@@ -5,8 +5,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from common.config import PROFILE_DIR, RunCfg, expand_seeds, load_config
+from common.config import PROFILE_DIR, load_config
 from common.errors import UserError
+from common.schema import RunCfg, expand_seeds
+
 from conftest import PART3_METHODS, ROOT, TINY
 
 CONFIG_FILES = sorted((ROOT / "configs").glob("*.yaml"))

@@ -3,9 +3,10 @@ import gzip
 
 import numpy as np
 
-from common.config import DataCfg
 from common.data import load_splits, tokenize_splits
 from common.errors import UserError
+from common.schema import DataCfg
+
 from conftest import VOCAB, read_reviews, run_main, tiny_args, tree, write_csv
 
 
@@ -51,6 +52,24 @@ def test_missing_columns(tmp_path, capsys):
     err = _refused(tmp_path, d, capsys)
     assert "data.text_column" in err and "'sentences'" in err and "['text', 'label']" in err
     assert "data.label_column" in err
+
+
+def test_a_header_that_names_a_column_twice_is_refused(tmp_path, capsys):
+    d = tmp_path / "data"
+    rows = read_reviews("train", 30)
+    with open(d.mkdir(parents=True) or d / "train.csv", "w", encoding="utf-8") as f:
+        f.write("sentences,labels,sentences\n")  # pandas would read the second as "sentences.1", silently
+        for r in rows:
+            text = r["sentences"].replace('"', '""')
+            f.write(f'"{text}",{r["labels"]},"other text"\n')
+    write_csv(d / "test.csv", read_reviews("test", 20))
+    err = _refused(tmp_path, d, capsys)
+    assert "train.csv" in err and "['sentences'] more than once" in err
+
+
+def test_an_empty_seed_list_is_refused(tmp_path, tiny_data, capsys):
+    err = _refused(tmp_path, tiny_data, capsys, "--set", "train.seeds=[]")
+    assert "--set train.seeds: train.seeds: an empty list runs nothing" in err
 
 
 def test_configured_column_names_work(tmp_path):
@@ -152,7 +171,7 @@ def test_fetch_decision_present_absent_online_absent_offline(tmp_path, monkeypat
 
 
 def test_first_run_online_fetches_the_default_data_dir_then_reads_it(tmp_path, monkeypatch):
-    from common import data, models
+    from common import data
 
     monkeypatch.chdir(tmp_path)
     fetched = []
@@ -164,12 +183,12 @@ def test_first_run_online_fetches_the_default_data_dir_then_reads_it(tmp_path, m
         return [tmp_path / out_dir / "train.csv", tmp_path / out_dir / "test.csv"]
 
     monkeypatch.setattr(data, "write_hub_imdb", fake_fetch)
-    monkeypatch.setattr(models, "hub_reachable", lambda timeout=3.0: True)
+    monkeypatch.setattr(data, "hub_reachable", lambda timeout=3.0: True)
     splits = load_splits(DataCfg(val_samples=4, train_samples=10, test_samples=10))
     assert fetched == ["data/imdb"] and len(splits.train.text) == 10
     load_splits(DataCfg(val_samples=4, train_samples=10, test_samples=10))
     assert fetched == ["data/imdb"]  # present now: fetched once
-    monkeypatch.setattr(models, "hub_reachable", lambda timeout=3.0: False)
+    monkeypatch.setattr(data, "hub_reachable", lambda timeout=3.0: False)
     try:
         load_splits(DataCfg(dir="data/other"))
     except UserError as e:

@@ -86,7 +86,7 @@ def test_ray_runs_a_grid_and_skips_what_completed(odd_data, tmp_path):
     rows = list(csv.DictReader(open(out / "part1.csv")))
     assert len(rows) == 4 and {(r["method"], r["seed"]) for r in rows} == {(m, s) for m in ("full", "lora")
                                                                            for s in ("0", "1")}
-    assert "[ray] 4 run(s) submitted" in text and "[ray] 4/4 runs done (0 failed)" in text
+    assert "[ray] 4 run(s) submitted" in text and "[progress] 4/4 runs done (0 skipped, 0 failed)" in text
     assert text.count("[summary]") == 1  # written once, when the grid ends
     proc = _ray_grid(odd_data, out)
     text = proc.communicate(timeout=300)[0]
@@ -113,7 +113,7 @@ def test_ray_task_killed_mid_run_is_recorded_failed_and_the_rest_finish(odd_data
     assert rec["status"] == "failed" and "Ray task failed" in rec["error"]
     rows = list(csv.DictReader(open(out / "part1.csv")))  # intact, the other three runs in it
     assert len(rows) == 3 and victim not in {r["run_id"] for r in rows}
-    assert "[ray] 4/4 runs done (1 failed)" in text
+    assert "[progress] 4/4 runs done (0 skipped, 1 failed)" in text
     for p in (out / "runs").glob("*.json"):
         json.loads(p.read_text())  # every record parses
     assert not [p for p in out.rglob(".*") if not p.name.endswith(".lock")]  # no temporary leftovers
@@ -136,7 +136,8 @@ def test_only_rank_0_keeps_weights_and_times_inference(monkeypatch, rank, keeps)
                                                                       "precision": "fp32"})
     monkeypatch.setattr(recipe, "save_trained", lambda *a: calls.append("save") or {})
     monkeypatch.setattr(recipe, "measure_inference", lambda *a: calls.append("inference") or {})
-    cfg = SimpleNamespace(data=None, train=SimpleNamespace(padding="dynamic"), peft=SimpleNamespace(method="lora"))
+    cfg = SimpleNamespace(data=None, train=SimpleNamespace(padding="dynamic"), peft=SimpleNamespace(method="lora"),
+                          output=SimpleNamespace(dir="results"))
     plan = SimpleNamespace(cfg=cfg, splits={}, model_config=None, evaluate_test=True, run_id="part1-lora-s0-x")
     result = recipe.run(plan)
     assert calls == (["save", "inference"] if keeps else []) and ("saved" in result) == keeps

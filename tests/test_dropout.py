@@ -5,9 +5,8 @@ import pytest
 import torch
 
 from common.config import load_config
-from common.dropout import (FastDropout, attention_label, eager_attention_in_training, keep_mask, rounded_p,
-                            swap_dropout)
-from common.training import pick_attention, pick_dropout_kernel
+from common.devices import pick_attention, pick_dropout_kernel
+from common.dropout import FastDropout, attention_label, eager_attention_in_training, keep_mask, rounded_p, swap_dropout
 
 
 def _within(observed: float, p: float, n: int, sigmas: float = 5.0) -> bool:

@@ -5,8 +5,9 @@ import json
 import numpy as np
 import pytest
 
+from common.devices import cpu_has_native_bf16
 from common.records import CSV_COLUMNS
-from common.training import cpu_has_native_bf16
+
 from conftest import PART3_METHODS, run_cli, run_main, tiny_args
 
 EXPECTED_COUNTS = {"part1": {"full", "lora"}, "part2": {"full", "prefix"}, "part3": set(PART3_METHODS)}

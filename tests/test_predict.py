@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from common.config import load_config
-from conftest import PART3_METHODS, TINY, VOCAB, read_reviews, tiny_args, run_main, write_csv
+
+from conftest import PART3_METHODS, TINY, VOCAB, read_reviews, tiny_args, write_csv
 
 
 def _tiny_cfg(method: str, out, tiny_data, *sets):

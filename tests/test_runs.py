@@ -11,7 +11,8 @@ import time
 import pytest
 
 from common import records
-from conftest import ROOT, RECIPES, run_main, tiny_args
+
+from conftest import RECIPES, ROOT, run_main, tiny_args
 
 
 def _append_many(path, who, n):
@@ -53,7 +54,7 @@ def test_identity_follows_config_data_and_versions():
 
 
 def test_identity_follows_the_resolved_runtime_and_the_active_method_only():
-    from common.config import RunCfg
+    from common.schema import RunCfg
 
     cfg = RunCfg(part="part2").to_dict()
     ident = lambda c, rt=None: records.run_identity(c, {"train": "x"}, {"torch": "1"}, rt)  # noqa: E731

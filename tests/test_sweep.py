@@ -43,26 +43,26 @@ def test_sweep_picks_on_validation_and_the_part_uses_the_picks(tiny_data, tmp_pa
 
 
 def test_a_pick_for_another_setup_is_not_used(tiny_data, tmp_path, capsys):
-    from common import sweep
+    from common import picks
     from common.config import load_config
 
     out = tmp_path / "results"
     cfg = load_config("configs/part1_distilbert_lora.yaml", str(TINY["part1"]), (f"output.dir={out}",))
     from common.records import write_json
-    write_json(sweep.picks_path(str(out)), {sweep.pick_name(cfg): {"learning_rate": 0.5, "grid": [0.5],
+    write_json(picks.picks_path(str(out)), {picks.pick_name(cfg): {"learning_rate": 0.5, "grid": [0.5],
                                                                     "selection_key": "other", "scores": []}})
-    new, source = sweep.apply_pick(cfg, {"train": "x", "test": "y"}, {"device_type": "cpu"})
+    new, source = picks.apply_pick(cfg, {"train": "x", "test": "y"}, {"device_type": "cpu"})
     assert new.train.learning_rate == cfg.train.learning_rate and source == "config"
 
 
 def test_an_interrupted_sweep_stops_without_picks_or_final_runs(tiny_data, tmp_path, monkeypatch, capsys):
-    from common import runner, sweep
+    from common import cli, picks, sweep
 
-    monkeypatch.setattr(runner, "run_plans", lambda plans, *a, **k: [("interrupted", None)] + [("not run", None)] *
+    monkeypatch.setattr(cli, "run_plans", lambda plans, *a, **k: [("interrupted", None)] + [("not run", None)] *
                         (len(plans) - 1))
     finals = []
-    monkeypatch.setattr("part2_lora.train.main", lambda argv=None: finals.append(argv) or 0)
+    monkeypatch.setattr(cli, "main", lambda part, argv=None, prog=None: finals.append(argv) or 0)
     out = tmp_path / "results"
     sets = [f"data.dir={tiny_data}", f"output.dir={out}", f"model.tokenizer={VOCAB}", "train.lr_grid=[1.0e-4, 1.0e-3]"]
     rc = sweep.main(["--part", "part1", "--profile", str(TINY["part1"]), *[x for s in sets for x in ("--set", s)]])
-    assert rc == 130 and finals == [] and not sweep.picks_path(str(out)).exists()
+    assert rc == 130 and finals == [] and not picks.picks_path(str(out)).exists()

@@ -4,9 +4,10 @@ import dataclasses
 import numpy as np
 import pytest
 
-from common.config import RunCfg, TrainCfg
+from common.devices import pick_precision
 from common.errors import UserError
-from common.training import LengthBucketSampler, classification_metrics, pick_precision
+from common.schema import RunCfg, TrainCfg
+from common.training import LengthBucketSampler, classification_metrics
 
 
 def test_bucket_sampler_visits_every_review_once_in_similar_length_batches():

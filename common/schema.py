@@ -1,0 +1,216 @@
+"""The run schema: nested frozen dataclasses with their defaults, and the helpers that derive one run's config."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# Method -> the peft.<section> holding its settings (full fine-tuning, the null PEFT config, has none; DoRA is LoRA
+# with a learned magnitude, so it reads the LoRA settings). Builders: common/methods.py.
+METHOD_SECTIONS = {"full": None, "lora": "lora", "dora": "lora", "ia3": "ia3", "prompt": "prompt",
+                   "ptuning": "ptuning", "prefix": "prefix", "adapter": "adapter"}
+METHODS = tuple(METHOD_SECTIONS)
+# train.report_to name (a Hugging Face Trainer integration) -> the Python package it needs.
+REPORT_TO_PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow", "comet_ml": "comet_ml",
+                      "neptune": "neptune", "clearml": "clearml", "dvclive": "dvclive", "codecarbon": "codecarbon",
+                      "azure_ml": "azureml", "trackio": "trackio", "dagshub": "dagshub", "swanlab": "swanlab",
+                      "flyte": "flytekit"}
+PRECISIONS = ("auto", "fp16", "bf16", "fp32")
+DEVICES = ("auto", "cuda", "cpu")
+
+
+@dataclass(frozen=True)
+class ModelCfg:
+    # Hub id, local folder, or "package:<python package>/<folder>" (a checkpoint shipped inside a pip package).
+    name_or_path: str = "distilbert-base-uncased"
+    # pretrained: load the weights. random: the architecture from its config with fresh weights (tests, benchmarks).
+    init: str = "pretrained"
+    # Tokenizer source when it differs from the model: a folder, hub id, or a WordPiece vocab.txt.
+    tokenizer: Optional[str] = None
+    # Architecture overrides applied to the model config (tiny random models for tests).
+    config_overrides: dict = field(default_factory=dict)
+    # sdpa: fused attention kernels; eager: the reference implementation (numerically the same maths).
+    # auto: sdpa. With train.dropout_kernel resolving to fast, SDPA's attention dropout (inside its kernel) is
+    # out of the fast kernel's reach, so BERT trains through its eager path and evaluates with SDPA, and other
+    # models are built eager (on CPU, SDPA with dropout runs unfused anyway).
+    attn_implementation: str = "auto"
+
+
+@dataclass(frozen=True)
+class DataCfg:
+    # Folder holding train.csv / test.csv (or .csv.gz). `make data` writes data/imdb from the hub.
+    dir: str = "data/imdb"
+    text_column: str = "sentences"
+    label_column: str = "labels"
+    max_length: int = 256
+    # Class-balanced subsample sizes; null means the whole split.
+    train_samples: Optional[int] = None
+    test_samples: Optional[int] = None
+    # Stratified validation reviews held out of train for model selection and learning curves:
+    # 1,000 of 25,000 (4%) gives a +-1.9-point 95% interval on accuracy near 90%, enough to rank learning rates.
+    val_samples: int = 1000
+    # Seed of sampling and the validation split: fixed across training seeds, so every seed sees the same data.
+    seed: int = 1234
+    cache_dir: str = ".cache/tokenized"
+
+
+@dataclass(frozen=True)
+class LoraCfg:
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.05
+    target_modules: list = field(default_factory=lambda: ["q_lin", "v_lin"])
+
+
+@dataclass(frozen=True)
+class Ia3Cfg:
+    # (IA)^3 learns one scaling vector per targeted layer: keys, values and the feed-forward output (its vector
+    # scales the layer's input, 3,072 wide on bert-base). "output.dense" also matches the attention output projection.
+    target_modules: list = field(default_factory=lambda: ["key", "value", "output.dense"])
+    feedforward_modules: list = field(default_factory=lambda: ["output.dense"])
+
+
+@dataclass(frozen=True)
+class PromptCfg:
+    # Prompt tuning: trained input embeddings prepended to every review (20 x 768 = 15,360 on bert-base).
+    num_virtual_tokens: int = 20
+    init: str = "random"  # random | vocab (peft's SAMPLE_VOCAB: start from embeddings of random vocabulary words)
+
+
+@dataclass(frozen=True)
+class PtuningCfg:
+    # P-tuning: the virtual tokens come out of a small encoder (here an MLP with this hidden size).
+    num_virtual_tokens: int = 20
+    encoder_hidden_size: int = 128
+    encoder_type: str = "MLP"  # MLP | LSTM
+
+
+@dataclass(frozen=True)
+class PrefixCfg:
+    num_virtual_tokens: int = 20
+    prefix_projection: bool = True
+    encoder_hidden_size: int = 512
+    # random: peft's default. zero: the projection's last layer starts at zero, so every prefix key and value
+    # starts at 0 (peft init_weights="zero"): the prefix starts from contributing nothing to the values.
+    init: str = "random"
+
+
+@dataclass(frozen=True)
+class AdapterCfg:
+    # AdapterHub bottleneck adapters. seq_bn: Pfeiffer placement (one adapter after each layer's feed-forward);
+    # double_seq_bn: Houlsby (two per layer). Bottleneck = hidden / reduction_factor (768 / 16 = 48 on bert-base).
+    config: str = "seq_bn"
+    reduction_factor: int = 16
+
+
+@dataclass(frozen=True)
+class PeftCfg:
+    # full = the null PEFT config: every weight trains, same code path as the adapters.
+    method: str = "full"
+    # Also train the BERT pooler (dense + tanh over [CLS], which BertForSequenceClassification classifies), saved
+    # with the adapter as a peft `modules_to_save` module. Off at the seed settings: bert-base-uncased's pooler was
+    # trained by next-sentence prediction. On in the quick profile for prefix tuning: all-MiniLM-L6-v2 was trained
+    # with mean pooling, so its pooler is barely trained (weights std 0.009) and a frozen one gives the head almost
+    # no signal; prefix tuning then collapses to one class. Costs 384*384 + 384 = 147,840 parameters on MiniLM-L6
+    # (768*768 + 768 = 590,592 on bert-base).
+    train_pooler: bool = False
+    lora: LoraCfg = field(default_factory=LoraCfg)
+    ia3: Ia3Cfg = field(default_factory=Ia3Cfg)
+    prompt: PromptCfg = field(default_factory=PromptCfg)
+    ptuning: PtuningCfg = field(default_factory=PtuningCfg)
+    prefix: PrefixCfg = field(default_factory=PrefixCfg)
+    adapter: AdapterCfg = field(default_factory=AdapterCfg)
+
+
+@dataclass(frozen=True)
+class TrainCfg:
+    epochs: int = 3
+    batch_size: int = 16
+    eval_batch_size: int = 64
+    learning_rate: float = 2e-5
+    # Grid searched by `make sweep` on the validation split; empty means no sweep for this config.
+    lr_grid: list = field(default_factory=list)
+    # Use the learning rate picked by `make sweep` for this part/method/profile when one exists.
+    use_sweep_lr: bool = True
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.0
+    lr_scheduler: str = "linear"
+    seed: int = 0
+    # Several seeds: one run (record + CSV row) per seed. null (left out) means just `seed`; an empty list is refused.
+    seeds: Optional[list] = None
+    # auto | fp16 | bf16 | fp32. auto: bf16 where the GPU or CPU runs it natively, else fp16 on CUDA, fp32 on CPU.
+    precision: str = "auto"
+    device: str = "auto"
+    # Seed-sized runs on a CPU take hours: refused unless this is set.
+    allow_cpu: bool = False
+    gradient_checkpointing: bool = False
+    # dynamic: pad each batch to its longest review (same maths, fewer pad tokens); max_length: the seed's padding.
+    padding: str = "dynamic"
+    # Batches of similar length (shuffled buckets): less padding still; changes which reviews share a batch.
+    length_buckets: bool = True
+    torch_compile: bool = False
+    # auto: fused AdamW on CUDA, plain AdamW on CPU (same update rule).
+    optim: str = "auto"
+    # Dropout masks. torch: bernoulli_ per element. fast: 16 random bits per element from the same generator,
+    # drop probability rounded to 1/65536 (common/dropout.py): 3.7x cheaper masks on CPU, where dropout was 45%
+    # of a LoRA step. auto: fast on CPU, torch on CUDA (whose fused dropout is already cheap).
+    dropout_kernel: str = "auto"
+    dataloader_workers: int = 2
+    # Stop after this many optimizer steps (benchmarks); null means full epochs.
+    max_steps: Optional[int] = None
+    # Validation passes per epoch (learning curves; the last one always scores the final model, which the sweep
+    # ranks). 0: none. Evaluation draws no random numbers, so it does not change training.
+    evals_per_epoch: int = 1
+    # Training loss is logged every this many optimizer steps (the loss plot's resolution).
+    logging_steps: int = 10
+    # Live logs through the Trainer's integrations, comma-separated: none | tensorboard (events under
+    # <output.dir>/logs/<run_id>/, `make tensorboard`) | wandb, mlflow, ... (REPORT_TO_PACKAGES; each needs its package).
+    report_to: str = "none"
+
+
+@dataclass(frozen=True)
+class OutputCfg:
+    dir: str = "results"
+    save_predictions: bool = True
+    # Trained weights under <dir>/models/<run_id>/ (git-ignored), for `python -m common.predict`. auto: the adapter
+    # for PEFT methods (0.3-40 MB), nothing for full fine-tuning; full: full fine-tuning's whole model too
+    # (bert-base: 418 MB per run); none: nothing.
+    save_model: str = "auto"
+
+
+@dataclass(frozen=True)
+class RunCfg:
+    part: str = ""
+    profile: str = "default"
+    model: ModelCfg = field(default_factory=ModelCfg)
+    data: DataCfg = field(default_factory=DataCfg)
+    peft: PeftCfg = field(default_factory=PeftCfg)
+    train: TrainCfg = field(default_factory=TrainCfg)
+    output: OutputCfg = field(default_factory=OutputCfg)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def method_section(method: str) -> Optional[str]:
+    """The peft.<section> holding a method's settings (None for full fine-tuning)."""
+    return METHOD_SECTIONS.get(method)
+
+
+def expand_seeds(cfg: RunCfg) -> list:
+    """One RunCfg per seed of train.seeds (or the single train.seed)."""
+    seeds = cfg.train.seeds if cfg.train.seeds is not None else [cfg.train.seed]
+    return [dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=s, seeds=None)) for s in seeds]
+
+
+def report_to_names(cfg: RunCfg) -> list:
+    """train.report_to as the Trainer's list ([] for none)."""
+    names = [n.strip() for n in cfg.train.report_to.split(",") if n.strip()]
+    return [] if names == ["none"] else names
+
+
+def with_learning_rate(cfg: RunCfg, lr: float) -> RunCfg:
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, learning_rate=float(lr)))
