@@ -225,6 +225,9 @@ def _build(cls, data: Any, prefix: str, errors: list, sources: dict, default_src
 
 def load_config_dict(doc: dict, source: str) -> RunCfg:
     """A resolved config as a run record holds it, checked like a YAML (predictions rebuild the run's model)."""
+    train = doc.get("train")
+    if isinstance(train, dict) and train.get("seeds") == []:  # records from before train.seeds: null meant "one run"
+        doc = {**doc, "train": {**train, "seeds": None}}
     errors: list = []
     cfg = _build(RunCfg, doc, "", errors, {}, source)
     if cfg is not None:

@@ -257,3 +257,14 @@ def test_output_dir_that_cannot_be_created_is_refused(tmp_path):
     # A folder that does not exist yet under a writable one is fine (created when the first result is written).
     assert load_config(_write(tmp_path, {"part": "part1", "output": {"dir": str(tmp_path / "new/deeper")}}))
     assert not (tmp_path / "new").exists()  # validation creates nothing
+
+
+def test_a_record_made_when_an_empty_seed_list_meant_one_run_still_loads():
+    """Records committed before train.seeds became null-by-default hold seeds: [] (predict rebuilds from them)."""
+    import json
+
+    from common.config import load_config_dict
+
+    rec = json.loads((ROOT / "results/runs/part1-full-s0-1e43a1f937.json").read_text())
+    assert rec["config"]["train"]["seeds"] == []
+    assert load_config_dict(rec["config"], "its record").train.seeds is None
