@@ -10,6 +10,7 @@ from common import distributed, engines, recipe
 from common.errors import EXIT_FAILED, EXIT_INTERRUPTED, exits_on_user_error
 from common.plan import check_budget, plan_runs, print_dry_run
 from common.report import write_summary
+from common.timing import phase, process_age_s
 
 # Part -> the module a user runs (`python -m ...`). The folder names are the user's: theirs are numbered one ahead
 # of the study's parts (part2_lora holds Part 1, part3_prefix Part 2), so Part 3 lives in part4_peft_methods.
@@ -49,16 +50,23 @@ def run_plans(plans: list, run_fn, force: bool = False, engine: str = "local") -
 def write_summaries(plans: list, outcomes: list) -> None:
     if distributed.is_main() and any(o in ("completed", "reused") for o in outcomes):
         for out_dir in sorted({p.cfg.output.dir for p in plans}):
-            print(f"[summary] {write_summary(out_dir)}")
+            took: dict = {}
+            with phase(took, "summary_s"):
+                path = write_summary(out_dir)
+            print(f"[summary] {path} ({took['summary_s']:.1f} s)")
 
 
 @exits_on_user_error
 def main(part: str, argv=None, prog: str = None) -> int:
     """The CLI of every part; the recipe's `run` is looked up at call time (tests replace it to simulate a crash)."""
+    command = {"startup_s": process_age_s()}  # interpreter start-up and imports, before main
     args = parse_args(part, argv, prog=prog)
-    plans = plan_runs(part, args)  # load config -> check data -> check model -> run identity; writes nothing
+    with phase(command, "plan_s"):
+        plans = plan_runs(part, args)  # load config -> check data -> check model -> run identity; writes nothing
     if args.dry_run:
         return print_dry_run(plans)
+    for plan in plans:
+        plan.phases = command
     results = run_plans(plans, recipe.run, force=args.force, engine=args.engine)  # train and record each
     outcomes = [outcome for outcome, _ in results]
     write_summaries(plans, outcomes)  # results/summary.md from the CSVs, once

@@ -34,6 +34,8 @@ def build_record(plan: Plan, status: str, result: dict = None, error: str = None
         "saved": result.get("saved"), "inference": result.get("inference"),
         # Processes that trained it (torchrun); the config's batch is the global batch whatever this is.
         "world_size": result.get("world_size", distributed.world_size()),
+        # Seconds per phase: the command's start-up and planning (shared by its runs), then this run's own.
+        "phases_s": {**plan.phases, **result.get("phases_s", {})},
         "env": collect_env(device), "error": error,
     }
 

@@ -30,6 +30,7 @@ class Plan:
     table: str
     source: str  # the config file it came from
     evaluate_test: bool = True
+    phases: dict = dataclasses.field(default_factory=dict)  # the command's start-up and planning seconds
 
 
 def plan_runs(part: str, args, output_dir_override: str = None) -> list:

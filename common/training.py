@@ -229,8 +229,10 @@ def train_and_evaluate(model, tokenizer, encoded: dict, cfg: RunCfg, evaluate_te
         history = trainer.state.log_history
         val_time = sum(h.get("eval_runtime", 0.0) for h in history)
         evals = [h["step"] for h in history if "eval_loss" in h]
+        t0 = time.perf_counter()
         if args.eval_strategy != "no" and (not evals or evals[-1] != trainer.state.global_step):
             trainer.evaluate()  # the final model is always scored: the sweep ranks it (outside the train time)
+        final_eval = time.perf_counter() - t0
         out = {"metrics": {}, "predictions": None}
         if scorer.last_pred is not None:  # the final model's validation predictions, in the split's order
             val_pred = np.empty_like(scorer.last_pred)
@@ -265,6 +267,10 @@ def train_and_evaluate(model, tokenizer, encoded: dict, cfg: RunCfg, evaluate_te
         "train_real_tokens": real_tokens,
         "final_train_loss": next((h["train_loss"] for h in reversed(history) if "train_loss" in h), None),
     })
+    # Where train_and_evaluate's time went: optimizer steps, the validation passes during training, the final
+    # model's validation pass when the last one fell before the end, the test pass.
+    out["phases_s"] = {"train_s": round(train_time, 3), "validation_s": round(val_time, 3),
+                       "final_validation_s": round(final_eval, 3), "test_s": m.get("eval_time_s", 0.0)}
     if device == "cuda":
         m["peak_mem_allocated_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
         m["peak_mem_reserved_mib"] = round(torch.cuda.max_memory_reserved() / 2**20, 1)

@@ -42,12 +42,22 @@ def test_cpu_bench_on_a_small_sample(tmp_path):
     assert rc == 0
     rec = json.loads(next(tmp_path.glob("*.json")).read_text())
     assert [(r["method"], r["seed"]) for r in rec["rows"]] == [("lora", 0), ("lora", 1)]
+    from common.devices import cpu_has_native_bf16
+
     row = rec["rows"][0]
-    assert row["method"] == "lora" and row["speedup"] > 0 and row["project"]["dropout_kernel"] == "fast"
+    assert row["method"] == "lora" and row["project"]["dropout_kernel"] == "fast"
     assert 0 <= row["plain"]["accuracy"] <= 1 and 0 <= row["project"]["accuracy"] <= 1
     assert row["plain"]["lr"] == row["project"]["lr"]  # same settings on both sides
+    # The baseline runs at the best precision the CPU has, as the project does: the ratio is the project's work.
+    assert row["plain"]["precision"] == row["project"]["precision"] == ("bf16" if cpu_has_native_bf16() else "fp32")
+    for side in ("plain", "project"):  # whole process, timed from outside, holds the training
+        assert row[side]["wall_s"] > row[side]["train_s"] > 0
+    phases = row["project"]["phases_s"]
+    assert {"startup_s", "plan_s", "tokenize_s", "build_model_s", "train_s", "validation_s", "test_s", "save_s",
+            "inference_s"} <= set(phases) and all(v is not None and v >= 0 for v in phases.values())
     md = next(tmp_path.glob("*.md")).read_text()
-    assert "Overrides for both runs" in md and "| lora | mean |" in md and "| all | 0,1 |" in md
+    assert "Overrides for both runs" in md and "| **lora** | mean of 2 |" in md
+    assert "Whole-process speed-up" in md and "| Method | startup | plan | tokenize |" in md
 
 
 def test_cpu_kernel_ab_reports_each_variant(tmp_path):
