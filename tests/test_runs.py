@@ -157,3 +157,32 @@ def test_a_crashed_run_is_recorded_failed_and_the_rest_go_ahead(tiny_data, tmp_p
     monkeypatch.setattr(recipe, "run", real)
     rc, stdout, _ = run_main("part1", tiny_args("part1", tiny_data, out), capsys)
     assert rc == 0 and stdout.count("[skip]") == 1
+
+
+def test_a_run_is_computed_once_across_parts(tmp_path, tiny_data, capsys, monkeypatch):
+    """Part 2's full FT and prefix runs are Part 3's computation (same model, data, settings): `make part2` after
+    `make part3` records them from Part 3's runs, trains nothing, and the CSV and summary say where they came from."""
+    from common import recipe
+
+    out = tmp_path / "results"
+    part3 = ["configs/part3_bert_full.yaml", "configs/part3_bert_prefix.yaml"]
+    rc, _, err = run_main("part3", tiny_args("part3", tiny_data, out, configs=part3), capsys)
+    assert rc == 0, err
+    monkeypatch.setattr(recipe, "run", lambda plan: pytest.fail(f"{plan.run_id} trained again"))
+    rc, stdout, err = run_main("part2", tiny_args("part2", tiny_data, out), capsys)
+    assert rc == 0, err
+    assert stdout.count("[reuse] part2-") == 2
+    rows3 = {r["method"]: r for r in records.read_csv_rows(out / "part3.csv")}
+    rows2 = {r["method"]: r for r in records.read_csv_rows(out / "part2.csv")}
+    for method in ("full", "prefix"):
+        assert rows2[method]["reused_from"] == rows3[method]["run_id"]
+        assert rows2[method]["run_id"].startswith("part2-") and rows2[method]["accuracy"] == rows3[method]["accuracy"]
+        rec = json.loads(records.record_path(str(out), rows2[method]["run_id"]).read_text())
+        assert rec["part"] == "part2" and rec["config"]["part"] == "part2" and rec["reused_from"]
+    part2 = (out / "summary.md").read_text().split("## Part 2")[1].split("## Part 3")[0]
+    assert "| Full FT² |" in part2 and "same computation as part3's runs" in part2
+    assert "Δ vs full FT" in part2  # the paired comparison reads the shared predictions
+    # --force trains again (no reuse): the user asked for a new computation.
+    monkeypatch.setattr(recipe, "run", lambda plan: (_ for _ in ()).throw(RuntimeError("forced")))
+    rc, stdout, _ = run_main("part2", tiny_args("part2", tiny_data, out, "--force"), capsys)
+    assert rc == 1 and "[reuse]" not in stdout

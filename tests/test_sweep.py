@@ -66,3 +66,12 @@ def test_an_interrupted_sweep_stops_without_picks_or_final_runs(tiny_data, tmp_p
     sets = [f"data.dir={tiny_data}", f"output.dir={out}", f"model.tokenizer={VOCAB}", "train.lr_grid=[1.0e-4, 1.0e-3]"]
     rc = sweep.main(["--part", "part1", "--profile", str(TINY["part1"]), *[x for s in sets for x in ("--set", s)]])
     assert rc == 130 and finals == [] and not picks.picks_path(str(out)).exists()
+
+
+def test_a_pick_never_depends_on_the_grids_order():
+    from common.sweep import pick_best
+
+    scores = [{"learning_rate": lr, "val_accuracy": 0.84, "val_loss": loss, "collapsed": False}
+              for lr, loss in ((1e-4, 0.40), (2e-4, 0.38), (5e-5, 0.38))]
+    picks = {pick_best(order)[0]["learning_rate"] for order in (scores, scores[::-1], scores[1:] + scores[:1])}
+    assert picks == {5e-5}  # tied accuracy and loss: the smaller rate, in every order of the grid
