@@ -67,5 +67,5 @@ def test_cpu_kernel_ab_reports_each_variant(tmp_path):
     rows = json.loads(next(tmp_path.glob("*-cpu-kernels.json")).read_text())["rows"]
     got = {r["variant"]: (r["dropout_kernel"], r["precision"]) for r in rows}
     assert got["default"][0] == "fast" and got["torch dropout"][0] == "torch"
-    assert got["torch dropout, fp32"] == ("torch", "fp32")
+    assert got["torch dropout, fp32"] == ("torch", "fp32") and got["fused AdamW"] == got["default"]
     assert all(r["ms_per_step"] > 0 and len(r["samples_ms"]) == 1 for r in rows)
