@@ -52,7 +52,7 @@ def execute(plan: Plan, run_fn, force: bool = False, write_row: bool = True) -> 
     done = None if force else records.completed_record(out, plan.run_id)
     if done:
         distributed.say(f"[skip] {plan.run_id}: completed already in {records.record_path(out, plan.run_id)} "
-             f"(same config, data and packages); --force / FORCE=1 reruns it")
+                        f"(same config, data and packages); --force / FORCE=1 reruns it")
         return "skipped", done
     other = None if force else records.completed_elsewhere(out, plan.cfg.part, plan.cfg.peft.method,
                                                            plan.cfg.train.seed, plan.identity)
@@ -66,7 +66,7 @@ def execute(plan: Plan, run_fn, force: bool = False, write_row: bool = True) -> 
                         f"packages; only the part differs): its results recorded for {plan.cfg.part}, nothing trained")
         return "reused", rec
     distributed.say(f"[run] {plan.run_id}: {plan.cfg.peft.method} on {plan.cfg.model.name_or_path}, "
-         f"lr {plan.cfg.train.learning_rate} ({plan.lr_source}), seed {plan.cfg.train.seed}", flush=True)
+                    f"lr {plan.cfg.train.learning_rate} ({plan.lr_source}), seed {plan.cfg.train.seed}", flush=True)
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         result = run_fn(plan)
@@ -94,8 +94,9 @@ def execute(plan: Plan, run_fn, force: bool = False, write_row: bool = True) -> 
             records.append_row(Path(out) / f"{plan.cfg.part}.csv", records.csv_row(rec))
     m = rec["metrics"]
     collapsed = " COLLAPSED: predicts one class" if m.get("collapsed") or m.get("val_collapsed") else ""
-    distributed.say(f"[done] {plan.run_id}: accuracy {m.get('accuracy')}, loss {m.get('loss')}, "
-         f"train {m.get('train_time_s')} s{collapsed}", flush=True)
+    scored = f"accuracy {m.get('accuracy')}, loss {m.get('loss')}" if m.get("accuracy") is not None else \
+        f"validation accuracy {m.get('val_accuracy')} (no test pass)"  # a sweep run
+    distributed.say(f"[done] {plan.run_id}: {scored}, train {m.get('train_time_s')} s{collapsed}", flush=True)
     return "completed", rec
 
 
