@@ -20,6 +20,7 @@ from common.report.runs import (
     model_label,
     pick_headline,
     setups,
+    validation_reviews,
 )
 
 # The seed report's own figures (one run each, A100, fp16, full data, 3 epochs), quoted, not produced here.
@@ -40,7 +41,7 @@ SETUP_LABELS = {"model": "model", "init": "weights", "profile": "profile", "trai
                 "precision": "precision", "dropout_kernel": "dropout kernel"}
 
 
-def setup_heading(part: str, key: dict, seeds: list) -> str:
+def setup_heading(part: str, key: dict, seeds: list, val_reviews=None) -> str:
     """What actually ran, in words: the model (and whose place it takes), data, device, precision, seeds."""
     seed_model = PARTS[part][1]
     name = model_label(key["model"])
@@ -48,7 +49,8 @@ def setup_heading(part: str, key: dict, seeds: list) -> str:
     if key["init"] != "pretrained":
         model += f" ({key['init']} weights)"
     n = lambda x: f"{int(x):,}" if str(x).isdigit() else str(x)  # noqa: E731
-    return (f"{model}; profile `{key['profile']}`: {n(key['train_samples'])} train / {n(key['test_samples'])} "
+    val = f"{n(val_reviews)} validation / " if val_reviews is not None else ""
+    return (f"{model}; profile `{key['profile']}`: {n(key['train_samples'])} train / {val}{n(key['test_samples'])} "
             f"test reviews, {key['max_length']} tokens, {key['epochs']} epoch(s); {key['device']}, "
             f"{key['precision']}, {key['dropout_kernel']} dropout kernel; seeds {', '.join(map(str, seeds))}")
 
@@ -251,7 +253,8 @@ def part_section(output_dir: Path, part: str, plots: bool = True) -> list:
     head = pick_headline(all_setups)
     seeds = sorted({sd for _, s in head["best"].values() for sd in s["seeds"]})
     table, sentences = setup_table(output_dir, part, head, list(head["best"].values()), headline=True)
-    lines += [f"**Headline: {setup_heading(part, head['key'], seeds)}.**", ""] + table + [""]
+    heading = setup_heading(part, head["key"], seeds, validation_reviews(output_dir, head_rows(head)))
+    lines += [f"**Headline: {heading}.**", ""] + table + [""]
     dates = sorted(r.get("date", "") for r in rows if r.get("date"))
     n_other = len(all_setups) - 1 + bool(head["extra"])
     where = f"; {n_other} other group(s) of runs are under \"Other runs\" below" if n_other else ""
@@ -282,8 +285,9 @@ def part_section(output_dir: Path, part: str, plots: bool = True) -> list:
     for st in others:
         members = st["extra"] if st.get("extra_only") else list(st["best"].values()) + st["extra"]
         sd = sorted({x for _, s in members for x in s["seeds"]})
+        st_rows = [r for g, _ in members for r in g["rows"]]
         lines += [f"#### {differences(st['key'], head['key'])}", "",
-                  f"{setup_heading(part, st['key'], sd)}.", ""]
+                  f"{setup_heading(part, st['key'], sd, validation_reviews(output_dir, st_rows))}.", ""]
         table, sentences = setup_table(output_dir, part, st, members, headline=False)
         lines += table + [""] + sentences + ([""] if sentences else [])
     return lines

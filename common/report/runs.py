@@ -2,6 +2,7 @@
 (what a comparison holds fixed), and the headline setup a reader sees first."""
 from __future__ import annotations
 
+import json
 from collections import OrderedDict
 from pathlib import Path
 
@@ -114,3 +115,15 @@ def pick_headline(all_setups: list):
 
 def head_rows(st: dict) -> list:
     return [r for g, _ in st["best"].values() for r in g["rows"]]
+
+
+def validation_reviews(output_dir: Path, rows: list):
+    """Validation reviews the runs held out of train (from their records: the CSV has no column for it), or None
+    when the records are missing or disagree."""
+    sizes = set()
+    for r in rows:
+        try:
+            sizes.add(json.loads(records.record_path(str(output_dir), r["run_id"]).read_text())["data"]["val_samples"])
+        except (OSError, ValueError, KeyError):
+            return None
+    return sizes.pop() if len(sizes) == 1 else None
