@@ -42,8 +42,8 @@ class Progress:
     def line(self) -> str:
         c = self.counts
         left = self.seconds_left()
-        eta = "time left unknown until a run has trained" if left is None else \
-            f"about {_duration(left)} left" if self.done < self.total else "all done"
+        eta = "all done" if self.done >= self.total else \
+            "time left unknown until a run has trained" if left is None else f"about {_duration(left)} left"
         extra = "".join(f", {c[k]} {k}" for k in ("reused", "interrupted") if c.get(k))
         return (f"[progress] {self.done}/{self.total} {self.label} done ({c['skipped']} skipped, {c['failed']} "
                 f"failed{extra}), {_duration(self.clock() - self.start)} so far, {eta}")

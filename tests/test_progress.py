@@ -23,6 +23,7 @@ def test_counts_and_estimate_on_a_simulated_grid():
     clock.t += 300
     line = p.update("failed")  # 2 trained in 400 s: 200 s each, 3 to go -> 600 s = 10 min
     assert p.seconds_left() == 600 and "3/6 runs done (1 skipped, 1 failed)" in line and "about 10 min left" in line
+    assert Progress(1).update("reused").endswith("all done")  # a grid of reused runs ends done, not "unknown"
     p.update("reused")  # another part's run: counted, costs nothing
     assert p.seconds_left() == 400 and "1 reused" in p.line()
     clock.t += 200
