@@ -96,13 +96,13 @@ def test_ray_runs_a_grid_and_skips_what_completed(odd_data, tmp_path):
 
 def test_ray_task_killed_mid_run_is_recorded_failed_and_the_rest_finish(odd_data, tmp_path):
     out = tmp_path / "results"
-    proc = _ray_grid(odd_data, out, extra=("--set", "train.epochs=60"))  # long enough to be killed mid-run
+    proc = _ray_grid(odd_data, out, extra=("--set", "train.epochs=200"))  # long enough to be killed mid-run
     lines, victim, deadline = [], None, time.time() + 600
     for line in proc.stdout:
         lines.append(line)
         m = re.search(r"\(_task pid=(\d+)\).*\[run\] (part1-full-s0-\w+)", line)
         if m and victim is None:
-            time.sleep(3)  # inside training
+            time.sleep(2)  # inside training (Ray forwards the task's output with a delay: kill soon after)
             victim = m.group(2)
             os.kill(int(m.group(1)), signal.SIGKILL)
         assert time.time() < deadline
