@@ -73,6 +73,21 @@ def median_latency_ms(model, input_ids: list, device: str, precision: str) -> fl
     return statistics.median(times)
 
 
+def merged_copy(model):
+    """The model with its PEFT update folded into the base weights (merge_and_unload), on a copy. Each
+    modules_to_save wrapper (the classifier, the pooler with peft.train_pooler) is first swapped for its trained
+    module: peft 0.21's generic unloader, which IA3 uses, copies `.weight` from every wrapper it replaces and fails
+    on a module without one ('BertPooler' object has no attribute 'weight'; huggingface/peft#3213)."""
+    from peft.utils import ModulesToSaveWrapper  # lazy: peft only where a run merges
+
+    model = copy.deepcopy(model)
+    wrapped = [(n, m) for n, m in model.named_modules() if isinstance(m, ModulesToSaveWrapper)]
+    for name, wrapper in wrapped:
+        parent, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent), child, wrapper.modules_to_save[wrapper.active_adapters[0]])
+    return model.merge_and_unload()
+
+
 def measure_inference(model, method: str, test_ds, metrics: dict, device: str, precision: str) -> dict:
     """Throughput of the test pass (reviews/s at the eval batch size, from its timed prediction) and the median
     batch-1 latency over LATENCY_REVIEWS test reviews after LATENCY_WARMUP passes; for LoRA-style methods also
@@ -85,7 +100,7 @@ def measure_inference(model, method: str, test_ds, metrics: dict, device: str, p
            "latency_threads": 1 if device == "cpu" else None, "latency_tokens_mean":
                round(float(np.mean([len(x) for x in ids])), 1), "latency_merged_ms": None}
     if method in MERGEABLE and hasattr(model, "merge_and_unload"):
-        merged = copy.deepcopy(model).merge_and_unload()
+        merged = merged_copy(model)
         out["latency_merged_ms"] = round(median_latency_ms(merged, ids, device, precision), 3)
         few = ids[:MERGE_CHECK_REVIEWS]
         diff = np.abs(logits_of(merged, few, device, precision) - logits_of(model, few, device, precision))

@@ -86,7 +86,7 @@ def run_sweep(part: str, profile: str, sets: list, force: bool, engine: str = "l
     picks, failed = load_picks(out_dir), False
     for base in base_plans:
         scores = []
-        for (b, lr, plan), (status, rec) in zip(grid_plans, results):
+        for (b, lr, plan), (_, rec) in zip(grid_plans, results):
             if b is not base:
                 continue
             if not rec or rec["status"] != "completed":
@@ -97,7 +97,7 @@ def run_sweep(part: str, profile: str, sets: list, force: bool, engine: str = "l
                            "val_majority_share": rec["metrics"].get("val_majority_share"),
                            "collapsed": bool(rec["metrics"].get("val_collapsed")),
                            "val_samples": rec["data"]["val_samples"],
-                           "run_id": records.source_run_id(rec), "status": status})
+                           "run_id": records.source_run_id(rec), "status": rec["status"]})
         if not scores:
             continue
         best, note = pick_best(scores)

@@ -76,13 +76,19 @@ def test_a_forced_rerun_replaces_the_saved_folder_whole(tmp_path, tiny_data):
     assert [p.name for p in models_dir(cfg.output.dir, "run-x").parent.iterdir()] == ["run-x"]
 
 
-@pytest.mark.parametrize("method", ["lora", "dora"])
-def test_merged_lora_gives_the_unmerged_logits(method, tmp_path, tiny_data, batch):
-    import copy
+@pytest.mark.parametrize("pooler", [False, True])
+@pytest.mark.parametrize("method", ["lora", "dora", "ia3"])
+def test_merged_model_gives_the_unmerged_logits(method, pooler, tmp_path, tiny_data, batch):
+    from common.inference import MERGEABLE, merged_copy
 
-    model = _trained_like(_tiny_cfg(method, tmp_path / "results", tiny_data))
+    assert method in MERGEABLE
+    # The pooler trained too (the proxy profiles' setting): peft's own IA3 unload failed on it.
+    model = _trained_like(_tiny_cfg(method, tmp_path / "results", tiny_data, f"peft.train_pooler={pooler}"))
     unmerged = _logits(model, batch)
-    merged = _logits(copy.deepcopy(model).merge_and_unload(), batch)
+    merged_model = merged_copy(model)
+    merged = _logits(merged_model, batch)
+    leftover = [n for n, _ in merged_model.named_modules() if "lora_" in n or "ia3_" in n or "modules_to_save" in n]
+    assert not leftover, leftover  # a plain transformers model: nothing of peft left in it
     # fp32: merging reorders one addition per weight (W x + B A x vs (W + B A) x); 1e-4 on logits of order 1.
     assert torch.allclose(merged, unmerged, atol=1e-4) and unmerged.abs().max() > 0.05
 
