@@ -109,16 +109,33 @@ def _table(rows: list, methods: list) -> list:
     return lines
 
 
+# The record's phases in the order a run goes through them. train_and_evaluate_s holds train, validation,
+# final_validation and test; what else it spent (the Trainer's set-up, moving predictions) is `trainer_other`.
+TOP_PHASES = ("startup_s", "plan_s", "tokenize_s", "build_model_s", "train_and_evaluate_s", "save_s", "inference_s")
+INNER_PHASES = ("train_s", "validation_s", "final_validation_s", "test_s")
+
+
+def phase_columns(side: dict) -> dict:
+    """One project run's seconds per phase, plus `trainer_other` and `rest`: the whole process minus every phase
+    the record has (writing the record and CSV row, the summary, interpreter exit)."""
+    ph = {k: float(v or 0.0) for k, v in side.get("phases_s", {}).items()}
+    cols = {k.removesuffix("_s"): ph.get(k, 0.0) for k in ("startup_s", "plan_s", "tokenize_s", "build_model_s")}
+    cols.update({k.removesuffix("_s"): ph.get(k, 0.0) for k in INNER_PHASES})
+    cols["trainer_other"] = ph.get("train_and_evaluate_s", 0.0) - sum(ph.get(k, 0.0) for k in INNER_PHASES)
+    cols.update({k.removesuffix("_s"): ph.get(k, 0.0) for k in ("save_s", "inference_s")})
+    cols["rest"] = side["wall_s"] - sum(ph.get(k, 0.0) for k in TOP_PHASES)
+    return cols
+
+
 def _phases_table(rows: list) -> list:
     """The project's seconds per phase (means over seeds, per method), from its run records."""
-    names = list(dict.fromkeys(k for r in rows for k in r["project"].get("phases_s", {})))
-    if not names:
+    if not any(r["project"].get("phases_s") for r in rows):
         return []
-    lines = ["| Method | " + " | ".join(n.removesuffix("_s") for n in names) + " |", "|---|" + "---|" * len(names)]
+    names = list(phase_columns(rows[0]["project"]))
+    lines = ["| Method | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     for m in dict.fromkeys(r["method"] for r in rows):
-        mr = [r["project"]["phases_s"] for r in rows if r["method"] == m]
-        lines.append(f"| {m} | " + " | ".join(f"{np.mean([x.get(n, 0.0) or 0.0 for x in mr]):.1f}" for n in names)
-                     + " |")
+        cols = [phase_columns(r["project"]) for r in rows if r["method"] == m]
+        lines.append(f"| {m} | " + " | ".join(f"{np.mean([c[n] for c in cols]):.1f}" for n in names) + " |")
     return lines
 
 
@@ -161,8 +178,10 @@ def main(argv=None) -> int:
     if phases:
         lines += ["The project's seconds per phase (mean over seeds; startup = interpreter and imports, plan = "
                   "config, data and model checks; validation = the passes during training, final_validation = the "
-                  "final model's pass when the last one fell earlier, test = the test pass, inference = the "
-                  "latency measurement):", ""] + phases + [""]
+                  "final model's pass when the last one fell earlier, test = the test pass, trainer_other = the "
+                  "Trainer's set-up and the rest of train_and_evaluate, save = the adapter's weights, inference = "
+                  "the latency measurement, rest = the whole process minus all of these: record, CSV row, "
+                  "summary, exit):", ""] + phases + [""]
     if a.set:
         lines += [f"Overrides for both runs: {', '.join(a.set)}.", ""]
     if tok:

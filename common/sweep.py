@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -106,11 +107,14 @@ def run_sweep(part: str, profile: str, sets: list, force: bool, engine: str = "l
             note += (f"; not distinguishable from {gap['learning_rate']} on validation "
                      f"({100 * gap['diff']:+.1f} points [{100 * gap['ci'][0]:+.1f}, {100 * gap['ci'][1]:+.1f}])")
         print(f"[sweep] {pick_name(base.cfg)}: {note}")
-        picks[pick_name(base.cfg)] = {
-            "learning_rate": best["learning_rate"], "grid": [float(x) for x in base.cfg.train.lr_grid],
-            "scores": scores, "note": note, "runner_up": gap,
-            "selection_key": selection_key(base.cfg, base.splits.fingerprints, base.runtime), "seed": base.cfg.train.seed,
-            "date": now_iso(), "command": " ".join([Path(sys.executable).name] + sys.argv)}
+        pick = {"learning_rate": best["learning_rate"], "grid": [float(x) for x in base.cfg.train.lr_grid],
+                "scores": scores, "note": note, "runner_up": gap,
+                "selection_key": selection_key(base.cfg, base.splits.fingerprints, base.runtime),
+                "seed": base.cfg.train.seed}
+        earlier = picks.get(pick_name(base.cfg), {})
+        if {k: earlier.get(k) for k in pick} == json.loads(json.dumps(pick)):
+            continue  # the same decision from the same runs: it keeps the date and command that made it
+        picks[pick_name(base.cfg)] = {**pick, "date": now_iso(), "command": " ".join([Path(sys.executable).name] + sys.argv)}
         if distributed.is_main():
             records.write_json(picks_path(out_dir), picks)
     return 1 if failed else 0

@@ -1,17 +1,14 @@
 """Training: length-bucketed batches, HF Trainer, validation and test metrics, time and memory."""
 from __future__ import annotations
 
-import ctypes
-import gc
-import resource
 import tempfile
 import time
 
 import numpy as np
 import torch
 
-from common import distributed, stats
-from common.devices import pick_device, pick_dropout_kernel, pick_precision
+from common import distributed, memory, stats
+from common.devices import pick_allocator, pick_device, pick_dropout_kernel, pick_optim, pick_precision
 from common.dropout import attention_label
 from common.schema import RunCfg, report_to_names
 
@@ -100,45 +97,6 @@ class _ValScorer:
                 if k != "loss"}
 
 
-def _release_freed_memory() -> None:
-    """Return what earlier runs of this process freed to the OS before this run's RSS peak is measured.
-
-    A run late in a sweep process peaked higher than the same run first in a new process (prefix tuning: 2,644 MiB
-    after 39 other runs, 1,471 MiB as the first). Trimming glibc's heap returns what was freed; what the process
-    still holds is recorded as metrics.rss_start_mib beside the peak."""
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to trim
-        pass
-
-
-def _proc_status_mib(field: str) -> float | None:
-    """A memory line of /proc/self/status (VmRSS: resident now, VmHWM: peak resident) in MiB; None off Linux."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) / 1024.0  # kB
-    except OSError:
-        pass
-    return None
-
-
-def _reset_peak_rss() -> None:
-    """Linux: writing 5 to clear_refs resets VmHWM, so the peak is this run's, not an earlier run's in the process."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        pass
-
-
-def _peak_rss_mib() -> float:
-    peak = _proc_status_mib("VmHWM")
-    return peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
-
-
 def eval_every(cfg: RunCfg, n_train: int) -> int:
     """Optimizer steps between validation passes: train.evals_per_epoch evenly over an epoch (0: never)."""
     if not cfg.train.evals_per_epoch:
@@ -152,7 +110,7 @@ def build_training_args(cfg: RunCfg, device: str, precision: str, out_dir: str, 
     from transformers import TrainingArguments
 
     t = cfg.train
-    optim = t.optim if t.optim != "auto" else ("adamw_torch_fused" if device == "cuda" else "adamw_torch")
+    optim = pick_optim(cfg, device)
     every = eval_every(cfg, n_train) if has_val else 0
     return TrainingArguments(
         output_dir=out_dir,
@@ -214,13 +172,15 @@ def train_and_evaluate(model, tokenizer, encoded: dict, cfg: RunCfg, evaluate_te
         trainer = _trainer_class(bucket)(
             model=model, args=args, train_dataset=_model_inputs(encoded["train"]),
             eval_dataset=_model_inputs(val_sorted), data_collator=collator, compute_metrics=scorer)
+        allocator = None  # CPU only: the host allocator is off a CUDA step's path
         if device == "cuda":
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats()
         else:
-            _release_freed_memory()
-            _reset_peak_rss()
-            rss_start = _proc_status_mib("VmRSS")
+            allocator = memory.set_allocator(pick_allocator(cfg, device))
+            memory.release_freed()
+            memory.reset_peak_rss()
+            rss_start = memory.rss_mib()
         t0 = time.perf_counter()
         trainer.train()
         if device == "cuda":
@@ -275,7 +235,7 @@ def train_and_evaluate(model, tokenizer, encoded: dict, cfg: RunCfg, evaluate_te
         m["peak_mem_allocated_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
         m["peak_mem_reserved_mib"] = round(torch.cuda.max_memory_reserved() / 2**20, 1)
     else:
-        m["peak_rss_mib"] = round(_peak_rss_mib(), 1)
+        m["peak_rss_mib"] = round(memory.peak_rss_mib(), 1)
         if rss_start is not None:  # the model, data and libraries already resident when training began
             m["rss_start_mib"] = round(rss_start, 1)
     if distributed.world_size() > 1:  # every rank's peak; the scalar columns above are rank 0's
@@ -291,6 +251,8 @@ def train_and_evaluate(model, tokenizer, encoded: dict, cfg: RunCfg, evaluate_te
         m["val_collapsed"] = stats.is_collapsed(m["val_majority_share"])
     train_curve = [{"step": h["step"], "epoch": h.get("epoch"), "loss": h["loss"]} for h in history if "loss" in h]
     out.update({"device": device, "precision": precision, "dropout_kernel": pick_dropout_kernel(cfg, device),
+                "optim": args.optim.value if hasattr(args.optim, "value") else str(args.optim),
+                "allocator": allocator,
                 "world_size": distributed.world_size(),
                 "attn_implementation": attention_label(model),
                 "curves": {"val": curves, "train": train_curve}})

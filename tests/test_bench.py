@@ -1,6 +1,8 @@
 """The benchmark wrapper runs end to end on CPU with a couple of steps (numbers meaningless; the plumbing is not)."""
 import json
 
+import pytest
+
 from conftest import IMDB
 
 
@@ -58,6 +60,9 @@ def test_cpu_bench_on_a_small_sample(tmp_path):
     md = next(tmp_path.glob("*.md")).read_text()
     assert "Overrides for both runs" in md and "| **lora** | mean of 2 |" in md
     assert "Whole-process speed-up" in md and "| Method | startup | plan | tokenize |" in md
+    cols = cpu.phase_columns(row["project"])
+    assert cols["rest"] >= 0 and cols["trainer_other"] >= 0  # phases nest as the record says; none counted twice
+    assert sum(cols.values()) == pytest.approx(row["project"]["wall_s"])
 
 
 def test_cpu_kernel_ab_reports_each_variant(tmp_path):
@@ -65,7 +70,9 @@ def test_cpu_kernel_ab_reports_each_variant(tmp_path):
 
     assert cpu_kernels.main(["--methods", "lora", "--pairs", "1", "--length", "16", "--out", str(tmp_path)]) == 0
     rows = json.loads(next(tmp_path.glob("*-cpu-kernels.json")).read_text())["rows"]
-    got = {r["variant"]: (r["dropout_kernel"], r["precision"]) for r in rows}
+    got = {r["variant"]: (r["dropout_kernel"], r["precision"], r["optim"], r["allocator"]) for r in rows}
     assert got["default"][0] == "fast" and got["torch dropout"][0] == "torch"
-    assert got["torch dropout, fp32"] == ("torch", "fp32") and got["fused AdamW"] == got["default"]
+    assert got["torch dropout, fp32"][:2] == ("torch", "fp32")
+    assert got["default"][2:] == ("fused", "reuse")  # what auto picks on this machine
+    assert got["foreach AdamW"][2:] == ("foreach", "reuse") and got["glibc allocator"][2:] == ("fused", "system")
     assert all(r["ms_per_step"] > 0 and len(r["samples_ms"]) == 1 for r in rows)

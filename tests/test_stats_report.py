@@ -124,6 +124,28 @@ def test_summary_from_fixture_csvs(tmp_path):
     assert not (out / "plots" / "part1_curves.png").exists()  # stale plots of another layout are removed
 
 
+def test_plots_are_drawn_again_only_when_what_they_show_changed(tmp_path, monkeypatch):
+    from common.report import plots
+
+    out = tmp_path / "results"
+    _fixture_results(out)
+    write_summary(str(out))
+    drawn = []
+    real = plots.draw_plots
+    monkeypatch.setattr(plots, "draw_plots", lambda *a: drawn.append(a[1]) or real(*a))
+    first = (out / "plots" / "part1_pareto.png").read_bytes()
+    write_summary(str(out))
+    assert drawn == [] and (out / "plots" / "part1_pareto.png").read_bytes() == first  # nothing changed
+    (out / "plots" / "part1_cost.png").unlink()
+    write_summary(str(out))
+    assert drawn == ["part1"]  # a plot missing: the part's plots are drawn again
+    run_id = next(r["run_id"] for r in records.read_csv_rows(out / "part1.csv") if r["method"] == "lora")
+    path = records.record_path(str(out), run_id)
+    path.write_text(path.read_text().replace('"loss": ', '"loss": 0.1, "was": ', 1))  # a record's curve changed
+    write_summary(str(out))
+    assert drawn == ["part1", "part1"]
+
+
 def test_headline_is_the_most_recent_setup_with_the_most_seeds(tmp_path):
     out = tmp_path / "results"
     _fixture_results(out, seeds=(0, 1, 2), precision="bf16", date="2026-11-20T10:00:00+00:00")  # old, 3 seeds

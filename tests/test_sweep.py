@@ -40,6 +40,10 @@ def test_sweep_picks_on_validation_and_the_part_uses_the_picks(tiny_data, tmp_pa
         pick = picks[f"part1/{row['method']}/{TINY['part1']}"]
         assert float(row["learning_rate"]) == pick["learning_rate"] and row["lr_source"].startswith("sweep")
     assert "Learning-rate selection" in (out / "summary.md").read_text()
+    # Again: every run is skipped and the picks file is left as it was (no new date for the same decision).
+    before = (out / "sweep" / "picks.json").read_bytes()
+    assert sweep.main(["--part", "part1", "--profile", str(TINY["part1"]), *[x for s in sets for x in ("--set", s)]]) == 0
+    assert (out / "sweep" / "picks.json").read_bytes() == before
 
 
 def test_a_pick_for_another_setup_is_not_used(tiny_data, tmp_path, capsys):
