@@ -1,5 +1,5 @@
-"""Same-process A/B of CPU training steps: the quick profile's model with each dropout kernel, precision, AdamW kernel
-and allocator setting.
+"""Same-process A/B of CPU training steps: the quick profile's model with each dropout kernel, precision and AdamW
+kernel.
 
   python -m bench.cpu_kernels [--methods lora,full] [--pairs 6] [--length 128] [--out results/bench]
 
@@ -18,9 +18,8 @@ import torch
 
 from bench import write_report
 from bench.cpu import CONFIGS
-from common import memory
 from common.config import load_config
-from common.devices import pick_allocator, pick_optim, pick_precision
+from common.devices import pick_optim, pick_precision
 from common.dropout import FastDropout
 from common.env import collect_env, now_iso
 from common.models import build_model
@@ -30,8 +29,6 @@ VARIANTS = {
     "default": (),
     # AdamW's fused kernel runs on CPU too (torch >= 2.4): one pass over each tensor instead of foreach's several.
     "foreach AdamW": ("train.optim=adamw_torch",),
-    # glibc's defaults: large freed blocks go back to the kernel and come back as fresh, zeroed pages.
-    "glibc allocator": ("train.allocator=system",),
     "torch dropout": ("train.dropout_kernel=torch",),
     "torch dropout, fp32": ("train.dropout_kernel=torch", "train.precision=fp32"),
 }
@@ -42,12 +39,10 @@ def build_variant(method: str, sets: tuple):
     model = build_model(cfg).train()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.train.learning_rate,
                             fused=pick_optim(cfg, "cpu") == "adamw_torch_fused")
-    return model, opt, pick_precision(cfg, "cpu"), pick_allocator(cfg, "cpu")
+    return model, opt, pick_precision(cfg, "cpu")
 
 
-def train_steps(model, opt, precision: str, allocator: str, batch: dict, n: int) -> None:
-    """n steps under the variant's allocator setting (process-wide, so set before each variant's turn)."""
-    memory.set_allocator(allocator)
+def train_steps(model, opt, precision: str, batch: dict, n: int) -> None:
     for _ in range(n):
         train_step(model, opt, precision, batch)
 
@@ -70,17 +65,15 @@ def measure(method: str, pairs: int, length: int) -> list:
     times = {name: [] for name in variants}
     for _ in range(pairs):
         for name, v in variants.items():
-            memory.set_allocator(v[3])  # outside the timing: a switch to reuse keeps the heap from here on
             t0 = time.perf_counter()
             train_steps(*v, batch, 2)
             times[name].append((time.perf_counter() - t0) / 2)
-    memory.set_allocator("system")
     rows = []
     for name, ts in times.items():
-        model, _, precision, allocator = variants[name]
+        model, _, precision = variants[name]
         kernel = "fast" if any(isinstance(m, FastDropout) for m in model.modules()) else "torch"
         rows.append({"method": method, "variant": name, "precision": precision, "dropout_kernel": kernel,
-                     "allocator": allocator, "optim": "fused" if variants[name][1].defaults.get("fused") else "foreach",
+                     "optim": "fused" if variants[name][1].defaults.get("fused") else "foreach",
                      "ms_per_step": 1000 * statistics.median(ts), "samples_ms": [round(1000 * t, 1) for t in ts]})
     return rows
 
@@ -96,12 +89,11 @@ def main(argv=None) -> int:
     rows = [r for m in a.methods.split(",") for r in measure(m, a.pairs, a.length)]
     lines = [f"Device: {env['device']}; quick-profile model (MiniLM-L6), batch 16 x {a.length} tokens, "
              f"median of {a.pairs} interleaved rounds of 2 steps.", "",
-             "| Method | Variant | Precision | Dropout kernel | AdamW | Allocator | ms/step | time vs default |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| Method | Variant | Precision | Dropout kernel | AdamW | ms/step | time vs default |",
+             "|---|---|---|---|---|---|---|"]
     for r in rows:
         base = next(x for x in rows if x["method"] == r["method"] and x["variant"] == "default")
         lines.append(f"| {r['method']} | {r['variant']} | {r['precision']} | {r['dropout_kernel']} | {r['optim']} | "
-                     f"{r['allocator']} | "
                      f"{r['ms_per_step']:.0f} | {r['ms_per_step'] / base['ms_per_step']:.2f}x |")
     text = "\n".join(lines)
     print(text)

@@ -60,13 +60,6 @@ def pick_optim(cfg: RunCfg, device: str) -> str:
     return "adamw_torch_fused" if device == "cuda" or fused_on_cpu else "adamw_torch"
 
 
-def pick_allocator(cfg: RunCfg, device: str) -> str:
-    """auto: reuse on CPU (a full-FT step faulted in ~260 MiB of fresh pages under glibc's defaults), system on CUDA,
-    where the host allocator is off the step's path."""
-    a = cfg.train.allocator
-    return ("reuse" if device == "cpu" else "system") if a == "auto" else a
-
-
 def pick_attention(cfg: RunCfg, device: str, model_type: str) -> str:
     """auto: sdpa; with the fast dropout kernel, models other than BERT are built eager so that their
     attention-probability dropout uses it too (BERT keeps SDPA and trains eager: build_model)."""

@@ -30,8 +30,7 @@ CSV_COLUMNS = [
 # prefix runs in the proxy are Part 3's, to the digit (same model, data and settings), so they are computed once.
 IDENTITY_EXCLUDE = {("part",), ("output",), ("train", "allow_cpu"), ("train", "use_sweep_lr"), ("train", "lr_grid"),
                     ("train", "seeds"), ("profile",), ("data", "cache_dir"), ("data", "dir"),
-                    ("train", "evals_per_epoch"), ("train", "logging_steps"), ("train", "report_to"),
-                    ("train", "allocator")}
+                    ("train", "evals_per_epoch"), ("train", "logging_steps"), ("train", "report_to")}
 # Keys added after runs were recorded, left out while at their default: the default keeps the earlier behaviour,
 # so a completed run stays recognised when a later version of the code adds an option it did not use.
 IDENTITY_OMIT_AT_DEFAULT = {("peft", "train_pooler"): False, ("peft", "prefix", "init"): "random"}
