@@ -56,7 +56,9 @@ def test_part_end_to_end(part_results, part):
         # AdapterHub replaces BERT's attention class with its own: it keeps SDPA (attention dropout inside it).
         attention = "eager" if part == "part1" else ("sdpa" if row["method"] == "adapter" else
                                                       "sdpa (eager while training)")
-        assert row["dropout_kernel"] == "fast" and rec["kernels"] == {"dropout": "fast", "attention": attention}
+        # AdamW's fused kernel: what `auto` picks on CPU with torch >= 2.4 (the pinned torch).
+        assert row["dropout_kernel"] == "fast" and rec["kernels"] == {"dropout": "fast", "attention": attention,
+                                                                      "optimizer": "adamw_torch_fused"}
         with np.load(res / "runs" / rec["predictions_file"]) as z:
             assert len(z["pred"]) == 16 and set(np.unique(z["label"])) == {0, 1}
             acc = float((z["pred"] == z["label"]).mean())
