@@ -42,11 +42,6 @@ def build_variant(method: str, sets: tuple):
     return model, opt, pick_precision(cfg, "cpu")
 
 
-def train_steps(model, opt, precision: str, batch: dict, n: int) -> None:
-    for _ in range(n):
-        train_step(model, opt, precision, batch)
-
-
 def train_step(model, opt, precision: str, batch: dict) -> None:
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
         loss = model(**batch).loss
@@ -61,12 +56,13 @@ def measure(method: str, pairs: int, length: int) -> list:
     batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": torch.randint(0, 2, (16,))}
     variants = {name: build_variant(method, sets) for name, sets in VARIANTS.items()}
     for v in variants.values():  # warm-up: first steps allocate and pick kernels
-        train_steps(*v, batch, 1)
+        train_step(*v, batch)
     times = {name: [] for name in variants}
     for _ in range(pairs):
         for name, v in variants.items():
             t0 = time.perf_counter()
-            train_steps(*v, batch, 2)
+            train_step(*v, batch)
+            train_step(*v, batch)
             times[name].append((time.perf_counter() - t0) / 2)
     rows = []
     for name, ts in times.items():

@@ -249,7 +249,7 @@ def train_and_evaluate(model, tokenizer, encoded: dict, cfg: RunCfg, evaluate_te
         m["val_collapsed"] = stats.is_collapsed(m["val_majority_share"])
     train_curve = [{"step": h["step"], "epoch": h.get("epoch"), "loss": h["loss"]} for h in history if "loss" in h]
     out.update({"device": device, "precision": precision, "dropout_kernel": pick_dropout_kernel(cfg, device),
-                "optim": args.optim.value if hasattr(args.optim, "value") else str(args.optim),
+                "optim": pick_optim(cfg, device),
                 "world_size": distributed.world_size(),
                 "attn_implementation": attention_label(model),
                 "curves": {"val": curves, "train": train_curve}})

@@ -54,25 +54,24 @@ def plot_inputs_key(output_dir: Path, part: str, head: dict) -> str:
     return h.hexdigest()
 
 
+def _drawn_keys(plot_dir: Path) -> dict:
+    try:
+        return json.loads((plot_dir / INPUTS_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
 def write_plots(output_dir: Path, part: str, head: dict) -> list:
     """The headline setup's plots, drawn again only when what they show changed: matplotlib takes ~1 s a plot
     (12 s of a 3-part summary here), and every command rewrites the summary of every part."""
     plot_dir = output_dir / "plots"
     paths = [plot_dir / f"{part}_{name}.png" for name in PLOT_NAMES]
     key = plot_inputs_key(output_dir, part, head)
-    try:
-        drawn = json.loads((plot_dir / INPUTS_FILE).read_text())
-    except (OSError, ValueError):
-        drawn = {}
-    if drawn.get(part) == key and all(p.is_file() for p in paths):
+    if _drawn_keys(plot_dir).get(part) == key and all(p.is_file() for p in paths):
         return paths
     made = draw_plots(output_dir, part, head)
-    try:  # re-read: another part's key may have been written meanwhile
-        drawn = json.loads((plot_dir / INPUTS_FILE).read_text())
-    except (OSError, ValueError):
-        drawn = {}
-    drawn[part] = key
-    records.write_atomic(plot_dir / INPUTS_FILE, (json.dumps(drawn, indent=1, sort_keys=True) + "\n").encode())
+    # Read again after drawing: another part's key may have been written meanwhile.
+    records.write_json(plot_dir / INPUTS_FILE, {**_drawn_keys(plot_dir), part: key})
     return made
 
 
