@@ -10,6 +10,7 @@ from pathlib import Path
 from common.errors import UserError
 from common.methods import ADAPTER_NAME
 from common.models import base_model
+from common.readout import last_layer_for_cls_only
 from common.schema import RunCfg
 
 MODELS_DIR = "models"  # under output.dir; git-ignored (weights are for reuse, not for the repository)
@@ -104,7 +105,8 @@ def load_trained(cfg: RunCfg, folder: Path, model_config):
 
     info = json.loads((folder / INFO_FILE).read_text())
     if info["kind"] == "model":
-        return AutoModelForSequenceClassification.from_pretrained(str(folder), attn_implementation="sdpa")
+        return _readout_as_run(AutoModelForSequenceClassification.from_pretrained(str(folder),
+                                                                                 attn_implementation="sdpa"), cfg)
     set_seed(cfg.train.seed)  # a random-init base is rebuilt from the seed it was built from (tests, benchmarks)
     base = base_model(cfg, model_config, cfg.model.init == "pretrained", "sdpa")
     if cfg.peft.method == "adapter":
@@ -118,10 +120,18 @@ def load_trained(cfg: RunCfg, folder: Path, model_config):
         if missing:
             raise UserError(f"{folder}: {HEAD_FILE} holds parameters the model lacks: {sorted(missing)[:3]}")
         base.load_state_dict(load_file(str(folder / HEAD_FILE)), strict=False)
-        return base.eval()
+        return _readout_as_run(base, cfg).eval()
     from peft import PeftModel
 
-    return PeftModel.from_pretrained(base, str(folder)).eval()
+    return _readout_as_run(PeftModel.from_pretrained(base, str(folder)), cfg).eval()
+
+
+def _readout_as_run(model, cfg: RunCfg):
+    """The last layer as the run computed it: [CLS] only unless model.last_layer is full. A loaded model only
+    evaluates, and without dropout that readout is exact wherever the model type has it (common/readout.py)."""
+    if cfg.model.last_layer != "full":
+        last_layer_for_cls_only(model)
+    return model
 
 
 def require_saved(output_dir: str, run_id: str, record: dict) -> Path:

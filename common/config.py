@@ -258,6 +258,7 @@ def validate(cfg: RunCfg, sources: dict, default_src: str, check_paths: bool = T
         bad("model.name_or_path", "must not be empty")
     choice("model.init", cfg.model.init, ("pretrained", "random"))
     choice("model.attn_implementation", cfg.model.attn_implementation, ("auto", "sdpa", "eager"))
+    choice("model.last_layer", cfg.model.last_layer, ("auto", "full", "cls"))
     if not cfg.data.dir:
         bad("data.dir", "must not be empty")
     at_least("data.max_length", cfg.data.max_length, 8)

@@ -5,6 +5,7 @@ import torch
 
 from common.dropout import TRAIN_EAGER_MODEL_TYPES
 from common.errors import UserError
+from common.readout import READOUT_MODEL_TYPES
 from common.schema import RunCfg
 
 # Training throughput of the 2-core development CPU, measured: MiniLM-L6 (22.7M params), 2,000 reviews x ~105
@@ -68,6 +69,26 @@ def pick_attention(cfg: RunCfg, device: str, model_type: str) -> str:
         return a
     fast = pick_dropout_kernel(cfg, device) == "fast"
     return "eager" if fast and model_type not in TRAIN_EAGER_MODEL_TYPES else "sdpa"
+
+
+def last_layer_problem(cfg: RunCfg, device: str, model_type: str):
+    """Why the last layer cannot compute the head's row only (None when it can); device None: not known here."""
+    if model_type not in READOUT_MODEL_TYPES:
+        return f"model.last_layer: cls reads a BERT-style model's [CLS] row; {model_type} classifies its own way"
+    if device is not None and pick_dropout_kernel(cfg, device) != "fast":
+        return ("model.last_layer: cls needs train.dropout_kernel fast (auto on CPU): it draws the skipped rows' "
+                "dropout masks too, so the run's random stream stays the same; torch's kernel cannot")
+    return None
+
+
+def pick_last_layer(cfg: RunCfg, device: str, model_type: str) -> str:
+    """auto: cls wherever it is the same computation (last_layer_problem is None), else full. Measured on the
+    2-core AMD EPYC (bench.cpu_kernels, quick profile, full FT, batch 16 x 128): 553 -> 508 ms a training step,
+    641 -> 571 ms to evaluate 64 reviews."""
+    want = cfg.model.last_layer
+    if want == "auto":
+        return "full" if last_layer_problem(cfg, device, model_type) else "cls"
+    return want
 
 
 def resolve_runtime(cfg: RunCfg, strict: bool = True) -> dict:

@@ -12,10 +12,11 @@ from pathlib import Path
 import torch
 
 from common import methods
-from common.devices import pick_attention, pick_device, pick_dropout_kernel
+from common.devices import last_layer_problem, pick_attention, pick_device, pick_dropout_kernel, pick_last_layer
 from common.dropout import eager_attention_in_training, swap_dropout
 from common.env import hub_reachable
 from common.errors import UserError
+from common.readout import last_layer_for_cls_only
 from common.schema import RunCfg
 
 # Published architectures that `model.init: random` may build with no hub access: transformers' config
@@ -160,6 +161,13 @@ def check_compatible(cfg: RunCfg, config, skeleton) -> None:
             not any(n.split(".")[-1] == "pooler" for n in names):
         problems.append(f"peft.train_pooler: {type(skeleton).__name__} has no pooler module (it classifies from "
                         f"its own head); set peft.train_pooler to false")
+    if cfg.model.last_layer == "cls":
+        try:
+            device = pick_device(cfg)
+        except UserError:  # a dry run away from the run's device: the kernel is checked where it runs
+            device = None
+        if last_layer_problem(cfg, device, config.model_type):
+            problems.append(last_layer_problem(cfg, device, config.model_type))
     if problems:
         raise UserError(problems)
 
@@ -185,6 +193,8 @@ def build_model(cfg: RunCfg, config=None, meta: bool = False):
         swap_dropout(model)  # after the method, so LoRA's (and an adapter's) dropout is swapped too
         if cfg.model.attn_implementation == "auto" and attn == "sdpa":
             eager_attention_in_training(model)
+    if not meta and pick_last_layer(cfg, device, config.model_type) == "cls":
+        last_layer_for_cls_only(model)  # after the dropout swap: its masks for the skipped rows come from FastDropout
     return model
 
 

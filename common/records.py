@@ -33,7 +33,10 @@ IDENTITY_EXCLUDE = {("part",), ("output",), ("train", "allow_cpu"), ("train", "u
                     ("train", "evals_per_epoch"), ("train", "logging_steps"), ("train", "report_to")}
 # Keys added after runs were recorded, left out while at their default: the default keeps the earlier behaviour,
 # so a completed run stays recognised when a later version of the code adds an option it did not use.
-IDENTITY_OMIT_AT_DEFAULT = {("peft", "train_pooler"): False, ("peft", "prefix", "init"): "random"}
+# model.last_layer's auto computes the same numbers as before up to rounding (common/readout.py), as a fused
+# optimizer kernel does; the record's `kernels` says which ran.
+IDENTITY_OMIT_AT_DEFAULT = {("peft", "train_pooler"): False, ("peft", "prefix", "init"): "random",
+                            ("model", "last_layer"): "auto"}
 
 
 def _strip(d: dict, prefix=()) -> dict:

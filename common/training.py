@@ -10,6 +10,7 @@ import torch
 from common import distributed, memory, stats
 from common.devices import pick_device, pick_dropout_kernel, pick_optim, pick_precision
 from common.dropout import attention_label
+from common.readout import last_layer_label
 from common.schema import RunCfg, report_to_names
 
 
@@ -251,7 +252,7 @@ def train_and_evaluate(model, tokenizer, encoded: dict, cfg: RunCfg, evaluate_te
     out.update({"device": device, "precision": precision, "dropout_kernel": pick_dropout_kernel(cfg, device),
                 "optim": pick_optim(cfg, device),
                 "world_size": distributed.world_size(),
-                "attn_implementation": attention_label(model),
+                "attn_implementation": attention_label(model), "last_layer": last_layer_label(model),
                 "curves": {"val": curves, "train": train_curve}})
     if "tensorboard" in report_to_names(cfg) and log_dir and distributed.is_main():
         log_hparams(log_dir, cfg, m)

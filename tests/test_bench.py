@@ -74,4 +74,7 @@ def test_cpu_kernel_ab_reports_each_variant(tmp_path):
     assert got["default"][0] == "fast" and got["torch dropout"][0] == "torch"
     assert got["torch dropout, fp32"][:2] == ("torch", "fp32")
     assert got["default"][2] == "fused" and got["foreach AdamW"][2] == "foreach"  # auto: fused on this machine
-    assert all(r["ms_per_step"] > 0 and len(r["samples_ms"]) == 1 for r in rows)
+    assert all(r["ms_per_step"] > 0 and len(r["samples_ms"]) == 1 and r["eval_ms_per_64"] > 0 for r in rows)
+    layers = {r["variant"]: r["last_layer"] for r in rows}
+    assert layers["default"] == "cls" and layers["full last layer"] == "full"
+    assert layers["torch dropout"] == "full"  # auto: cls only where the random stream stays the run's

@@ -58,7 +58,9 @@ def test_save_then_load_gives_the_same_model(method, tmp_path, tiny_data, batch)
     assert [p.name for p in folder.parent.iterdir()] == ["run-x"]  # no temporary folder left beside it
     loaded = load_trained(cfg, folder, load_model_config(cfg))
     expected, got = _logits(model, batch), _logits(loaded, batch)
-    assert torch.equal(got, expected), (got - expected).abs().max()
+    # Same weights, same maths; with the [CLS]-row readout (common/readout.py) the adapter model's logits came out
+    # 6e-8 apart (one-row products of two model objects), so equal to float32 rounding, not bit for bit.
+    assert torch.allclose(got, expected, rtol=0, atol=1e-6), (got - expected).abs().max()
     # And it is the trained model, not a fresh one: a differently seeded base differs.
     assert not torch.allclose(_logits(_trained_like(_tiny_cfg(method, tmp_path / "r2", tiny_data,
                                                               "train.seed=5")), batch), expected)

@@ -116,4 +116,6 @@ def test_a_saved_adapter_loads_with_plain_library_code(minilm_runs, method):
     # In the run's precision, as common.predict runs it (bf16 autocast on a CPU with native bf16).
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=rec["precision"] == "bf16"):
         probs = torch.softmax(model.eval()(**batch).logits.float(), dim=-1)[:, 1].numpy()
-    np.testing.assert_allclose(probs, expected, atol=1e-4)
+    # The project computes the last layer for [CLS] only (common/readout.py), the library for every position: the
+    # same maths, rounded differently in bf16 (1.2e-4 apart here); a wrongly loaded adapter is off by far more.
+    np.testing.assert_allclose(probs, expected, atol=1e-3)
