@@ -166,8 +166,9 @@ def check_compatible(cfg: RunCfg, config, skeleton) -> None:
             device = pick_device(cfg)
         except UserError:  # a dry run away from the run's device: the kernel is checked where it runs
             device = None
-        if last_layer_problem(cfg, device, config.model_type):
-            problems.append(last_layer_problem(cfg, device, config.model_type))
+        problem = last_layer_problem(cfg, device, config.model_type)
+        if problem:
+            problems.append(problem)
     if problems:
         raise UserError(problems)
 
