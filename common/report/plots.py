@@ -35,7 +35,7 @@ def _curves(output_dir: Path, g: dict, which: str, field: str) -> tuple:
     return np.array(steps), np.array([[s[k] for k in steps] for s in series], dtype=float)
 
 
-PLOT_NAMES = ("train_loss", "val_accuracy", "pareto", "cost")
+PLOT_NAMES = ("train_loss", "val_accuracy", "pareto", "cost")  # each part's plots: plots/<part>_<name>.png
 INPUTS_FILE = "inputs.json"  # part -> hash of what its plots were drawn from
 
 
@@ -54,6 +54,11 @@ def plot_inputs_key(output_dir: Path, part: str, head: dict) -> str:
     return h.hexdigest()
 
 
+def plot_paths(output_dir: Path, part: str) -> dict:
+    """name -> path of each of a part's plots, for PLOT_NAMES."""
+    return {name: output_dir / "plots" / f"{part}_{name}.png" for name in PLOT_NAMES}
+
+
 def _drawn_keys(plot_dir: Path) -> dict:
     try:
         return json.loads((plot_dir / INPUTS_FILE).read_text())
@@ -65,7 +70,7 @@ def write_plots(output_dir: Path, part: str, head: dict) -> list:
     """The headline setup's plots, drawn again only when what they show changed: matplotlib takes ~1 s a plot
     (12 s of a 3-part summary here), and every command rewrites the summary of every part."""
     plot_dir = output_dir / "plots"
-    paths = [plot_dir / f"{part}_{name}.png" for name in PLOT_NAMES]
+    paths = list(plot_paths(output_dir, part).values())
     key = plot_inputs_key(output_dir, part, head)
     if _drawn_keys(plot_dir).get(part) == key and all(p.is_file() for p in paths):
         return paths
@@ -85,6 +90,7 @@ def draw_plots(output_dir: Path, part: str, head: dict) -> list:
 
     plot_dir = output_dir / "plots"
     plot_dir.mkdir(parents=True, exist_ok=True)
+    paths = plot_paths(output_dir, part)
     members = list(head["best"].values())
     colors = {g["method"]: COLORS[i % len(COLORS)] for i, (g, _) in enumerate(members)}
     made = []
@@ -109,7 +115,7 @@ def draw_plots(output_dir: Path, part: str, head: dict) -> list:
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
         fig.tight_layout()
-        made.append(_save(fig, plot_dir / f"{part}_{name}.png"))
+        made.append(_save(fig, paths[name]))
     # Accuracy vs trainable parameters: one point per method, 95% interval as whiskers, labelled in place.
     fig, ax = plt.subplots(figsize=(6.4, 4))
     labels = []
@@ -131,7 +137,7 @@ def draw_plots(output_dir: Path, part: str, head: dict) -> list:
     ax.grid(alpha=0.3, which="both")
     fig.tight_layout()
     _place_labels(fig, ax, labels)
-    made.append(_save(fig, plot_dir / f"{part}_pareto.png"))
+    made.append(_save(fig, paths["pareto"]))
     # Cost: train time and peak memory per method, bar = mean, dots = seeds.
     fig, axes = plt.subplots(1, 2, figsize=(8, 4))
     gpu = any(s["peak_mem_allocated_mib"] is not None for _, s in members)
@@ -151,7 +157,7 @@ def draw_plots(output_dir: Path, part: str, head: dict) -> list:
     axes[0].set_title("train time (bars: mean, dots: seeds)", fontsize=9)
     axes[1].set_title("peak memory (bars: mean, dots: seeds)", fontsize=9)
     fig.tight_layout()
-    made.append(_save(fig, plot_dir / f"{part}_cost.png"))
+    made.append(_save(fig, paths["cost"]))
     for stale in plot_dir.glob(f"{part}_*.png"):  # plots of an earlier report layout would mislead
         if stale not in made:
             stale.unlink()
