@@ -110,3 +110,24 @@ def test_cls_on_distilbert_is_refused(tiny_data):
                       (f"data.dir={tiny_data}", f"model.tokenizer={VOCAB}", "model.last_layer=cls"))
     with pytest.raises(UserError, match="distilbert classifies its own way"):
         build_model(cfg, meta=True)
+
+
+@pytest.mark.parametrize("method", ["full", "lora"])
+def test_cls_only_last_layer_is_the_same_under_gradient_checkpointing(method, tiny_data):
+    """Checkpointed layers run their forward twice; the recomputation must draw the same masks for all rows."""
+    from common.models import build_model
+
+    batch = _batch()
+    got = []
+    for last in ("full", "cls"):
+        model = build_model(_cfg(method, tiny_data, f"model.last_layer={last}", "train.gradient_checkpointing=true"))
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        runs = []
+        ffn = [m for n, m in model.named_modules() if n.endswith("layer.1.intermediate.dense")]
+        ffn[-1].register_forward_hook(lambda *a: runs.append(1))
+        got.append(_step(model, batch))
+        assert len(runs) == 2  # forward, then the recomputation in backward: checkpointing is on
+    (la, ga, ra), (lb, gb, rb) = got
+    assert torch.allclose(la, lb, atol=1e-5) and torch.equal(ra, rb) and ga.keys() == gb.keys() and ga
+    for name in ga:
+        assert torch.allclose(ga[name], gb[name], atol=1e-5, rtol=1e-4), name
