@@ -48,14 +48,19 @@ def _first_row_layer(base: type) -> type:
     return FirstRowLayer
 
 
-def last_layer_for_cls_only(model: torch.nn.Module) -> bool:
-    """Make the model's last BertLayer compute row 0 only (in place); False where the model has no BertLayer."""
+def _last_bert_layer(model: torch.nn.Module):
+    """The model's last BertLayer (peft and AdapterHub wrappers included), or None."""
     from transformers.models.bert.modeling_bert import BertLayer
 
     layers = [m for m in model.modules() if isinstance(m, BertLayer)]
-    if not layers:
+    return layers[-1] if layers else None
+
+
+def last_layer_for_cls_only(model: torch.nn.Module) -> bool:
+    """Make the model's last BertLayer compute row 0 only (in place); False where the model has no BertLayer."""
+    last = _last_bert_layer(model)
+    if last is None:
         return False
-    last = layers[-1]
     if getattr(last, "first_row_only", False):
         return True
     last.attention.__class__ = _first_row_attention(type(last.attention))
@@ -65,7 +70,4 @@ def last_layer_for_cls_only(model: torch.nn.Module) -> bool:
 
 def last_layer_label(model: torch.nn.Module) -> str:
     """What the record says: 'cls' when the last layer computes the head's row only, else 'full'."""
-    from transformers.models.bert.modeling_bert import BertLayer
-
-    layers = [m for m in model.modules() if isinstance(m, BertLayer)]
-    return "cls" if layers and getattr(layers[-1], "first_row_only", False) else "full"
+    return "cls" if getattr(_last_bert_layer(model), "first_row_only", False) else "full"
