@@ -1,26 +1,34 @@
 """Same-process A/B of CPU training steps (and evaluation batches): the quick profile's model with each dropout
-kernel, precision, AdamW kernel and last-layer readout.
+kernel, precision, AdamW kernel and last-layer readout; and, each in processes of its own, the allocator setting.
 
-  python -m bench.cpu_kernels [--methods lora,full] [--pairs 6] [--length 128] [--out results/bench]
+  python -m bench.cpu_kernels [--methods lora,full] [--pairs 6] [--length 128] [--processes 3] [--out results/bench]
 
 Each variant is the model `build_model` makes for the quick profile with one override; steps are timed in
 interleaved rounds (every variant once per round, two steps each), so a noisy, shared machine slows all
 variants alike; the table gives medians. A fixed batch of 16 x `--length` random token ids: this isolates the
 training step (forward, backward, AdamW) from data loading, which `make bench-cpu` includes; each round also
-evaluates 64 such reviews (the eval batch) per variant.
+evaluates 64 such reviews (the eval batch) per variant. The in-process variants run under the default's allocator.
+A setting of the whole process (glibc's allocator) cannot be switched back and forth in one process (memory the
+heap kept stays kept), so PROCESS_VARIANTS are timed in fresh processes, alternating, `--processes` of each,
+`--pairs` rounds in each.
 """
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
+import subprocess
+import sys
 import time
 
 import torch
 
 from bench import write_report
 from bench.cpu import CONFIGS
+from common import memory
 from common.config import load_config
-from common.devices import pick_optim, pick_precision
+from common.devices import pick_allocator, pick_optim, pick_precision
 from common.dropout import FastDropout
 from common.env import collect_env, now_iso
 from common.inference import autocast
@@ -36,6 +44,13 @@ VARIANTS = {
     "full last layer": ("model.last_layer=full",),
     "torch dropout": ("train.dropout_kernel=torch",),
     "torch dropout, fp32": ("train.dropout_kernel=torch", "train.precision=fp32"),
+}
+# name -> overrides of a process-wide setting: each timed in processes of its own (the first is the default).
+PROCESS_VARIANTS = {
+    "default (own process)": (),
+    # glibc's defaults: blocks above its mmap threshold go back to the kernel when freed and come back as fresh,
+    # zeroed pages (common/memory.py).
+    "glibc allocator (own process)": ("train.allocator=system",),
 }
 
 
@@ -62,13 +77,17 @@ def eval_batch(model, precision: str, batch: dict) -> None:
     model.train()
 
 
-def measure(method: str, pairs: int, length: int) -> list:
+def _batches(length: int) -> tuple:
     torch.manual_seed(0)
     ids = torch.randint(1000, 20000, (16, length))
     batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": torch.randint(0, 2, (16,))}
     eval_ids = torch.randint(1000, 20000, (64, length))
-    evals = {"input_ids": eval_ids, "attention_mask": torch.ones_like(eval_ids)}
-    variants = {name: build_variant(method, sets) for name, sets in VARIANTS.items()}
+    return batch, {"input_ids": eval_ids, "attention_mask": torch.ones_like(eval_ids)}
+
+
+def time_rounds(variants: dict, pairs: int, length: int) -> tuple:
+    """Interleaved rounds after one warm-up step each: seconds per training step and per evaluation, per variant."""
+    batch, evals = _batches(length)
     for v in variants.values():  # warm-up: first steps allocate and pick kernels
         train_step(*v, batch)
     times = {name: [] for name in variants}
@@ -82,16 +101,55 @@ def measure(method: str, pairs: int, length: int) -> list:
             t0 = time.perf_counter()
             eval_batch(v[0], v[2], evals)
             eval_times[name].append(time.perf_counter() - t0)
-    rows = []
-    for name, ts in times.items():
-        model, _, precision = variants[name]
-        kernel = "fast" if any(isinstance(m, FastDropout) for m in model.modules()) else "torch"
-        rows.append({"method": method, "variant": name, "precision": precision, "dropout_kernel": kernel,
-                     "optim": "fused" if variants[name][1].defaults.get("fused") else "foreach",
-                     "last_layer": last_layer_label(model),
-                     "ms_per_step": 1000 * statistics.median(ts), "samples_ms": [round(1000 * t, 1) for t in ts],
-                     "eval_ms_per_64": 1000 * statistics.median(eval_times[name])})
-    return rows
+    return times, eval_times
+
+
+def _row(method: str, name: str, variant: tuple, ts: list, eval_ts: list, allocator: str) -> dict:
+    model, opt, precision = variant
+    kernel = "fast" if any(isinstance(m, FastDropout) for m in model.modules()) else "torch"
+    return {"method": method, "variant": name, "precision": precision, "dropout_kernel": kernel,
+            "optim": "fused" if opt.defaults.get("fused") else "foreach", "last_layer": last_layer_label(model),
+            "allocator": allocator, "ms_per_step": 1000 * statistics.median(ts),
+            "samples_ms": [round(1000 * t, 1) for t in ts], "eval_ms_per_64": 1000 * statistics.median(eval_ts),
+            "eval_samples_ms": [round(1000 * t, 1) for t in eval_ts]}
+
+
+def measure(method: str, pairs: int, length: int) -> list:
+    """The in-process variants, all under the default's allocator."""
+    allocator = memory.set_allocator(pick_allocator(load_config(CONFIGS[method], "quick", ()), "cpu"))
+    variants = {name: build_variant(method, sets) for name, sets in VARIANTS.items()}
+    times, eval_times = time_rounds(variants, pairs, length)
+    return [_row(method, name, variants[name], times[name], eval_times[name], allocator) for name in variants]
+
+
+def worker(method: str, sets: tuple, pairs: int, length: int) -> dict:
+    """One process-wide variant in this (fresh) process: its allocator set first, then `pairs` timed rounds."""
+    cfg = load_config(CONFIGS[method], "quick", sets)
+    allocator = memory.set_allocator(pick_allocator(cfg, "cpu"))
+    variant = build_variant(method, sets)
+    times, eval_times = time_rounds({"v": variant}, pairs, length)
+    return _row(method, "", variant, times["v"], eval_times["v"], allocator)
+
+
+def measure_processes(method: str, processes: int, pairs: int, length: int) -> list:
+    """PROCESS_VARIANTS, each in `processes` fresh processes, alternating (A B A B ...); samples pooled."""
+    pooled = {}
+    for _ in range(processes):
+        for name, sets in PROCESS_VARIANTS.items():
+            cmd = [sys.executable, "-m", "bench.cpu_kernels", "--worker", "--methods", method, "--pairs", str(pairs),
+                   "--length", str(length)] + [x for item in sets for x in ("--set", item)]
+            r = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
+            if r.returncode != 0:
+                raise RuntimeError(f"{' '.join(cmd)} failed:\n{r.stderr[-3000:]}")
+            got = json.loads(r.stdout.strip().splitlines()[-1])
+            if name not in pooled:
+                pooled[name] = {**got, "variant": name, "samples_ms": [], "eval_samples_ms": []}
+            pooled[name]["samples_ms"] += got["samples_ms"]
+            pooled[name]["eval_samples_ms"] += got["eval_samples_ms"]
+    for row in pooled.values():
+        row["ms_per_step"] = statistics.median(row["samples_ms"])
+        row["eval_ms_per_64"] = statistics.median(row["eval_samples_ms"])
+    return list(pooled.values())
 
 
 def main(argv=None) -> int:
@@ -99,20 +157,34 @@ def main(argv=None) -> int:
     ap.add_argument("--methods", default="lora,full")
     ap.add_argument("--pairs", type=int, default=6)
     ap.add_argument("--length", type=int, default=128)
+    ap.add_argument("--processes", type=int, default=3, help="fresh processes per process-wide variant (0: none)")
     ap.add_argument("--out", default="results/bench")
+    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # one process-wide variant, JSON out
+    ap.add_argument("--set", action="append", default=[], help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
+    if a.worker:
+        print(json.dumps(worker(a.methods, tuple(a.set), a.pairs, a.length)), flush=True)
+        return 0
     env = collect_env("cpu")
-    rows = [r for m in a.methods.split(",") for r in measure(m, a.pairs, a.length)]
+    rows = []
+    for m in a.methods.split(","):
+        rows += measure(m, a.pairs, a.length)
+        rows += measure_processes(m, a.processes, a.pairs, a.length) if a.processes else []
     lines = [f"Device: {env['device']}; quick-profile model (MiniLM-L6), batch 16 x {a.length} tokens, "
-             f"median of {a.pairs} interleaved rounds of 2 steps and one evaluation of 64 reviews.", "",
-             "| Method | Variant | Precision | Dropout kernel | AdamW | Last layer | ms/step | time vs default | "
-             "eval ms / 64 reviews | time vs default |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             f"median of {a.pairs} interleaved rounds of 2 steps and one evaluation of 64 reviews; the variants "
+             f"marked 'own process' pool {a.pairs} rounds from each of {a.processes} fresh processes per variant, "
+             f"the processes alternating.", "",
+             "| Method | Variant | Precision | Dropout kernel | AdamW | Last layer | Allocator | ms/step | "
+             "time vs default | eval ms / 64 reviews | time vs default |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        base = next(x for x in rows if x["method"] == r["method"] and x["variant"] == "default")
+        own = r["variant"].endswith("(own process)")
+        base = next(x for x in rows if x["method"] == r["method"] and
+                    x["variant"] == ("default (own process)" if own else "default"))
         lines.append(f"| {r['method']} | {r['variant']} | {r['precision']} | {r['dropout_kernel']} | {r['optim']} | "
-                     f"{r['last_layer']} | {r['ms_per_step']:.0f} | {r['ms_per_step'] / base['ms_per_step']:.2f}x | "
-                     f"{r['eval_ms_per_64']:.0f} | {r['eval_ms_per_64'] / base['eval_ms_per_64']:.2f}x |")
+                     f"{r['last_layer']} | {r['allocator']} | {r['ms_per_step']:.0f} | "
+                     f"{r['ms_per_step'] / base['ms_per_step']:.2f}x | {r['eval_ms_per_64']:.0f} | "
+                     f"{r['eval_ms_per_64'] / base['eval_ms_per_64']:.2f}x |")
     text = "\n".join(lines)
     print(text)
     write_report(a.out, f"{now_iso()[:16].replace(':', '')}-cpu-kernels", "CPU training-step A/B",

@@ -1,5 +1,6 @@
 """The benchmark wrapper runs end to end on CPU with a couple of steps (numbers meaningless; the plumbing is not)."""
 import json
+import platform
 
 import pytest
 
@@ -68,8 +69,14 @@ def test_cpu_bench_on_a_small_sample(tmp_path):
 def test_cpu_kernel_ab_reports_each_variant(tmp_path):
     from bench import cpu_kernels
 
-    assert cpu_kernels.main(["--methods", "lora", "--pairs", "1", "--length", "16", "--out", str(tmp_path)]) == 0
+    assert cpu_kernels.main(["--methods", "lora", "--pairs", "1", "--length", "16", "--processes", "1",
+                             "--out", str(tmp_path)]) == 0
     rows = json.loads(next(tmp_path.glob("*-cpu-kernels.json")).read_text())["rows"]
+    # The allocator is the whole process's: its variants ran in processes of their own, with what they asked for.
+    allocators = {r["variant"]: r["allocator"] for r in rows}
+    reuse = "reuse" if platform.libc_ver()[0] == "glibc" else "system"
+    assert allocators["default (own process)"] == reuse and allocators["glibc allocator (own process)"] == "system"
+    assert allocators["default"] == reuse  # the in-process variants run under the default's allocator
     got = {r["variant"]: (r["dropout_kernel"], r["precision"], r["optim"]) for r in rows}
     assert got["default"][0] == "fast" and got["torch dropout"][0] == "torch"
     assert got["torch dropout, fp32"][:2] == ("torch", "fp32")
