@@ -84,13 +84,29 @@ def tokenization_throughput(data_dir: str) -> dict:
     return out
 
 
+def gemm_probe(seconds: float = 1.0) -> float:
+    """The machine's matrix-multiply speed now (GFLOP/s, fp32, a training step's 2,048 x 384 x 1,536 product, all
+    threads), taken just before each side's run: a shared machine's speed drifts (seen here: 120-180 GFLOP/s within an
+    hour, idle), and the table shows whether both sides of a pair ran at the same speed."""
+    import torch  # lazy: only the benchmark's driver probes
+
+    a, b = torch.randn(2048, 384), torch.randn(384, 1536)
+    a @ b  # first call: threads and kernels set up
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        a @ b
+        n += 1
+    return round(2 * 2048 * 384 * 1536 * n / (time.perf_counter() - t0) / 1e9, 1)
+
+
 def _outside(side: dict) -> float:
     return side["wall_s"] - side["train_s"]
 
 
 def _table(rows: list, methods: list) -> list:
     lines = ["| Method | Seed | Baseline: whole / train / outside s, acc | Project: whole / train / outside s, acc | "
-             "Whole-process speed-up | Training speed-up |", "|---|---|---|---|---|---|"]
+             "Whole-process speed-up | Training speed-up | GEMM probe before, GFLOP/s: baseline / project |",
+             "|---|---|---|---|---|---|---|"]
 
     def cells(side):
         return f"{side['wall_s']:.1f} / {side['train_s']:.1f} / {_outside(side):.1f}, {100 * side['accuracy']:.1f}%"
@@ -98,14 +114,14 @@ def _table(rows: list, methods: list) -> list:
     for r in rows:
         p, q = r["plain"], r["project"]
         lines.append(f"| {r['method']} | {r['seed']} | {cells(p)} | {cells(q)} | {p['wall_s'] / q['wall_s']:.2f}x | "
-                     f"{p['train_s'] / q['train_s']:.2f}x |")
+                     f"{p['train_s'] / q['train_s']:.2f}x | {p['gemm_gflops']:.0f} / {q['gemm_gflops']:.0f} |")
     for m in methods:
         mr = [r for r in rows if r["method"] == m]
-        mean = {side: {k: float(np.mean([r[side][k] for r in mr])) for k in ("wall_s", "train_s", "accuracy")}
-                for side in ("plain", "project")}
+        keys = ("wall_s", "train_s", "accuracy", "gemm_gflops")
+        mean = {side: {k: float(np.mean([r[side][k] for r in mr])) for k in keys} for side in ("plain", "project")}
         p, q = mean["plain"], mean["project"]
         lines.append(f"| **{m}** | mean of {len(mr)} | {cells(p)} | {cells(q)} | **{p['wall_s'] / q['wall_s']:.2f}x** | "
-                     f"{p['train_s'] / q['train_s']:.2f}x |")
+                     f"{p['train_s'] / q['train_s']:.2f}x | {p['gemm_gflops']:.0f} / {q['gemm_gflops']:.0f} |")
     return lines
 
 
@@ -157,8 +173,10 @@ def main(argv=None) -> int:
                 sides = {}
                 # Alternate which side goes first, so that a machine drifting (thermal, caches) favours neither.
                 for side in (("plain", "project") if i % 2 == 0 else ("project", "plain")):
+                    probe = gemm_probe()
                     sides[side] = plain_trainer_run(method, a.data, seed, tuple(a.set)) if side == "plain" else \
                         project_run(method, a.data, seed, tmp, tuple(a.set))
+                    sides[side]["gemm_gflops"] = probe
                 rows.append({"method": method, "seed": seed, **sides})
                 p, q = sides["plain"], sides["project"]
                 print(f"[bench-cpu] {method} seed {seed}: baseline {p['wall_s']:.1f} s (train {p['train_s']:.1f}, "
@@ -172,7 +190,8 @@ def main(argv=None) -> int:
              f"sample and settings at {rows[0]['plain']['precision'] if rows else '?'} (learning rate from the "
              f"config, not a sweep). Whole = the process from start to exit, timed from outside (start-up, data, "
              f"tokenization, training, evaluation, and for the project its records, inference timing and summary); "
-             f"outside = whole minus training.", ""]
+             f"outside = whole minus training. GEMM probe: the machine's fp32 matrix-multiply speed just before each "
+             f"run (bench.cpu.gemm_probe); a pair whose probes differ ran on a machine that changed speed.", ""]
     lines += _table(rows, methods) + [""]
     phases = _phases_table(rows)
     if phases:

@@ -1,7 +1,9 @@
 """Same-process A/B of CPU training steps (and evaluation batches): the quick profile's model with each dropout
-kernel, precision, AdamW kernel and last-layer readout; and, each in processes of its own, the allocator setting.
+kernel, precision, AdamW kernel and last-layer readout; and, each in processes of its own, the allocator setting
+and torch.compile.
 
-  python -m bench.cpu_kernels [--methods lora,full] [--pairs 6] [--length 128] [--processes 3] [--out results/bench]
+  python -m bench.cpu_kernels [--methods lora,full] [--pairs 6] [--length 128] [--processes 3]
+      [--process-variants all|"glibc allocator,torch.compile"] [--out results/bench]
 
 Each variant is the model `build_model` makes for the quick profile with one override; steps are timed in
 interleaved rounds (every variant once per round, two steps each), so a noisy, shared machine slows all
@@ -9,8 +11,8 @@ variants alike; the table gives medians. A fixed batch of 16 x `--length` random
 training step (forward, backward, AdamW) from data loading, which `make bench-cpu` includes; each round also
 evaluates 64 such reviews (the eval batch) per variant. The in-process variants run under the default's allocator.
 A setting of the whole process (glibc's allocator) cannot be switched back and forth in one process (memory the
-heap kept stays kept), so PROCESS_VARIANTS are timed in fresh processes, alternating, `--processes` of each,
-`--pairs` rounds in each.
+heap kept stays kept), and a compile's cost depends on what earlier processes left in inductor's cache, so
+PROCESS_VARIANTS are timed in fresh processes, alternating, `--processes` of each, `--pairs` rounds in each.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 import torch
@@ -51,6 +54,9 @@ PROCESS_VARIANTS = {
     # glibc's defaults: blocks above its mmap threshold go back to the kernel when freed and come back as fresh,
     # zeroed pages (common/memory.py).
     "glibc allocator (own process)": ("train.allocator=system",),
+    # torch.compile (inductor) of the model: its processes share an inductor cache that starts empty, so the first
+    # compiles cold and the others find it warm; the table lists each process's first step and evaluation.
+    "torch.compile (own process)": ("train.torch_compile=true",),
 }
 
 
@@ -86,10 +92,16 @@ def _batches(length: int) -> tuple:
 
 
 def time_rounds(variants: dict, pairs: int, length: int) -> tuple:
-    """Interleaved rounds after one warm-up step each: seconds per training step and per evaluation, per variant."""
+    """One warm-up step and evaluation each (timed: a compiled variant compiles there), then interleaved rounds:
+    seconds per training step and per evaluation, per variant, and the warm-up's (step, evaluation) seconds."""
     batch, evals = _batches(length)
-    for v in variants.values():  # warm-up: first steps allocate and pick kernels
+    warmup = {}
+    for name, v in variants.items():  # first steps allocate, pick kernels, compile
+        t0 = time.perf_counter()
         train_step(*v, batch)
+        t1 = time.perf_counter()
+        eval_batch(v[0], v[2], evals)
+        warmup[name] = (round(t1 - t0, 2), round(time.perf_counter() - t1, 2))
     times = {name: [] for name in variants}
     eval_times = {name: [] for name in variants}
     for _ in range(pairs):
@@ -101,51 +113,58 @@ def time_rounds(variants: dict, pairs: int, length: int) -> tuple:
             t0 = time.perf_counter()
             eval_batch(v[0], v[2], evals)
             eval_times[name].append(time.perf_counter() - t0)
-    return times, eval_times
+    return times, eval_times, warmup
 
 
-def _row(method: str, name: str, variant: tuple, ts: list, eval_ts: list, allocator: str) -> dict:
+def _row(method: str, name: str, variant: tuple, ts: list, eval_ts: list, allocator: str, warmup: tuple) -> dict:
     model, opt, precision = variant
     kernel = "fast" if any(isinstance(m, FastDropout) for m in model.modules()) else "torch"
     return {"method": method, "variant": name, "precision": precision, "dropout_kernel": kernel,
             "optim": "fused" if opt.defaults.get("fused") else "foreach", "last_layer": last_layer_label(model),
             "allocator": allocator, "ms_per_step": 1000 * statistics.median(ts),
             "samples_ms": [round(1000 * t, 1) for t in ts], "eval_ms_per_64": 1000 * statistics.median(eval_ts),
-            "eval_samples_ms": [round(1000 * t, 1) for t in eval_ts]}
+            "eval_samples_ms": [round(1000 * t, 1) for t in eval_ts], "warmup_s": [list(warmup)]}
 
 
 def measure(method: str, pairs: int, length: int) -> list:
     """The in-process variants, all under the default's allocator."""
     allocator = memory.set_allocator(pick_allocator(load_config(CONFIGS[method], "quick", ()), "cpu"))
     variants = {name: build_variant(method, sets) for name, sets in VARIANTS.items()}
-    times, eval_times = time_rounds(variants, pairs, length)
-    return [_row(method, name, variants[name], times[name], eval_times[name], allocator) for name in variants]
+    times, eval_times, warmup = time_rounds(variants, pairs, length)
+    return [_row(method, name, variants[name], times[name], eval_times[name], allocator, warmup[name])
+            for name in variants]
 
 
 def worker(method: str, sets: tuple, pairs: int, length: int) -> dict:
-    """One process-wide variant in this (fresh) process: its allocator set first, then `pairs` timed rounds."""
+    """One process-wide variant in this (fresh) process: its allocator set first, the model compiled where
+    train.torch_compile asks (inductor, as the Trainer's torch_compile does), then `pairs` timed rounds."""
     cfg = load_config(CONFIGS[method], "quick", sets)
     allocator = memory.set_allocator(pick_allocator(cfg, "cpu"))
     variant = build_variant(method, sets)
-    times, eval_times = time_rounds({"v": variant}, pairs, length)
-    return _row(method, "", variant, times["v"], eval_times["v"], allocator)
+    if cfg.train.torch_compile:
+        variant[0].compile()
+    times, eval_times, warmup = time_rounds({"v": variant}, pairs, length)
+    return _row(method, "", variant, times["v"], eval_times["v"], allocator, warmup["v"])
 
 
-def measure_processes(method: str, processes: int, pairs: int, length: int) -> list:
-    """PROCESS_VARIANTS, each in `processes` fresh processes, alternating (A B A B ...); samples pooled."""
+def measure_processes(method: str, processes: int, pairs: int, length: int, names: list) -> list:
+    """PROCESS_VARIANTS named, each in `processes` fresh processes, alternating (A B A B ...); samples pooled."""
     pooled = {}
-    for _ in range(processes):
-        for name, sets in PROCESS_VARIANTS.items():
-            cmd = [sys.executable, "-m", "bench.cpu_kernels", "--worker", "--methods", method, "--pairs", str(pairs),
-                   "--length", str(length)] + [x for item in sets for x in ("--set", item)]
-            r = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
-            if r.returncode != 0:
-                raise RuntimeError(f"{' '.join(cmd)} failed:\n{r.stderr[-3000:]}")
-            got = json.loads(r.stdout.strip().splitlines()[-1])
-            if name not in pooled:
-                pooled[name] = {**got, "variant": name, "samples_ms": [], "eval_samples_ms": []}
-            pooled[name]["samples_ms"] += got["samples_ms"]
-            pooled[name]["eval_samples_ms"] += got["eval_samples_ms"]
+    with tempfile.TemporaryDirectory(prefix="imdb-peft-inductor-") as cache:
+        env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "TORCHINDUCTOR_CACHE_DIR": cache}
+        for _ in range(processes):
+            for name in names:
+                sets = PROCESS_VARIANTS[name]
+                cmd = [sys.executable, "-m", "bench.cpu_kernels", "--worker", "--methods", method, "--pairs",
+                       str(pairs), "--length", str(length)] + [x for item in sets for x in ("--set", item)]
+                r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+                if r.returncode != 0:
+                    raise RuntimeError(f"{' '.join(cmd)} failed:\n{r.stderr[-3000:]}")
+                got = json.loads(r.stdout.strip().splitlines()[-1])
+                if name not in pooled:
+                    pooled[name] = {**got, "variant": name, "samples_ms": [], "eval_samples_ms": [], "warmup_s": []}
+                for key in ("samples_ms", "eval_samples_ms", "warmup_s"):
+                    pooled[name][key] += got[key]
     for row in pooled.values():
         row["ms_per_step"] = statistics.median(row["samples_ms"])
         row["eval_ms_per_64"] = statistics.median(row["eval_samples_ms"])
@@ -158,6 +177,8 @@ def main(argv=None) -> int:
     ap.add_argument("--pairs", type=int, default=6)
     ap.add_argument("--length", type=int, default=128)
     ap.add_argument("--processes", type=int, default=3, help="fresh processes per process-wide variant (0: none)")
+    ap.add_argument("--process-variants", default="all", help="which PROCESS_VARIANTS, by the word before "
+                    "'(own process)', comma-separated: default,glibc allocator,torch.compile (the default's always)")
     ap.add_argument("--out", default="results/bench")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # one process-wide variant, JSON out
     ap.add_argument("--set", action="append", default=[], help=argparse.SUPPRESS)
@@ -166,17 +187,21 @@ def main(argv=None) -> int:
         print(json.dumps(worker(a.methods, tuple(a.set), a.pairs, a.length)), flush=True)
         return 0
     env = collect_env("cpu")
+    wanted = {w.strip() for w in a.process_variants.split(",")}
+    names = [n for n in PROCESS_VARIANTS if a.process_variants == "all" or n.startswith("default")
+             or n.removesuffix(" (own process)") in wanted]
     rows = []
     for m in a.methods.split(","):
         rows += measure(m, a.pairs, a.length)
-        rows += measure_processes(m, a.processes, a.pairs, a.length) if a.processes else []
+        rows += measure_processes(m, a.processes, a.pairs, a.length, names) if a.processes else []
     lines = [f"Device: {env['device']}; quick-profile model (MiniLM-L6), batch 16 x {a.length} tokens, "
              f"median of {a.pairs} interleaved rounds of 2 steps and one evaluation of 64 reviews; the variants "
              f"marked 'own process' pool {a.pairs} rounds from each of {a.processes} fresh processes per variant, "
-             f"the processes alternating.", "",
+             f"the processes alternating (first step / first evaluation: one pair per process, in order; "
+             f"torch.compile's first process compiles with an empty cache, the others with a warm one).", "",
              "| Method | Variant | Precision | Dropout kernel | AdamW | Last layer | Allocator | ms/step | "
-             "time vs default | eval ms / 64 reviews | time vs default |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "time vs default | eval ms / 64 reviews | time vs default | first step / first evaluation, s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         own = r["variant"].endswith("(own process)")
         base = next(x for x in rows if x["method"] == r["method"] and
@@ -184,7 +209,8 @@ def main(argv=None) -> int:
         lines.append(f"| {r['method']} | {r['variant']} | {r['precision']} | {r['dropout_kernel']} | {r['optim']} | "
                      f"{r['last_layer']} | {r['allocator']} | {r['ms_per_step']:.0f} | "
                      f"{r['ms_per_step'] / base['ms_per_step']:.2f}x | {r['eval_ms_per_64']:.0f} | "
-                     f"{r['eval_ms_per_64'] / base['eval_ms_per_64']:.2f}x |")
+                     f"{r['eval_ms_per_64'] / base['eval_ms_per_64']:.2f}x | "
+                     f"{'; '.join(f'{a:.1f} / {b:.1f}' for a, b in r['warmup_s'])} |")
     text = "\n".join(lines)
     print(text)
     write_report(a.out, f"{now_iso()[:16].replace(':', '')}-cpu-kernels", "CPU training-step A/B",

@@ -55,12 +55,13 @@ def test_cpu_bench_on_a_small_sample(tmp_path):
     assert row["plain"]["precision"] == row["project"]["precision"] == ("bf16" if cpu_has_native_bf16() else "fp32")
     for side in ("plain", "project"):  # whole process, timed from outside, holds the training
         assert row[side]["wall_s"] > row[side]["train_s"] > 0
+        assert row[side]["gemm_gflops"] > 0  # the machine's speed, probed just before the run
     phases = row["project"]["phases_s"]
     assert {"startup_s", "plan_s", "tokenize_s", "build_model_s", "train_s", "validation_s", "test_s", "save_s",
             "inference_s"} <= set(phases) and all(v is not None and v >= 0 for v in phases.values())
     md = next(tmp_path.glob("*.md")).read_text()
     assert "Overrides for both runs" in md and "| **lora** | mean of 2 |" in md
-    assert "Whole-process speed-up" in md and "| Method | startup | plan | tokenize |" in md
+    assert "Whole-process speed-up" in md and "| Method | startup | plan | tokenize |" in md and "GEMM probe" in md
     cols = cpu.phase_columns(row["project"])
     assert cols["rest"] >= 0 and cols["trainer_other"] >= 0  # phases nest as the record says; none counted twice
     assert sum(cols.values()) == pytest.approx(row["project"]["wall_s"])
@@ -70,13 +71,15 @@ def test_cpu_kernel_ab_reports_each_variant(tmp_path):
     from bench import cpu_kernels
 
     assert cpu_kernels.main(["--methods", "lora", "--pairs", "1", "--length", "16", "--processes", "1",
-                             "--out", str(tmp_path)]) == 0
+                             "--process-variants", "glibc allocator", "--out", str(tmp_path)]) == 0
     rows = json.loads(next(tmp_path.glob("*-cpu-kernels.json")).read_text())["rows"]
     # The allocator is the whole process's: its variants ran in processes of their own, with what they asked for.
     allocators = {r["variant"]: r["allocator"] for r in rows}
     reuse = "reuse" if platform.libc_ver()[0] == "glibc" else "system"
     assert allocators["default (own process)"] == reuse and allocators["glibc allocator (own process)"] == "system"
     assert allocators["default"] == reuse  # the in-process variants run under the default's allocator
+    assert "torch.compile (own process)" not in allocators  # only the process variants asked for (and the default)
+    assert all(len(r["warmup_s"]) == 1 for r in rows)  # one warm-up (step, evaluation) per process
     got = {r["variant"]: (r["dropout_kernel"], r["precision"], r["optim"]) for r in rows}
     assert got["default"][0] == "fast" and got["torch dropout"][0] == "torch"
     assert got["torch dropout, fp32"][:2] == ("torch", "fp32")
