@@ -1,18 +1,16 @@
 """Same-process A/B of CPU training steps (and evaluation batches): the quick profile's model with each dropout
-kernel, precision, AdamW kernel and last-layer readout; and, each in processes of its own, the allocator setting
-and torch.compile.
+kernel, precision, AdamW kernel and last-layer readout; and, in processes of their own, torch.compile.
 
   python -m bench.cpu_kernels [--methods lora,full] [--pairs 6] [--length 128] [--processes 3]
-      [--process-variants all|"glibc allocator,torch.compile"] [--out results/bench]
+      [--process-variants all|torch.compile] [--out results/bench]
 
 Each variant is the model `build_model` makes for the quick profile with one override; steps are timed in
 interleaved rounds (every variant once per round, two steps each), so a noisy, shared machine slows all
 variants alike; the table gives medians. A fixed batch of 16 x `--length` random token ids: this isolates the
 training step (forward, backward, AdamW) from data loading, which `make bench-cpu` includes; each round also
-evaluates 64 such reviews (the eval batch) per variant. The in-process variants run under the default's allocator.
-A setting of the whole process (glibc's allocator) cannot be switched back and forth in one process (memory the
-heap kept stays kept), and a compile's cost depends on what earlier processes left in inductor's cache, so
-PROCESS_VARIANTS are timed in fresh processes, alternating, `--processes` of each, `--pairs` rounds in each.
+evaluates 64 such reviews (the eval batch) per variant. A compile's cost depends on what earlier processes left in
+inductor's cache, so PROCESS_VARIANTS are timed in fresh processes, alternating with the default, `--processes`
+of each, `--pairs` rounds in each.
 """
 from __future__ import annotations
 
@@ -29,9 +27,8 @@ import torch
 
 from bench import write_report
 from bench.cpu import CONFIGS
-from common import memory
 from common.config import load_config
-from common.devices import pick_allocator, pick_optim, pick_precision
+from common.devices import pick_optim, pick_precision
 from common.dropout import FastDropout
 from common.env import collect_env, now_iso
 from common.inference import autocast
@@ -48,12 +45,9 @@ VARIANTS = {
     "torch dropout": ("train.dropout_kernel=torch",),
     "torch dropout, fp32": ("train.dropout_kernel=torch", "train.precision=fp32"),
 }
-# name -> overrides of a process-wide setting: each timed in processes of its own (the first is the default).
+# name -> overrides timed in processes of their own, alternating with the default (the first).
 PROCESS_VARIANTS = {
     "default (own process)": (),
-    # glibc's defaults: blocks above its mmap threshold go back to the kernel when freed and come back as fresh,
-    # zeroed pages (common/memory.py).
-    "glibc allocator (own process)": ("train.allocator=system",),
     # torch.compile (inductor) of the model: its processes share an inductor cache that starts empty, so the first
     # compiles cold and the others find it warm; the table lists each process's first step and evaluation.
     "torch.compile (own process)": ("train.torch_compile=true",),
@@ -116,35 +110,33 @@ def time_rounds(variants: dict, pairs: int, length: int) -> tuple:
     return times, eval_times, warmup
 
 
-def _row(method: str, name: str, variant: tuple, ts: list, eval_ts: list, allocator: str, warmup: tuple) -> dict:
+def _row(method: str, name: str, variant: tuple, ts: list, eval_ts: list, warmup: tuple) -> dict:
     model, opt, precision = variant
     kernel = "fast" if any(isinstance(m, FastDropout) for m in model.modules()) else "torch"
     return {"method": method, "variant": name, "precision": precision, "dropout_kernel": kernel,
             "optim": "fused" if opt.defaults.get("fused") else "foreach", "last_layer": last_layer_label(model),
-            "allocator": allocator, "ms_per_step": 1000 * statistics.median(ts),
+            "ms_per_step": 1000 * statistics.median(ts),
             "samples_ms": [round(1000 * t, 1) for t in ts], "eval_ms_per_64": 1000 * statistics.median(eval_ts),
             "eval_samples_ms": [round(1000 * t, 1) for t in eval_ts], "warmup_s": [list(warmup)]}
 
 
 def measure(method: str, pairs: int, length: int) -> list:
-    """The in-process variants, all under the default's allocator."""
-    allocator = memory.set_allocator(pick_allocator(load_config(CONFIGS[method], "quick", ()), "cpu"))
+    """The in-process variants."""
     variants = {name: build_variant(method, sets) for name, sets in VARIANTS.items()}
     times, eval_times, warmup = time_rounds(variants, pairs, length)
-    return [_row(method, name, variants[name], times[name], eval_times[name], allocator, warmup[name])
+    return [_row(method, name, variants[name], times[name], eval_times[name], warmup[name])
             for name in variants]
 
 
 def worker(method: str, sets: tuple, pairs: int, length: int) -> dict:
-    """One process-wide variant in this (fresh) process: its allocator set first, the model compiled where
-    train.torch_compile asks (inductor, as the Trainer's torch_compile does), then `pairs` timed rounds."""
+    """One process variant in this (fresh) process: the model compiled where train.torch_compile asks (inductor, as
+    the Trainer's torch_compile does), then `pairs` timed rounds."""
     cfg = load_config(CONFIGS[method], "quick", sets)
-    allocator = memory.set_allocator(pick_allocator(cfg, "cpu"))
     variant = build_variant(method, sets)
     if cfg.train.torch_compile:
         variant[0].compile()
     times, eval_times, warmup = time_rounds({"v": variant}, pairs, length)
-    return _row(method, "", variant, times["v"], eval_times["v"], allocator, warmup["v"])
+    return _row(method, "", variant, times["v"], eval_times["v"], warmup["v"])
 
 
 def measure_processes(method: str, processes: int, pairs: int, length: int, names: list) -> list:
@@ -178,7 +170,7 @@ def main(argv=None) -> int:
     ap.add_argument("--length", type=int, default=128)
     ap.add_argument("--processes", type=int, default=3, help="fresh processes per process-wide variant (0: none)")
     ap.add_argument("--process-variants", default="all", help="which PROCESS_VARIANTS, by the word before "
-                    "'(own process)', comma-separated: default,glibc allocator,torch.compile (the default's always)")
+                    "'(own process)', comma-separated: torch.compile (the default runs always)")
     ap.add_argument("--out", default="results/bench")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # one process-wide variant, JSON out
     ap.add_argument("--set", action="append", default=[], help=argparse.SUPPRESS)
@@ -199,15 +191,15 @@ def main(argv=None) -> int:
              f"marked 'own process' pool {a.pairs} rounds from each of {a.processes} fresh processes per variant, "
              f"the processes alternating (first step / first evaluation: one pair per process, in order; "
              f"torch.compile's first process compiles with an empty cache, the others with a warm one).", "",
-             "| Method | Variant | Precision | Dropout kernel | AdamW | Last layer | Allocator | ms/step | "
+             "| Method | Variant | Precision | Dropout kernel | AdamW | Last layer | ms/step | "
              "time vs default | eval ms / 64 reviews | time vs default | first step / first evaluation, s |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         own = r["variant"].endswith("(own process)")
         base = next(x for x in rows if x["method"] == r["method"] and
                     x["variant"] == ("default (own process)" if own else "default"))
         lines.append(f"| {r['method']} | {r['variant']} | {r['precision']} | {r['dropout_kernel']} | {r['optim']} | "
-                     f"{r['last_layer']} | {r['allocator']} | {r['ms_per_step']:.0f} | "
+                     f"{r['last_layer']} | {r['ms_per_step']:.0f} | "
                      f"{r['ms_per_step'] / base['ms_per_step']:.2f}x | {r['eval_ms_per_64']:.0f} | "
                      f"{r['eval_ms_per_64'] / base['eval_ms_per_64']:.2f}x | "
                      f"{'; '.join(f'{a:.1f} / {b:.1f}' for a, b in r['warmup_s'])} |")

@@ -61,15 +61,6 @@ def pick_optim(cfg: RunCfg, device: str) -> str:
     return "adamw_torch_fused" if device == "cuda" or fused_on_cpu else "adamw_torch"
 
 
-def pick_allocator(cfg: RunCfg, device: str) -> str:
-    """auto: reuse on CPU, system on CUDA, where the host allocator is off the step's path. Measured in fresh,
-    alternating processes on the 2-core AMD EPYC Zen 3 (AVX2, fp32; bench.cpu_kernels --processes 3): a quick-profile
-    full-FT step 1,501 ms with glibc's defaults vs 1,064 with reuse, LoRA 861 vs 905 (within that machine's drift);
-    on the AMD EPYC with AVX512-BF16 (bf16, measured in one process) it changed nothing (542 vs 547 ms)."""
-    a = cfg.train.allocator
-    return ("reuse" if device == "cpu" else "system") if a == "auto" else a
-
-
 def pick_attention(cfg: RunCfg, device: str, model_type: str) -> str:
     """auto: sdpa; with the fast dropout kernel, models other than BERT are built eager so that their
     attention-probability dropout uses it too (BERT keeps SDPA and trains eager: build_model)."""

@@ -1,6 +1,5 @@
 """The benchmark wrapper runs end to end on CPU with a couple of steps (numbers meaningless; the plumbing is not)."""
 import json
-import platform
 
 import pytest
 
@@ -70,16 +69,14 @@ def test_cpu_bench_on_a_small_sample(tmp_path):
 def test_cpu_kernel_ab_reports_each_variant(tmp_path):
     from bench import cpu_kernels
 
+    # --process-variants none of PROCESS_VARIANTS' names: the default alone in its own process (a compile takes a
+    # minute); its row pools the fresh process's rounds and keeps that process's warm-up.
     assert cpu_kernels.main(["--methods", "lora", "--pairs", "1", "--length", "16", "--processes", "1",
-                             "--process-variants", "glibc allocator", "--out", str(tmp_path)]) == 0
+                             "--process-variants", "none", "--out", str(tmp_path)]) == 0
     rows = json.loads(next(tmp_path.glob("*-cpu-kernels.json")).read_text())["rows"]
-    # The allocator is the whole process's: its variants ran in processes of their own, with what they asked for.
-    allocators = {r["variant"]: r["allocator"] for r in rows}
-    reuse = "reuse" if platform.libc_ver()[0] == "glibc" else "system"
-    assert allocators["default (own process)"] == reuse and allocators["glibc allocator (own process)"] == "system"
-    assert allocators["default"] == reuse  # the in-process variants run under the default's allocator
-    assert "torch.compile (own process)" not in allocators  # only the process variants asked for (and the default)
-    assert all(len(r["warmup_s"]) == 1 for r in rows)  # one warm-up (step, evaluation) per process
+    names = [r["variant"] for r in rows]
+    assert "default (own process)" in names and "torch.compile (own process)" not in names
+    assert all(len(r["warmup_s"]) == 1 and all(s > 0 for s in r["warmup_s"][0]) for r in rows)
     got = {r["variant"]: (r["dropout_kernel"], r["precision"], r["optim"]) for r in rows}
     assert got["default"][0] == "fast" and got["torch dropout"][0] == "torch"
     assert got["torch dropout, fp32"][:2] == ("torch", "fp32")

@@ -1,13 +1,10 @@
-"""Training pieces: the length-bucket sampler, device/precision/optimizer/allocator choice, metrics, the allocator."""
+"""Training pieces: the length-bucket sampler, device/precision/optimizer choice, metrics."""
 import dataclasses
-import platform
-import resource
 
 import numpy as np
 import pytest
 
-from common import memory
-from common.devices import pick_allocator, pick_optim, pick_precision
+from common.devices import pick_optim, pick_precision
 from common.errors import UserError
 from common.schema import RunCfg, TrainCfg
 from common.training import LengthBucketSampler, classification_metrics
@@ -47,34 +44,8 @@ def test_metrics_loss_is_mean_cross_entropy():
     assert m["loss"] == pytest.approx(expected) and m["accuracy"] == pytest.approx(1 / 3)
 
 
-def test_auto_picks_fused_adamw_and_the_reusing_allocator_on_cpu():
+def test_auto_picks_fused_adamw_on_cpu_too():
     cfg = RunCfg(part="part1")
     assert pick_optim(cfg, "cpu") == "adamw_torch_fused" and pick_optim(cfg, "cuda") == "adamw_torch_fused"
-    assert pick_allocator(cfg, "cpu") == "reuse" and pick_allocator(cfg, "cuda") == "system"
-    plain = dataclasses.replace(cfg, train=TrainCfg(optim="adamw_torch", allocator="system"))
-    assert pick_optim(plain, "cpu") == "adamw_torch" and pick_allocator(plain, "cpu") == "system"
-
-
-def _faults_per_big_block(n: int = 4) -> float:
-    """Minor page faults per allocate-touch-free of a 64 MiB block (above glibc's 32 MiB mmap ceiling)."""
-    import torch
-
-    f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    for _ in range(n):
-        torch.ones(16 * 2**20).sum()  # 16 Mi float32 = 64 MiB, touched, then freed
-    return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0) / n
-
-
-@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the allocator settings are glibc's")
-def test_reuse_allocator_stops_faulting_in_freed_memory_again():
-    try:
-        assert memory.set_allocator("system") == "system"
-        system = _faults_per_big_block()
-        assert memory.set_allocator("reuse") == "reuse"
-        _faults_per_big_block(1)  # the heap grows once
-        reuse = _faults_per_big_block()
-    finally:
-        memory.set_allocator("system")
-        memory.release_freed()
-    assert system > 10_000  # 64 MiB / 4 KiB pages = 16,384 faults each time
-    assert reuse < system / 20, (system, reuse)
+    plain = dataclasses.replace(cfg, train=TrainCfg(optim="adamw_torch"))
+    assert pick_optim(plain, "cpu") == "adamw_torch"
