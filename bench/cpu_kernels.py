@@ -2,7 +2,7 @@
 kernel, precision, AdamW kernel and last-layer readout; and, in processes of their own, torch.compile.
 
   python -m bench.cpu_kernels [--methods lora,full] [--pairs 6] [--length 128] [--processes 3]
-      [--process-variants all|torch.compile] [--out results/bench]
+      [--process-variants all|torch.compile] [--profile 3] [--out results/bench]
 
 Each variant is the model `build_model` makes for the quick profile with one override; steps are timed in
 interleaved rounds (every variant once per round, two steps each), so a noisy, shared machine slows all
@@ -10,7 +10,9 @@ variants alike; the table gives medians. A fixed batch of 16 x `--length` random
 training step (forward, backward, AdamW) from data loading, which `make bench-cpu` includes; each round also
 evaluates 64 such reviews (the eval batch) per variant. A compile's cost depends on what earlier processes left in
 inductor's cache, so PROCESS_VARIANTS are timed in fresh processes, alternating with the default, `--processes`
-of each, `--pairs` rounds in each.
+of each, `--pairs` rounds in each. `--profile N` also runs N steps of the default under torch.profiler and sorts
+their time into kinds of work (OP_KINDS): matrix products with their GFLOP/s, attention-probability element-wise
+work, dropout masks, GELU, AdamW, ...: where a step's time goes, hence what a faster kernel could still save.
 """
 from __future__ import annotations
 
@@ -52,6 +54,86 @@ PROCESS_VARIANTS = {
     # compiles cold and the others find it warm; the table lists each process's first step and evaluation.
     "torch.compile (own process)": ("train.torch_compile=true",),
 }
+
+
+# Kinds of work in a profiled step, by aten op (self time; first match wins). A 4-D input whose last two sizes are
+# equal is an attention score / probability tensor (batch, heads, query, key): scale, mask, softmax, dropout, casts.
+MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::bmm")
+OP_KINDS = (
+    ("matrix products (mm, addmm, bmm)", lambda op, shape: op in MATMUL_OPS),
+    ("dropout masks (random bits, compare)", lambda op, shape: op in ("aten::random_", "aten::ge", "aten::bernoulli_")),
+    ("attention probabilities, element-wise (scale, mask, softmax, dropout, casts)",
+     lambda op, shape: len(shape) == 4 and shape[-1] == shape[-2]),
+    ("GELU (forward, backward)", lambda op, shape: op.startswith("aten::gelu")),
+    ("AdamW step", lambda op, shape: "adam" in op.lower()),
+    ("layer norm", lambda op, shape: "layer_norm" in op),
+    ("other element-wise, copies, autograd", lambda op, shape: True),
+)
+
+
+def matmul_flops(op: str, shapes: list) -> int:
+    """Floating-point operations of one mm / addmm / bmm from its input shapes (2 per multiply-add; 0 for others):
+    mm [m, k] x [k, n] and addmm (bias, [m, k], [k, n]): 2mkn; bmm [b, m, k] x [b, k, n]: 2bmkn."""
+    if op == "aten::addmm":
+        shapes = shapes[1:]
+    if op not in MATMUL_OPS or len(shapes) < 2 or not shapes[0] or not shapes[1]:
+        return 0
+    a, b = shapes[0], shapes[1]
+    batch = a[0] if op == "aten::bmm" else 1
+    return 2 * batch * a[-2] * a[-1] * b[-1]
+
+
+def op_kind(op: str, shapes: list) -> str:
+    first = shapes[0] if shapes and shapes[0] else []
+    return next(name for name, match in OP_KINDS if match(op, first))
+
+
+def profile_steps(method: str, steps: int, length: int) -> dict:
+    """`steps` training steps of the default variant under torch.profiler (after two untimed ones), self time per
+    kind of work: ms per step, share, and the matrix products' GFLOP/s; and the same steps' median unprofiled."""
+    from torch.profiler import ProfilerActivity, profile  # lazy: only --profile uses the profiler
+
+    variant = build_variant(method, VARIANTS["default"])
+    batch, _ = _batches(length)
+    for _ in range(2):
+        train_step(*variant, batch)
+    plain = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        train_step(*variant, batch)
+        plain.append(time.perf_counter() - t0)
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        for _ in range(steps):
+            train_step(*variant, batch)
+    kinds = {name: {"ms": 0.0, "flops": 0} for name, _ in OP_KINDS}
+    for e in prof.key_averages(group_by_input_shape=True):
+        shapes = [list(s) for s in e.input_shapes]
+        k = kinds[op_kind(e.key, shapes)]
+        k["ms"] += e.self_cpu_time_total / 1000 / steps
+        k["flops"] += matmul_flops(e.key, shapes) * e.count // steps
+    total = sum(k["ms"] for k in kinds.values())
+    return {"method": method, "steps": steps, "profiled_ms_per_step": total,
+            "unprofiled_ms_per_step": 1000 * statistics.median(plain),
+            "kinds": [{"kind": name, "ms_per_step": k["ms"], "share": k["ms"] / total if total else 0.0,
+                       "gflop_per_step": k["flops"] / 1e9,
+                       "gflops": k["flops"] / 1e6 / k["ms"] if k["flops"] and k["ms"] else None}
+                      for name, k in kinds.items()]}
+
+
+def _profile_lines(profiles: list, length: int) -> list:
+    lines = ["", f"Where a default training step's time goes (torch.profiler, self time per op, batch 16 x {length}; "
+             "the profiler's own overhead makes a profiled step slower than the unprofiled median given):", "",
+             "| Method | Kind of work | ms / step | share | GFLOP / step | GFLOP/s |", "|---|---|---|---|---|---|"]
+    for p in profiles:
+        for k in p["kinds"]:
+            rate = f"{k['gflops']:.0f}" if k["gflops"] else "–"
+            flop = f"{k['gflop_per_step']:.1f}" if k["gflop_per_step"] else "–"
+            lines.append(f"| {p['method']} | {k['kind']} | {k['ms_per_step']:.0f} | {100 * k['share']:.0f}% | "
+                         f"{flop} | {rate} |")
+        steps = f"{p['steps']} step{'s' if p['steps'] > 1 else ''}"
+        lines.append(f"| {p['method']} | **profiled step** ({steps}; unprofiled median "
+                     f"{p['unprofiled_ms_per_step']:.0f} ms) | {p['profiled_ms_per_step']:.0f} | 100% | | |")
+    return lines
 
 
 def build_variant(method: str, sets: tuple):
@@ -171,6 +253,7 @@ def main(argv=None) -> int:
     ap.add_argument("--processes", type=int, default=3, help="fresh processes per process-wide variant (0: none)")
     ap.add_argument("--process-variants", default="all", help="which PROCESS_VARIANTS, by the word before "
                     "'(own process)', comma-separated: torch.compile (the default runs always)")
+    ap.add_argument("--profile", type=int, default=0, help="also profile this many default steps per method")
     ap.add_argument("--out", default="results/bench")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # one process-wide variant, JSON out
     ap.add_argument("--set", action="append", default=[], help=argparse.SUPPRESS)
@@ -182,10 +265,11 @@ def main(argv=None) -> int:
     wanted = {w.strip() for w in a.process_variants.split(",")}
     names = [n for n in PROCESS_VARIANTS if a.process_variants == "all" or n.startswith("default")
              or n.removesuffix(" (own process)") in wanted]
-    rows = []
+    rows, profiles = [], []
     for m in a.methods.split(","):
         rows += measure(m, a.pairs, a.length)
         rows += measure_processes(m, a.processes, a.pairs, a.length, names) if a.processes else []
+        profiles += [profile_steps(m, a.profile, a.length)] if a.profile else []
     lines = [f"Device: {env['device']}; quick-profile model (MiniLM-L6), batch 16 x {a.length} tokens, "
              f"median of {a.pairs} interleaved rounds of 2 steps and one evaluation of 64 reviews; the variants "
              f"marked 'own process' pool {a.pairs} rounds from each of {a.processes} fresh processes per variant, "
@@ -203,10 +287,10 @@ def main(argv=None) -> int:
                      f"{r['ms_per_step'] / base['ms_per_step']:.2f}x | {r['eval_ms_per_64']:.0f} | "
                      f"{r['eval_ms_per_64'] / base['eval_ms_per_64']:.2f}x | "
                      f"{'; '.join(f'{a:.1f} / {b:.1f}' for a, b in r['warmup_s'])} |")
-    text = "\n".join(lines)
+    text = "\n".join(lines + (_profile_lines(profiles, a.length) if profiles else []))
     print(text)
     write_report(a.out, f"{now_iso()[:16].replace(':', '')}-cpu-kernels", "CPU training-step A/B",
-                 "bench.cpu_kernels", argv, env, text, {"rows": rows})
+                 "bench.cpu_kernels", argv, env, text, {"rows": rows, "profiles": profiles})
     return 0
 
 

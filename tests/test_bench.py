@@ -72,8 +72,9 @@ def test_cpu_kernel_ab_reports_each_variant(tmp_path):
     # --process-variants none of PROCESS_VARIANTS' names: the default alone in its own process (a compile takes a
     # minute); its row pools the fresh process's rounds and keeps that process's warm-up.
     assert cpu_kernels.main(["--methods", "lora", "--pairs", "1", "--length", "16", "--processes", "1",
-                             "--process-variants", "none", "--out", str(tmp_path)]) == 0
-    rows = json.loads(next(tmp_path.glob("*-cpu-kernels.json")).read_text())["rows"]
+                             "--process-variants", "none", "--profile", "1", "--out", str(tmp_path)]) == 0
+    report = json.loads(next(tmp_path.glob("*-cpu-kernels.json")).read_text())
+    rows = report["rows"]
     names = [r["variant"] for r in rows]
     assert "default (own process)" in names and "torch.compile (own process)" not in names
     assert all(len(r["warmup_s"]) == 1 and all(s > 0 for s in r["warmup_s"][0]) for r in rows)
@@ -85,3 +86,27 @@ def test_cpu_kernel_ab_reports_each_variant(tmp_path):
     layers = {r["variant"]: r["last_layer"] for r in rows}
     assert layers["default"] == "cls" and layers["full last layer"] == "full"
     assert layers["torch dropout"] == "full"  # auto: cls only where the random stream stays the run's
+    (prof,) = report["profiles"]
+    kinds = {k["kind"]: k for k in prof["kinds"]}
+    assert sum(k["share"] for k in kinds.values()) == pytest.approx(1.0)
+    assert sum(k["ms_per_step"] for k in kinds.values()) == pytest.approx(prof["profiled_ms_per_step"])
+    products = kinds["matrix products (mm, addmm, bmm)"]
+    assert products["gflop_per_step"] > 0 and products["gflops"] > 0 and products["share"] > 0.2
+    assert all(k["gflops"] is None for name, k in kinds.items() if name != products["kind"])
+    assert kinds["dropout masks (random bits, compare)"]["ms_per_step"] > 0  # the fast kernel's random_ and ge
+
+
+def test_kernel_profile_counts_matrix_flops_and_sorts_ops_by_kind():
+    from bench.cpu_kernels import matmul_flops, op_kind
+
+    assert matmul_flops("aten::mm", [[4, 3], [3, 5]]) == 2 * 4 * 3 * 5
+    assert matmul_flops("aten::addmm", [[5], [4, 3], [3, 5], [], []]) == 2 * 4 * 3 * 5  # the bias is not a product
+    assert matmul_flops("aten::bmm", [[2, 4, 3], [2, 3, 5]]) == 2 * 2 * 4 * 3 * 5
+    assert matmul_flops("aten::mul", [[4, 3], [4, 3]]) == 0
+    attention = "attention probabilities, element-wise (scale, mask, softmax, dropout, casts)"
+    assert op_kind("aten::_softmax", [[16, 12, 128, 128], [], []]) == attention
+    assert op_kind("aten::bmm", [[192, 128, 128], [192, 128, 32]]) == "matrix products (mm, addmm, bmm)"
+    assert op_kind("aten::random_", [[190464], [], [], []]) == "dropout masks (random bits, compare)"
+    assert op_kind("aten::gelu_backward", [[16, 128, 1536], [16, 128, 1536], []]) == "GELU (forward, backward)"
+    assert op_kind("aten::_fused_adamw_", [[], [], []]) == "AdamW step"
+    assert op_kind("aten::mul", [[16, 128, 384], [16, 128, 384]]) == "other element-wise, copies, autograd"
