@@ -10,9 +10,10 @@ variants alike; the table gives medians. A fixed batch of 16 x `--length` random
 training step (forward, backward, AdamW) from data loading, which `make bench-cpu` includes; each round also
 evaluates 64 such reviews (the eval batch) per variant. A compile's cost depends on what earlier processes left in
 inductor's cache, so PROCESS_VARIANTS are timed in fresh processes, alternating with the default, `--processes`
-of each, `--pairs` rounds in each. `--profile N` also runs N steps of the default under torch.profiler and sorts
-their time into kinds of work (OP_KINDS): matrix products with their GFLOP/s, attention-probability element-wise
-work, dropout masks, GELU, AdamW, ...: where a step's time goes, hence what a faster kernel could still save.
+of each, `--pairs` rounds in each. `--profile N` also runs N steps of the default (and of torch dropout, nearest
+the plain Trainer) under torch.profiler and sorts their time into kinds of work (OP_KINDS): matrix products with
+their GFLOP, attention-probability element-wise work, dropout masks, GELU, AdamW, ...; and it replays the step's
+matrix products alone between unprofiled steps: where a step's time goes, hence what faster kernels could save.
 """
 from __future__ import annotations
 
@@ -88,32 +89,63 @@ def op_kind(op: str, shapes: list) -> str:
     return next(name for name, match in OP_KINDS if match(op, first))
 
 
-def profile_steps(method: str, steps: int, length: int) -> dict:
-    """`steps` training steps of the default variant under torch.profiler (after two untimed ones), self time per
-    kind of work: ms per step, share, and the matrix products' GFLOP/s; and the same steps' median unprofiled."""
+def replay_matmuls(calls: list) -> float:
+    """Seconds the (op, input shapes, calls per step) matrix products take run alone, back to back, on fresh
+    contiguous operands (after one untimed call each): a step's products without the profiler's per-op overhead,
+    which falls mostly on the many small element-wise ops."""
+    fns = {"aten::mm": torch.mm, "aten::addmm": torch.addmm, "aten::bmm": torch.bmm}
+    work = [(fns[op], [torch.randn(*s) for s in (shapes[:3] if op == "aten::addmm" else shapes[:2])], count)
+            for op, shapes, count in calls]
+    for fn, args, _ in work:
+        fn(*args)
+    total = 0.0
+    for fn, args, count in work:
+        t0 = time.perf_counter()
+        for _ in range(round(count)):
+            fn(*args)
+        total += time.perf_counter() - t0
+    return total
+
+
+# Profiled with --profile: the project's default and the variant nearest the plain Trainer baseline (torch's dropout,
+# so the full last layer too), whose products a reader can set against the project's.
+PROFILED_VARIANTS = ("default", "torch dropout")
+
+
+def profile_steps(method: str, steps: int, length: int, name: str = "default") -> dict:
+    """`steps` training steps of VARIANTS[name] under torch.profiler (after two untimed ones), self time per
+    kind of work: ms per step, share, and the matrix products' GFLOP/s. Then `steps` rounds, each an unprofiled step
+    and the step's matrix products replayed alone (replay_matmuls): the machine's speed drifts, so the products'
+    share of a step is taken per round, and the median given."""
     from torch.profiler import ProfilerActivity, profile  # lazy: only --profile uses the profiler
 
-    variant = build_variant(method, VARIANTS["default"])
+    variant = build_variant(method, VARIANTS[name])
     batch, _ = _batches(length)
     for _ in range(2):
         train_step(*variant, batch)
-    plain = []
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        train_step(*variant, batch)
-        plain.append(time.perf_counter() - t0)
     with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
         for _ in range(steps):
             train_step(*variant, batch)
     kinds = {name: {"ms": 0.0, "flops": 0} for name, _ in OP_KINDS}
+    matmuls = []
     for e in prof.key_averages(group_by_input_shape=True):
         shapes = [list(s) for s in e.input_shapes]
+        if matmul_flops(e.key, shapes):
+            matmuls.append((e.key, shapes, e.count / steps))
         k = kinds[op_kind(e.key, shapes)]
         k["ms"] += e.self_cpu_time_total / 1000 / steps
         k["flops"] += matmul_flops(e.key, shapes) * e.count // steps
+    plain, replayed = [], []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        train_step(*variant, batch)
+        plain.append(time.perf_counter() - t0)
+        replayed.append(replay_matmuls(matmuls))
     total = sum(k["ms"] for k in kinds.values())
-    return {"method": method, "steps": steps, "profiled_ms_per_step": total,
+    return {"method": method, "variant": name, "steps": steps, "profiled_ms_per_step": total,
             "unprofiled_ms_per_step": 1000 * statistics.median(plain),
+            "matmuls_replayed_ms_per_step": 1000 * statistics.median(replayed),
+            "matmuls_replayed_share": statistics.median(r / s for r, s in zip(replayed, plain)),
             "kinds": [{"kind": name, "ms_per_step": k["ms"], "share": k["ms"] / total if total else 0.0,
                        "gflop_per_step": k["flops"] / 1e9,
                        "gflops": k["flops"] / 1e6 / k["ms"] if k["flops"] and k["ms"] else None}
@@ -123,16 +155,23 @@ def profile_steps(method: str, steps: int, length: int) -> dict:
 def _profile_lines(profiles: list, length: int) -> list:
     lines = ["", f"Where a default training step's time goes (torch.profiler, self time per op, batch 16 x {length}; "
              "the profiler's own overhead makes a profiled step slower than the unprofiled median given):", "",
-             "| Method | Kind of work | ms / step | share | GFLOP / step | GFLOP/s |", "|---|---|---|---|---|---|"]
+             "| Method | Variant | Kind of work | ms / step | share | GFLOP / step | GFLOP/s |",
+             "|---|---|---|---|---|---|---|"]
     for p in profiles:
         for k in p["kinds"]:
             rate = f"{k['gflops']:.0f}" if k["gflops"] else "–"
             flop = f"{k['gflop_per_step']:.1f}" if k["gflop_per_step"] else "–"
-            lines.append(f"| {p['method']} | {k['kind']} | {k['ms_per_step']:.0f} | {100 * k['share']:.0f}% | "
-                         f"{flop} | {rate} |")
+            lines.append(f"| {p['method']} | {p['variant']} | {k['kind']} | {k['ms_per_step']:.0f} | "
+                         f"{100 * k['share']:.0f}% | {flop} | {rate} |")
         steps = f"{p['steps']} step{'s' if p['steps'] > 1 else ''}"
-        lines.append(f"| {p['method']} | **profiled step** ({steps}; unprofiled median "
+        lines.append(f"| {p['method']} | {p['variant']} | **profiled step** ({steps}; unprofiled median "
                      f"{p['unprofiled_ms_per_step']:.0f} ms) | {p['profiled_ms_per_step']:.0f} | 100% | | |")
+        flop = sum(k["gflop_per_step"] for k in p["kinds"])
+        lines.append(f"| {p['method']} | {p['variant']} | matrix products replayed alone (same shapes and counts, "
+                     f"contiguous operands; rounds alternate with unprofiled steps) | "
+                     f"{p['matmuls_replayed_ms_per_step']:.0f} | "
+                     f"{100 * p['matmuls_replayed_share']:.0f}% of an unprofiled step | {flop:.1f} | "
+                     f"{flop * 1000 / p['matmuls_replayed_ms_per_step']:.0f} |")
     return lines
 
 
@@ -269,7 +308,7 @@ def main(argv=None) -> int:
     for m in a.methods.split(","):
         rows += measure(m, a.pairs, a.length)
         rows += measure_processes(m, a.processes, a.pairs, a.length, names) if a.processes else []
-        profiles += [profile_steps(m, a.profile, a.length)] if a.profile else []
+        profiles += [profile_steps(m, a.profile, a.length, v) for v in PROFILED_VARIANTS] if a.profile else []
     lines = [f"Device: {env['device']}; quick-profile model (MiniLM-L6), batch 16 x {a.length} tokens, "
              f"median of {a.pairs} interleaved rounds of 2 steps and one evaluation of 64 reviews; the variants "
              f"marked 'own process' pool {a.pairs} rounds from each of {a.processes} fresh processes per variant, "

@@ -86,7 +86,8 @@ def test_cpu_kernel_ab_reports_each_variant(tmp_path):
     layers = {r["variant"]: r["last_layer"] for r in rows}
     assert layers["default"] == "cls" and layers["full last layer"] == "full"
     assert layers["torch dropout"] == "full"  # auto: cls only where the random stream stays the run's
-    (prof,) = report["profiles"]
+    prof, nearest_baseline = report["profiles"]
+    assert (prof["variant"], nearest_baseline["variant"]) == ("default", "torch dropout")
     kinds = {k["kind"]: k for k in prof["kinds"]}
     assert sum(k["share"] for k in kinds.values()) == pytest.approx(1.0)
     assert sum(k["ms_per_step"] for k in kinds.values()) == pytest.approx(prof["profiled_ms_per_step"])
@@ -94,6 +95,7 @@ def test_cpu_kernel_ab_reports_each_variant(tmp_path):
     assert products["gflop_per_step"] > 0 and products["gflops"] > 0 and products["share"] > 0.2
     assert all(k["gflops"] is None for name, k in kinds.items() if name != products["kind"])
     assert kinds["dropout masks (random bits, compare)"]["ms_per_step"] > 0  # the fast kernel's random_ and ge
+    assert prof["matmuls_replayed_ms_per_step"] > 0 and prof["matmuls_replayed_share"] > 0
 
 
 def test_kernel_profile_counts_matrix_flops_and_sorts_ops_by_kind():
