@@ -112,14 +112,14 @@ def replay_matmuls(calls: list) -> float:
 PROFILED_VARIANTS = ("default", "torch dropout")
 
 
-def profile_steps(method: str, steps: int, length: int, name: str = "default") -> dict:
-    """`steps` training steps of VARIANTS[name] under torch.profiler (after two untimed ones), self time per
+def profile_steps(method: str, steps: int, length: int, variant_name: str = "default") -> dict:
+    """`steps` training steps of VARIANTS[variant_name] under torch.profiler (after two untimed ones), self time per
     kind of work: ms per step, share, and the matrix products' GFLOP/s. Then `steps` rounds, each an unprofiled step
     and the step's matrix products replayed alone (replay_matmuls): the machine's speed drifts, so the products'
     share of a step is taken per round, and the median given."""
     from torch.profiler import ProfilerActivity, profile  # lazy: only --profile uses the profiler
 
-    variant = build_variant(method, VARIANTS[name])
+    variant = build_variant(method, VARIANTS[variant_name])
     batch, _ = _batches(length)
     for _ in range(2):
         train_step(*variant, batch)
@@ -142,7 +142,7 @@ def profile_steps(method: str, steps: int, length: int, name: str = "default") -
         plain.append(time.perf_counter() - t0)
         replayed.append(replay_matmuls(matmuls))
     total = sum(k["ms"] for k in kinds.values())
-    return {"method": method, "variant": name, "steps": steps, "profiled_ms_per_step": total,
+    return {"method": method, "variant": variant_name, "steps": steps, "profiled_ms_per_step": total,
             "unprofiled_ms_per_step": 1000 * statistics.median(plain),
             "matmuls_replayed_ms_per_step": 1000 * statistics.median(replayed),
             "matmuls_replayed_share": statistics.median(r / s for r, s in zip(replayed, plain)),
@@ -153,7 +153,7 @@ def profile_steps(method: str, steps: int, length: int, name: str = "default") -
 
 
 def _profile_lines(profiles: list, length: int) -> list:
-    lines = ["", f"Where a default training step's time goes (torch.profiler, self time per op, batch 16 x {length}; "
+    lines = ["", f"Where a training step's time goes (torch.profiler, self time per op, batch 16 x {length}; "
              "the profiler's own overhead makes a profiled step slower than the unprofiled median given):", "",
              "| Method | Variant | Kind of work | ms / step | share | GFLOP / step | GFLOP/s |",
              "|---|---|---|---|---|---|---|"]
