@@ -130,11 +130,12 @@ def profile_steps(method: str, steps: int, length: int, variant_name: str = "def
     matmuls = []
     for e in prof.key_averages(group_by_input_shape=True):
         shapes = [list(s) for s in e.input_shapes]
-        if matmul_flops(e.key, shapes):
+        flops = matmul_flops(e.key, shapes)
+        if flops:
             matmuls.append((e.key, shapes, e.count / steps))
         k = kinds[op_kind(e.key, shapes)]
         k["ms"] += e.self_cpu_time_total / 1000 / steps
-        k["flops"] += matmul_flops(e.key, shapes) * e.count // steps
+        k["flops"] += flops * e.count // steps
     plain, replayed = [], []
     for _ in range(steps):
         t0 = time.perf_counter()
@@ -292,7 +293,8 @@ def main(argv=None) -> int:
     ap.add_argument("--processes", type=int, default=3, help="fresh processes per process-wide variant (0: none)")
     ap.add_argument("--process-variants", default="all", help="which PROCESS_VARIANTS, by the word before "
                     "'(own process)', comma-separated: torch.compile (the default runs always)")
-    ap.add_argument("--profile", type=int, default=0, help="also profile this many default steps per method")
+    ap.add_argument("--profile", type=int, default=0, help="also profile this many steps per method of each "
+                    "PROFILED_VARIANTS (the default, torch dropout) and replay their matrix products")
     ap.add_argument("--out", default="results/bench")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # one process-wide variant, JSON out
     ap.add_argument("--set", action="append", default=[], help=argparse.SUPPRESS)
