@@ -1,10 +1,11 @@
 """Readout: the last encoder layer computed only for the position the classification head reads ([CLS]).
 
 Why: a BERT sequence classifier reads one position of the last layer (the pooler takes hidden_states[:, 0]), yet
-the layer computes all of them. Keys and values must still come from every position, so the layer's attention runs
-whole; from its output on, only row 0 is kept: the attention output projection, its LayerNorm and the feed-forward
-block. Per position a MiniLM-L6 layer does 4 x 384^2 (Q, K, V, O) + 2 x 384 x 1536 (FFN) = 1.77M multiply-adds;
-O and the FFN, 1.33M of them, now run for one row: ~12.5% of the encoder's products (6 layers).
+the layer computes all of them. Keys and values must still come from every position; from the attention's output
+on, only row 0 is kept: the output projection, its LayerNorm and the feed-forward block. Per position a MiniLM-L6
+layer does 4 x 384^2 (Q, K, V, O) + 2 x 384 x 1536 (FFN) = 1.77M multiply-adds; O and the FFN, 1.33M of them, now
+run for one row: ~12.5% of the encoder's products (6 layers). While training with the fast dropout kernel the
+attention computes row 0's query only, too (common/dropout.py: its Q projection and 1/128 of its score rows).
 The [CLS] row is the same computation as before: same weights, same masks (masks_drawn_at_rows draws the skipped
 rows' dropout masks too, so the random stream is unchanged), so a run gives the same numbers up to the rounding of
 a differently shaped matrix product (tests/test_readout.py: fp32 logits and gradients equal to 1e-5 for every
@@ -65,6 +66,9 @@ def last_layer_for_cls_only(model: torch.nn.Module) -> bool:
         return True
     last.attention.__class__ = _first_row_attention(type(last.attention))
     last.__class__ = _first_row_layer(type(last))
+    # Its queries too, where the attention honours it (common/dropout.py: BERT in training with the fast kernel;
+    # elsewhere FirstRowAttention's cut alone): 1 of 128 rows of the layer's Q projection and attention maths.
+    last.attention.self.query_rows = 1
     return True
 
 

@@ -131,3 +131,37 @@ def test_cls_only_last_layer_is_the_same_under_gradient_checkpointing(method, ti
     assert torch.allclose(la, lb, atol=1e-5) and torch.equal(ra, rb) and ga.keys() == gb.keys() and ga
     for name in ga:
         assert torch.allclose(ga[name], gb[name], atol=1e-5, rtol=1e-4), name
+
+
+@pytest.mark.parametrize("method", PART3_METHODS)
+def test_training_attention_is_berts_eager_attention(method, tiny_data, monkeypatch):
+    """common/dropout.py's training attention (fewer passes, row 0's query in the last layer) against BERT's own
+    eager forward with the same fast dropout: same logits, gradients and random stream, padding and prefixes in."""
+    from transformers.models.bert.modeling_bert import BertSelfAttention
+
+    import common.dropout
+    from common.models import build_model
+
+    batch = _batch()
+    fast = common.dropout.bert_attention_in_training
+    calls = []
+
+    def counted(*args):
+        calls.append(1)
+        return fast(*args)
+
+    def berts_own(self, hidden_states, attention_mask, past_key_values, cache_position):
+        return BertSelfAttention.forward(self, hidden_states, attention_mask, None, None, past_key_values, False,
+                                         cache_position)
+
+    got = []
+    for impl in (counted, berts_own):
+        monkeypatch.setattr(common.dropout, "bert_attention_in_training", impl)
+        got.append(_step(build_model(_cfg(method, tiny_data)), batch))
+    # AdapterHub replaces BERT's attention classes with its own (SDPA with its dropout inside): neither path runs.
+    assert len(calls) == (0 if method == "adapter" else 2)
+    (la, ga, ra), (lb, gb, rb) = got
+    assert torch.allclose(la, lb, atol=1e-5), (la - lb).abs().max()
+    assert torch.equal(ra, rb) and ga.keys() == gb.keys() and ga
+    for name in ga:
+        assert torch.allclose(ga[name], gb[name], atol=1e-5, rtol=1e-4), name
