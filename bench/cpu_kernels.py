@@ -30,8 +30,9 @@ import torch
 
 from bench import write_report
 from bench.cpu import CONFIGS
+from common import memory
 from common.config import load_config
-from common.devices import pick_optim, pick_precision
+from common.devices import pick_allocator, pick_optim, pick_precision
 from common.dropout import FastDropout
 from common.env import collect_env, now_iso
 from common.inference import autocast
@@ -299,6 +300,8 @@ def main(argv=None) -> int:
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # one process-wide variant, JSON out
     ap.add_argument("--set", action="append", default=[], help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
+    # The host allocator the project's CPU runs use (train.allocator auto), for every variant: it is the process's.
+    allocator = memory.set_allocator(pick_allocator(load_config(CONFIGS["full"], "quick", ()), "cpu"))
     if a.worker:
         print(json.dumps(worker(a.methods, tuple(a.set), a.pairs, a.length)), flush=True)
         return 0
@@ -312,6 +315,7 @@ def main(argv=None) -> int:
         rows += measure_processes(m, a.processes, a.pairs, a.length, names) if a.processes else []
         profiles += [profile_steps(m, a.profile, a.length, v) for v in PROFILED_VARIANTS] if a.profile else []
     lines = [f"Device: {env['device']}; quick-profile model (MiniLM-L6), batch 16 x {a.length} tokens, "
+             f"glibc allocator setting {allocator} (train.allocator), "
              f"median of {a.pairs} interleaved rounds of 2 steps and one evaluation of 64 reviews; the variants "
              f"marked 'own process' pool {a.pairs} rounds from each of {a.processes} fresh processes per variant, "
              f"the processes alternating (first step / first evaluation: one pair per process, in order; "

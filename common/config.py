@@ -317,6 +317,7 @@ def validate(cfg: RunCfg, sources: dict, default_src: str, check_paths: bool = T
     choice("train.device", t.device, DEVICES)
     choice("train.padding", t.padding, ("dynamic", "max_length"))
     choice("train.optim", t.optim, ("auto", "adamw_torch", "adamw_torch_fused"))
+    choice("train.allocator", t.allocator, ("auto", "reuse", "system"))
     choice("train.dropout_kernel", t.dropout_kernel, ("auto", "torch", "fast"))
     at_least("train.dataloader_workers", t.dataloader_workers, 0)
     at_least("train.max_steps", t.max_steps, 1)

@@ -28,7 +28,8 @@ def build_record(plan: Plan, status: str, result: dict = None, error: str = None
                  "test_samples": len(plan.splits.test.text)},
         "metrics": result.get("metrics", {}), "params": plan.params, "precision": result.get("precision"),
         "kernels": {"dropout": result.get("dropout_kernel"), "attention": result.get("attn_implementation"),
-                    "optimizer": result.get("optim"), "last_layer": result.get("last_layer")},
+                    "optimizer": result.get("optim"), "last_layer": result.get("last_layer"),
+                    "allocator": result.get("allocator")},
         "curves": result.get("curves", {}), "predictions_file": result.get("predictions_file"),
         "val_predictions_file": result.get("val_predictions_file"),
         # Trained weights (folder under output.dir, bytes on disk) and what the model costs to use.

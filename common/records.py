@@ -25,12 +25,13 @@ CSV_COLUMNS = [
     "saved_bytes", "test_reviews_per_s", "latency_ms", "latency_merged_ms", "world_size", "reused_from",
 ]
 
-# Settings that do not change what a run computes are left out of its identity.
+# Settings that do not change what a run computes are left out of its identity (train.allocator: the same bits).
 # data.dir too: the data files' sha256 stand for the data, wherever the folder is. And the part: Part 2's full FT and
 # prefix runs in the proxy are Part 3's, to the digit (same model, data and settings), so they are computed once.
 IDENTITY_EXCLUDE = {("part",), ("output",), ("train", "allow_cpu"), ("train", "use_sweep_lr"), ("train", "lr_grid"),
                     ("train", "seeds"), ("profile",), ("data", "cache_dir"), ("data", "dir"),
-                    ("train", "evals_per_epoch"), ("train", "logging_steps"), ("train", "report_to")}
+                    ("train", "evals_per_epoch"), ("train", "logging_steps"), ("train", "report_to"),
+                    ("train", "allocator")}
 # Keys added after runs were recorded, left out while at their default: the default keeps the earlier behaviour,
 # so a completed run stays recognised when a later version of the code adds an option it did not use.
 # model.last_layer's auto computes the same numbers as before up to rounding (common/readout.py), as a fused

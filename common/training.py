@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from common import distributed, memory, stats
-from common.devices import pick_device, pick_dropout_kernel, pick_optim, pick_precision
+from common.devices import pick_allocator, pick_device, pick_dropout_kernel, pick_optim, pick_precision
 from common.dropout import attention_label
 from common.readout import last_layer_label
 from common.schema import RunCfg, report_to_names
@@ -173,10 +173,12 @@ def train_and_evaluate(model, tokenizer, encoded: dict, cfg: RunCfg, evaluate_te
         trainer = _trainer_class(bucket)(
             model=model, args=args, train_dataset=_model_inputs(encoded["train"]),
             eval_dataset=_model_inputs(val_sorted), data_collator=collator, compute_metrics=scorer)
+        allocator = None  # CPU only: the host allocator is off a CUDA step's path
         if device == "cuda":
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats()
         else:
+            allocator = memory.set_allocator(pick_allocator(cfg, device))
             memory.release_freed()
             memory.reset_peak_rss()
             rss_start = memory.rss_mib()
@@ -250,7 +252,7 @@ def train_and_evaluate(model, tokenizer, encoded: dict, cfg: RunCfg, evaluate_te
         m["val_collapsed"] = stats.is_collapsed(m["val_majority_share"])
     train_curve = [{"step": h["step"], "epoch": h.get("epoch"), "loss": h["loss"]} for h in history if "loss" in h]
     out.update({"device": device, "precision": precision, "dropout_kernel": pick_dropout_kernel(cfg, device),
-                "optim": pick_optim(cfg, device),
+                "optim": pick_optim(cfg, device), "allocator": allocator,
                 "world_size": distributed.world_size(),
                 "attn_implementation": attention_label(model), "last_layer": last_layer_label(model),
                 "curves": {"val": curves, "train": train_curve}})

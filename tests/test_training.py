@@ -1,10 +1,14 @@
-"""Training pieces: the length-bucket sampler, device/precision/optimizer choice, metrics."""
+"""Training pieces: the length-bucket sampler, device/precision/optimizer/allocator choice, metrics, the allocator."""
 import dataclasses
+import platform
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from common.devices import pick_optim, pick_precision
+from common.devices import pick_allocator, pick_optim, pick_precision
 from common.errors import UserError
 from common.schema import RunCfg, TrainCfg
 from common.training import LengthBucketSampler, classification_metrics
@@ -44,8 +48,38 @@ def test_metrics_loss_is_mean_cross_entropy():
     assert m["loss"] == pytest.approx(expected) and m["accuracy"] == pytest.approx(1 / 3)
 
 
-def test_auto_picks_fused_adamw_on_cpu_too():
+def test_auto_picks_fused_adamw_and_the_reusing_allocator_on_cpu():
     cfg = RunCfg(part="part1")
     assert pick_optim(cfg, "cpu") == "adamw_torch_fused" and pick_optim(cfg, "cuda") == "adamw_torch_fused"
-    plain = dataclasses.replace(cfg, train=TrainCfg(optim="adamw_torch"))
-    assert pick_optim(plain, "cpu") == "adamw_torch"
+    assert pick_allocator(cfg, "cpu") == "reuse" and pick_allocator(cfg, "cuda") == "system"
+    plain = dataclasses.replace(cfg, train=TrainCfg(optim="adamw_torch", allocator="system"))
+    assert pick_optim(plain, "cpu") == "adamw_torch" and pick_allocator(plain, "cpu") == "system"
+
+
+# Run in a fresh interpreter: glibc serves a big block from free heap memory before it maps a new one, so in a
+# process where earlier tests trained (under reuse, which grows the heap) 'system' would fault nothing either.
+_FAULTS = """
+import resource, sys, torch
+from common import memory
+def faults(n=4):  # minor page faults per allocate-touch-free of a 64 MiB block (over glibc's 32 MiB mmap ceiling)
+    f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(n):
+        torch.ones(16 * 2**20).sum()  # 16 Mi float32 = 64 MiB, touched, then freed
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0) / n
+assert memory.set_allocator(sys.argv[1]) == sys.argv[1]
+faults(4)  # reuse: glibc's heap takes a few blocks to settle (measured: 3 faulted in, then none)
+print(faults())
+"""
+
+
+def _faults_per_big_block(allocator: str) -> float:
+    out = subprocess.run([sys.executable, "-c", _FAULTS, allocator], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1])
+    return float(out.stdout.split()[-1])
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the allocator settings are glibc's")
+def test_reuse_allocator_stops_faulting_in_freed_memory_again():
+    system, reuse = _faults_per_big_block("system"), _faults_per_big_block("reuse")
+    assert system > 10_000  # 64 MiB / 4 KiB pages = 16,384 faults each time
+    assert reuse < system / 20, (system, reuse)
