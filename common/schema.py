@@ -160,8 +160,8 @@ class TrainCfg:
     # rounding) on CUDA, and on CPU where torch has it (>= 2.4): 8 vs 57 ms per quick-profile full-FT step there.
     optim: str = "auto"
     # CPU memory allocator (glibc). reuse: freed blocks stay in the process for the next step instead of going back
-    # to the kernel and being faulted in, zeroed, again (~50,000 page faults per quick-profile full-FT step under
-    # glibc's defaults, ~4,000 with reuse: common/memory.py; 1.10x faster training on the Zen 3, devices.py).
+    # to the kernel and being faulted in, zeroed, again (52,000-59,000 page faults per quick-profile full-FT step
+    # under glibc's defaults on the Zen 3, 650-1,040 with reuse: common/memory.py; 1.10x faster training, devices.py).
     # system: glibc's defaults. auto: reuse on CPU where glibc is the allocator. Changes speed only, not what a run
     # computes (left out of the run's identity).
     allocator: str = "auto"
