@@ -59,16 +59,17 @@ def test_auto_picks_fused_adamw_and_the_reusing_allocator_on_cpu():
 # Run in a fresh interpreter: glibc serves a big block from free heap memory before it maps a new one, so in a
 # process where earlier tests trained (under reuse, which grows the heap) 'system' would fault nothing either.
 _FAULTS = """
-import resource, sys, torch
+import resource, statistics, sys, torch
 from common import memory
-def faults(n=4):  # minor page faults per allocate-touch-free of a 64 MiB block (over glibc's 32 MiB mmap ceiling)
+def faults():  # minor page faults of one allocate-touch-free of a 64 MiB block (over glibc's 32 MiB mmap ceiling)
     f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    for _ in range(n):
-        torch.ones(16 * 2**20).sum()  # 16 Mi float32 = 64 MiB, touched, then freed
-    return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0) / n
+    torch.ones(16 * 2**20).sum()  # 16 Mi float32 = 64 MiB, touched, then freed
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0
 assert memory.set_allocator(sys.argv[1]) == sys.argv[1]
-faults(4)  # reuse: glibc's heap takes a few blocks to settle (measured: 3 faulted in, then none)
-print(faults())
+# The median of 8 after 4: under reuse glibc's heap takes a few blocks to settle and now and then faults one in again
+# (measured: the first 3 faulted, then none; 1 in 4 later in one CI run), under its defaults every block faults.
+[faults() for _ in range(4)]
+print(statistics.median(faults() for _ in range(8)))
 """
 
 
