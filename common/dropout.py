@@ -27,7 +27,7 @@ def rounded_p(p: float) -> float:
 
 
 def keep_mask(shape, p: float, device="cpu") -> torch.Tensor:
-    """uint8 mask, 1 = keep with probability 1 - rounded_p(p), drawn from torch's default generator."""
+    """bool mask, True = keep with probability 1 - rounded_p(p), drawn from torch's default generator."""
     n = 1
     for s in shape:
         n *= int(s)
@@ -36,7 +36,7 @@ def keep_mask(shape, p: float, device="cpu") -> torch.Tensor:
     # An int16 uniform on [-32768, 32767] falls below -32768 + k with probability k / 65536. A scalar
     # threshold keeps the compare vectorised (a per-chunk threshold tensor made it 3.5x slower).
     keep = words.view(torch.int16)[:n] >= -32768 + round(p * RESOLUTION)
-    return keep.view(torch.uint8).view(tuple(shape))
+    return keep.view(tuple(shape))
 
 
 # Rows of the sequence the enclosing layer was given, while it computes fewer (common/readout.py): a hidden state
@@ -55,26 +55,25 @@ def masks_drawn_at_rows(rows: int):
         _MASK_ROWS.reset(token)
 
 
-class _FastDropoutFunction(torch.autograd.Function):
-    # The saved mask is uint8 (1 byte per element, as torch's bool mask); it is widened to x's dtype before
-    # multiplying because mixed-dtype multiplies are not vectorised (measured 8.8 ms vs 0.5 + 0.9 ms for a
-    # 16x12x128x128 fp32 tensor). The scale is a Python float applied by mul_ in fp32 arithmetic, so bf16
-    # tensors are not scaled by a bf16-rounded 1/(1-p).
+class _KeepWhere(torch.autograd.Function):
+    # x where the keep mask is set, else 0, times `scale` (1.0: left to the caller, who may scale a smaller tensor
+    # instead). torch.where reads the 1-byte bool mask as it is; multiplying by the mask would first widen it to
+    # x's dtype, one more pass over x-sized memory each way. Saves the bool mask (1 byte per element, as torch's
+    # dropout). The scale is a Python float applied by mul_ in fp32 arithmetic, so bf16 tensors are not scaled by a
+    # bf16-rounded 1/(1-p).
 
     @staticmethod
-    def forward(ctx, x, p, rows=None):
-        if rows is None:
-            mask = keep_mask(x.shape, p, x.device)
-        else:  # the whole layer's mask, of which these rows are the first (masks_drawn_at_rows)
-            mask = keep_mask((x.shape[0], rows, *x.shape[2:]), p, x.device)[:, :x.shape[1]]
-        ctx.scale = 1.0 / (1.0 - rounded_p(p))
-        ctx.save_for_backward(mask)
-        return x.mul(mask.to(x.dtype)).mul_(ctx.scale)
+    def forward(ctx, x, keep, scale=1.0):
+        ctx.scale = scale
+        ctx.save_for_backward(keep)
+        out = torch.where(keep, x, 0.0)
+        return out if scale == 1.0 else out.mul_(scale)
 
     @staticmethod
     def backward(ctx, grad):
-        (mask,) = ctx.saved_tensors
-        return grad.mul(mask.to(grad.dtype)).mul_(ctx.scale), None, None
+        (keep,) = ctx.saved_tensors
+        out = torch.where(keep, grad, 0.0)
+        return (out if ctx.scale == 1.0 else out.mul_(ctx.scale)), None, None
 
 
 class FastDropout(torch.nn.Module):
@@ -89,8 +88,11 @@ class FastDropout(torch.nn.Module):
             return x
         rows = _MASK_ROWS.get()
         if rows is not None and x.dim() == 3 and x.shape[1] < rows:  # hidden states cut to fewer rows
-            return _FastDropoutFunction.apply(x, self.p, rows)
-        return _FastDropoutFunction.apply(x, self.p)
+            # the whole layer's mask, of which these rows are the first (masks_drawn_at_rows)
+            keep = keep_mask((x.shape[0], rows, *x.shape[2:]), self.p, x.device)[:, :x.shape[1]]
+        else:
+            keep = keep_mask(x.shape, self.p, x.device)
+        return _KeepWhere.apply(x, keep, 1.0 / (1.0 - rounded_p(self.p)))
 
     def extra_repr(self) -> str:
         return f"p={self.p} (realised {rounded_p(self.p):.7f})"
@@ -111,21 +113,6 @@ def swap_dropout(model: torch.nn.Module) -> int:
                 setattr(parent, name, FastDropout(child.p))
                 swapped += 1
     return swapped
-
-
-class _KeepWhere(torch.autograd.Function):
-    # Attention probabilities times a keep mask, unscaled (the caller scales the 4x smaller context instead): one
-    # pass forward and one backward, where mul by the widened mask takes two. Saves the 1-byte bool mask.
-
-    @staticmethod
-    def forward(ctx, x, keep):
-        ctx.save_for_backward(keep)
-        return torch.where(keep, x, 0.0)
-
-    @staticmethod
-    def backward(ctx, grad):
-        (keep,) = ctx.saved_tensors
-        return torch.where(keep, grad, 0.0), None
 
 
 def bert_attention_in_training(self, hidden_states, attention_mask=None, past_key_values=None, cache_position=None):
@@ -158,7 +145,7 @@ def bert_attention_in_training(self, hidden_states, attention_mask=None, past_ke
         scores = scores + (attention_mask[:, :, :rows] if attention_mask.shape[2] > 1 else attention_mask)
     probs = torch.softmax(scores, dim=-1)
     p = self.dropout.p
-    keep = keep_mask((batch, heads, length, key.shape[2]), p, probs.device)[:, :, :rows].view(torch.bool)
+    keep = keep_mask((batch, heads, length, key.shape[2]), p, probs.device)[:, :, :rows]
     context = torch.matmul(_KeepWhere.apply(probs, keep), value) * (1.0 / (1.0 - rounded_p(p)))
     return context.permute(0, 2, 1, 3).reshape(batch, rows, heads * size), None
 
