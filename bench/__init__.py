@@ -1,4 +1,5 @@
 """Benchmarks: scripts that print ratios against a baseline run in the same session (never timed tests)."""
+import shlex
 import sys
 from pathlib import Path
 
@@ -8,7 +9,8 @@ from common.records import write_atomic, write_json
 def write_report(out_dir: str, stamp: str, title: str, module: str, argv, env: dict, text: str,
                  payload: dict) -> Path:
     """<stamp>.md (the table under a header: command, date, packages, commit) and <stamp>.json beside it."""
-    command = " ".join([Path(sys.executable).name, "-m", module, *(argv if argv is not None else sys.argv[1:])])
+    # shlex: an argument with spaces or quotes (--variant "fast dropout, torch's bits") stays one argument
+    command = shlex.join([Path(sys.executable).name, "-m", module, *(argv if argv is not None else sys.argv[1:])])
     header = f"# {title} {stamp}\n\nCommand: `{command}`\n\nDate: {env['date']}; packages: torch {env['torch']}, " \
              f"transformers {env['transformers']}, peft {env['peft']}; git {str(env['git_commit'])[:12]}" \
              f"{' (dirty)' if env['git_dirty'] else ''}.\n\n"

@@ -1,12 +1,13 @@
 """Same-process A/B of CPU training steps (and evaluation batches): the quick profile's model with each dropout
 kernel, precision, AdamW kernel and last-layer readout; and, in processes of their own, torch.compile.
 
-  python -m bench.cpu_kernels [--methods lora,full] [--pairs 6] [--length 128] [--processes 3]
-      [--process-variants all|torch.compile] [--profile 3] [--out results/bench]
+  python -m bench.cpu_kernels [--methods lora,full] [--pairs 6] [--length 128] [--variant NAME ...]
+      [--processes 3] [--process-variants all|torch.compile] [--profile 3] [--out results/bench]
 
 Each variant is the model `build_model` makes for the quick profile with one override; steps are timed in
-interleaved rounds (every variant once per round, two steps each), so a noisy, shared machine slows all
-variants alike; the table gives medians. A fixed batch of 16 x `--length` random token ids: this isolates the
+interleaved rounds (every variant once per round, two steps each, the order reversed every other round), so a
+noisy, shared machine slows all variants alike; the table gives medians and in how many rounds a variant was
+slower than the default. A fixed batch of 16 x `--length` random token ids: this isolates the
 training step (forward, backward, AdamW) from data loading, which `make bench-cpu` includes; each round also
 evaluates 64 such reviews (the eval batch) per variant. A compile's cost depends on what earlier processes left in
 inductor's cache, so PROCESS_VARIANTS are timed in fresh processes, alternating with the default, `--processes`
@@ -33,11 +34,12 @@ from bench.cpu import CONFIGS
 from common import memory
 from common.config import load_config
 from common.devices import pick_allocator, pick_optim, pick_precision
-from common.dropout import FastDropout
+from common.dropout import SFC64_WORDS, FastDropout
 from common.env import collect_env, now_iso
 from common.inference import autocast
 from common.models import build_model
 from common.readout import last_layer_label
+from common.schema import FAST_DROPOUT_BITS
 
 # name -> --set overrides on top of the quick profile (the first is the project's default on this machine)
 VARIANTS = {
@@ -46,6 +48,8 @@ VARIANTS = {
     "foreach AdamW": ("train.optim=adamw_torch",),
     # The last layer for every position instead of the [CLS] row the head reads (common/readout.py).
     "full last layer": ("model.last_layer=full",),
+    # The fast kernel with torch's generator's words instead of SFC64's (common/dropout.py): the same masks' cost.
+    "fast dropout, torch's bits": ("train.dropout_kernel=fast",),
     "torch dropout": ("train.dropout_kernel=torch",),
     "torch dropout, fp32": ("train.dropout_kernel=torch", "train.precision=fp32"),
 }
@@ -63,7 +67,8 @@ PROCESS_VARIANTS = {
 MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::bmm")
 OP_KINDS = (
     ("matrix products (mm, addmm, bmm)", lambda op, shape: op in MATMUL_OPS),
-    ("dropout masks (random bits, compare)", lambda op, shape: op in ("aten::random_", "aten::ge", "aten::bernoulli_")),
+    ("dropout masks (random bits, compare)",
+     lambda op, shape: op in ("aten::random_", "aten::ge", "aten::bernoulli_", SFC64_WORDS)),
     ("attention probabilities, element-wise (scale, mask, softmax, dropout, casts)",
      lambda op, shape: len(shape) == 4 and shape[-1] == shape[-2]),
     ("GELU (forward, backward)", lambda op, shape: op.startswith("aten::gelu")),
@@ -221,8 +226,9 @@ def time_rounds(variants: dict, pairs: int, length: int) -> tuple:
         warmup[name] = (round(t1 - t0, 2), round(time.perf_counter() - t1, 2))
     times = {name: [] for name in variants}
     eval_times = {name: [] for name in variants}
-    for _ in range(pairs):
-        for name, v in variants.items():
+    order = list(variants.items())
+    for r in range(pairs):
+        for name, v in order if r % 2 == 0 else order[::-1]:  # none always runs first, after the evaluations
             t0 = time.perf_counter()
             train_step(*v, batch)
             train_step(*v, batch)
@@ -235,7 +241,8 @@ def time_rounds(variants: dict, pairs: int, length: int) -> tuple:
 
 def _row(method: str, name: str, variant: tuple, ts: list, eval_ts: list, warmup: tuple) -> dict:
     model, opt, precision = variant
-    kernel = "fast" if any(isinstance(m, FastDropout) for m in model.modules()) else "torch"
+    bits = {m.bits for m in model.modules() if isinstance(m, FastDropout)}
+    kernel = next(k for k, b in FAST_DROPOUT_BITS.items() if b in bits) if bits else "torch"
     return {"method": method, "variant": name, "precision": precision, "dropout_kernel": kernel,
             "optim": "fused" if opt.defaults.get("fused") else "foreach", "last_layer": last_layer_label(model),
             "ms_per_step": 1000 * statistics.median(ts),
@@ -243,9 +250,9 @@ def _row(method: str, name: str, variant: tuple, ts: list, eval_ts: list, warmup
             "eval_samples_ms": [round(1000 * t, 1) for t in eval_ts], "warmup_s": [list(warmup)]}
 
 
-def measure(method: str, pairs: int, length: int) -> list:
-    """The in-process variants."""
-    variants = {name: build_variant(method, sets) for name, sets in VARIANTS.items()}
+def measure(method: str, pairs: int, length: int, names: list) -> list:
+    """The in-process variants named."""
+    variants = {name: build_variant(method, VARIANTS[name]) for name in names}
     times, eval_times, warmup = time_rounds(variants, pairs, length)
     return [_row(method, name, variants[name], times[name], eval_times[name], warmup[name])
             for name in variants]
@@ -286,12 +293,23 @@ def measure_processes(method: str, processes: int, pairs: int, length: int, name
     return list(pooled.values())
 
 
+def _slower_rounds(row: dict, base: dict) -> str:
+    """In how many rounds the variant's step took longer than the default's in the same round (samples are in
+    round order on both sides): a ratio of medians can hide that the two swapped places as the machine drifted."""
+    if row is base:
+        return "–"
+    pairs = list(zip(row["samples_ms"], base["samples_ms"]))
+    return f"{sum(a > b for a, b in pairs)} of {len(pairs)}"
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--methods", default="lora,full")
     ap.add_argument("--pairs", type=int, default=6)
     ap.add_argument("--length", type=int, default=128)
     ap.add_argument("--processes", type=int, default=3, help="fresh processes per process-wide variant (0: none)")
+    ap.add_argument("--variant", action="append", default=[], help="an in-process VARIANTS name to time (repeat "
+                    "for more; the default runs always); none given: all of them")
     ap.add_argument("--process-variants", default="all", help="which PROCESS_VARIANTS, by the word before "
                     "'(own process)', comma-separated: torch.compile (the default runs always)")
     ap.add_argument("--profile", type=int, default=0, help="also profile this many steps per method of each "
@@ -309,9 +327,13 @@ def main(argv=None) -> int:
     wanted = {w.strip() for w in a.process_variants.split(",")}
     names = [n for n in PROCESS_VARIANTS if a.process_variants == "all" or n.startswith("default")
              or n.removesuffix(" (own process)") in wanted]
+    unknown = [v for v in a.variant if v not in VARIANTS]
+    if unknown:
+        ap.error(f"--variant: unknown {unknown}; known: {sorted(VARIANTS)}")
+    in_process = [n for n in VARIANTS if not a.variant or n == "default" or n in a.variant]
     rows, profiles = [], []
     for m in a.methods.split(","):
-        rows += measure(m, a.pairs, a.length)
+        rows += measure(m, a.pairs, a.length, in_process)
         rows += measure_processes(m, a.processes, a.pairs, a.length, names) if a.processes else []
         profiles += [profile_steps(m, a.profile, a.length, v) for v in PROFILED_VARIANTS] if a.profile else []
     lines = [f"Device: {env['device']}; quick-profile model (MiniLM-L6), batch 16 x {a.length} tokens, "
@@ -321,15 +343,17 @@ def main(argv=None) -> int:
              f"the processes alternating (first step / first evaluation: one pair per process, in order; "
              f"torch.compile's first process compiles with an empty cache, the others with a warm one).", "",
              "| Method | Variant | Precision | Dropout kernel | AdamW | Last layer | ms/step | "
-             "time vs default | eval ms / 64 reviews | time vs default | first step / first evaluation, s |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "time vs default | rounds slower than default | eval ms / 64 reviews | time vs default | "
+             "first step / first evaluation, s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         own = r["variant"].endswith("(own process)")
         base = next(x for x in rows if x["method"] == r["method"] and
                     x["variant"] == ("default (own process)" if own else "default"))
         lines.append(f"| {r['method']} | {r['variant']} | {r['precision']} | {r['dropout_kernel']} | {r['optim']} | "
                      f"{r['last_layer']} | {r['ms_per_step']:.0f} | "
-                     f"{r['ms_per_step'] / base['ms_per_step']:.2f}x | {r['eval_ms_per_64']:.0f} | "
+                     f"{r['ms_per_step'] / base['ms_per_step']:.2f}x | {_slower_rounds(r, base)} | "
+                     f"{r['eval_ms_per_64']:.0f} | "
                      f"{r['eval_ms_per_64'] / base['eval_ms_per_64']:.2f}x | "
                      f"{'; '.join(f'{a:.1f} / {b:.1f}' for a, b in r['warmup_s'])} |")
     text = "\n".join(lines + (_profile_lines(profiles, a.length) if profiles else []))

@@ -12,7 +12,17 @@ from typing import Any, Optional
 import yaml
 
 from common.errors import UserError
-from common.schema import DEVICES, METHODS, PRECISIONS, PROJECT_ROOT, REPORT_TO_PACKAGES, PeftCfg, RunCfg, report_to_names
+from common.schema import (
+    DEVICES,
+    DROPOUT_KERNELS,
+    METHODS,
+    PRECISIONS,
+    PROJECT_ROOT,
+    REPORT_TO_PACKAGES,
+    PeftCfg,
+    RunCfg,
+    report_to_names,
+)
 
 PROFILE_DIR = PROJECT_ROOT / "configs" / "profiles"
 
@@ -318,7 +328,7 @@ def validate(cfg: RunCfg, sources: dict, default_src: str, check_paths: bool = T
     choice("train.padding", t.padding, ("dynamic", "max_length"))
     choice("train.optim", t.optim, ("auto", "adamw_torch", "adamw_torch_fused"))
     choice("train.allocator", t.allocator, ("auto", "reuse", "system"))
-    choice("train.dropout_kernel", t.dropout_kernel, ("auto", "torch", "fast"))
+    choice("train.dropout_kernel", t.dropout_kernel, DROPOUT_KERNELS)
     at_least("train.dataloader_workers", t.dataloader_workers, 0)
     at_least("train.max_steps", t.max_steps, 1)
     at_least("train.evals_per_epoch", t.evals_per_epoch, 0)

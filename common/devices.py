@@ -6,7 +6,7 @@ import torch
 from common.dropout import TRAIN_EAGER_MODEL_TYPES
 from common.errors import UserError
 from common.readout import READOUT_MODEL_TYPES
-from common.schema import RunCfg
+from common.schema import FAST_DROPOUT_BITS, RunCfg
 
 # Training throughput of the 2-core development CPU, measured: MiniLM-L6 (22.7M params), 2,000 reviews x ~105
 # real tokens, 1 epoch, fp32, in ~125 s = 6 * 22.7e6 * 2000 * 105 / 125 ~ 2.3e11 FLOP/s. Rounded down a little.
@@ -47,9 +47,17 @@ def pick_precision(cfg: RunCfg, device: str) -> str:
 
 
 def pick_dropout_kernel(cfg: RunCfg, device: str) -> str:
-    """auto: the fast mask kernel on CPU (dropout was 45% of a LoRA step there), torch's own on CUDA."""
+    """auto: the fast mask kernel on CPU (dropout was 45% of a LoRA step there) with SFC64's words, torch's own on
+    CUDA. SFC64's against torch's words, on the 2-core AMD EPYC Zen 3 (AVX2, fp32), 24 interleaved rounds in one
+    process (bench.cpu_kernels, 2026-12-01): LoRA step 1,153 vs 1,209 ms (torch's slower in 18 of 24 rounds), full
+    FT 1,530 vs 1,586 ms (14 of 24)."""
     k = cfg.train.dropout_kernel
-    return ("fast" if device == "cpu" else "torch") if k == "auto" else k
+    return ("fast_sfc64" if device == "cpu" else "torch") if k == "auto" else k
+
+
+def uses_fast_dropout(cfg: RunCfg, device: str) -> bool:
+    """Whether the run's dropout is FastDropout (either source of bits)."""
+    return pick_dropout_kernel(cfg, device) in FAST_DROPOUT_BITS
 
 
 def pick_optim(cfg: RunCfg, device: str) -> str:
@@ -78,7 +86,7 @@ def pick_attention(cfg: RunCfg, device: str, model_type: str) -> str:
     a = cfg.model.attn_implementation
     if a != "auto":
         return a
-    fast = pick_dropout_kernel(cfg, device) == "fast"
+    fast = uses_fast_dropout(cfg, device)
     return "eager" if fast and model_type not in TRAIN_EAGER_MODEL_TYPES else "sdpa"
 
 
@@ -86,8 +94,8 @@ def last_layer_problem(cfg: RunCfg, device: str, model_type: str):
     """Why the last layer cannot compute the head's row only (None when it can); device None: not known here."""
     if model_type not in READOUT_MODEL_TYPES:
         return f"model.last_layer: cls reads a BERT-style model's [CLS] row; {model_type} classifies its own way"
-    if device is not None and pick_dropout_kernel(cfg, device) != "fast":
-        return ("model.last_layer: cls needs train.dropout_kernel fast (auto on CPU): it draws the skipped rows' "
+    if device is not None and not uses_fast_dropout(cfg, device):
+        return ("model.last_layer: cls needs a fast train.dropout_kernel (auto on CPU): it draws the skipped rows' "
                 "dropout masks too, so the run's random stream stays the same; torch's kernel cannot")
     return None
 

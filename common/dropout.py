@@ -8,6 +8,12 @@ torch generator (so `train.seed` still fixes every mask) and cuts each into four
 random stream differs: the drop probability is p rounded to a multiple of 1/65536 (0.1 -> 0.1000061) and kept
 values are scaled by 1/(1-p) of that rounded p, so the output is unbiased exactly as torch's is. On CUDA
 torch's fused dropout is cheap and is kept (`train.dropout_kernel: auto`).
+
+Two sources of those bits (`train.dropout_kernel`): `fast` takes them from torch's generator itself (mt19937, one
+word at a time); `fast_sfc64` takes one 64-bit seed from torch's generator per mask and draws the mask's words from
+numpy's SFC64 generator seeded with it, so `train.seed` (and a checkpoint's saved torch state) still fixes every
+mask, in a different stream from `fast`'s. On the 2-core Zen 3 that made the masks 5% of a profiled LoRA step and a
+LoRA step 1.05x faster (results/bench/2026-12-01T2135-cpu-kernels.md).
 """
 from __future__ import annotations
 
@@ -16,9 +22,13 @@ import contextvars
 import functools
 import math
 
+import numpy as np
 import torch
 
+from common.schema import FAST_DROPOUT_BITS
+
 RESOLUTION = 65536  # one 16-bit uniform per element
+SFC64_WORDS = "dropout: SFC64 words"  # the profiler's name for random_words' numpy part
 
 
 def rounded_p(p: float) -> float:
@@ -26,13 +36,27 @@ def rounded_p(p: float) -> float:
     return round(p * RESOLUTION) / RESOLUTION
 
 
-def keep_mask(shape, p: float, device="cpu") -> torch.Tensor:
-    """bool mask, True = keep with probability 1 - rounded_p(p), drawn from torch's default generator."""
+def random_words(count: int, bits: str = "torch", device="cpu") -> torch.Tensor:
+    """`count` int64 words, all 64 bits uniform, from torch's default generator (bits torch) or from SFC64 seeded by
+    one draw of it (bits sfc64)."""
+    # random_(-2**63, None) is torch's full-range path: all 64 bits uniform, i.e. four uniform int16 per word.
+    if bits == "torch":
+        return torch.empty(count, dtype=torch.int64, device=device).random_(-2**63, None)
+    seed = int(torch.empty((), dtype=torch.int64).random_(-2**63, None)) & (2**64 - 1)
+    # SFC64 (a 256-bit-state generator that passes PractRand, numpy's fastest): its seed goes through numpy's
+    # SeedSequence, ~15 us a mask, against ~1 ms of words for a hidden-state mask (16 x 128 x 384 / 4 words).
+    # Named for torch.profiler (bench.cpu_kernels --profile sorts it with the masks' work): numpy runs no aten op.
+    with torch.profiler.record_function(SFC64_WORDS):
+        words = torch.from_numpy(np.random.SFC64(seed).random_raw(count).view(np.int64))
+    return words if torch.device(device).type == "cpu" else words.to(device)
+
+
+def keep_mask(shape, p: float, device="cpu", bits: str = "torch") -> torch.Tensor:
+    """bool mask, True = keep with probability 1 - rounded_p(p), from random_words(bits)."""
     n = 1
     for s in shape:
         n *= int(s)
-    # random_(-2**63, None) is torch's full-range path: all 64 bits uniform, i.e. four uniform int16 per word.
-    words = torch.empty((n + 3) // 4, dtype=torch.int64, device=device).random_(-2**63, None)
+    words = random_words((n + 3) // 4, bits, device)
     # An int16 uniform on [-32768, 32767] falls below -32768 + k with probability k / 65536. A scalar
     # threshold keeps the compare vectorised (a per-chunk threshold tensor made it 3.5x slower).
     keep = words.view(torch.int16)[:n] >= -32768 + round(p * RESOLUTION)
@@ -77,11 +101,12 @@ class _KeepWhere(torch.autograd.Function):
 
 
 class FastDropout(torch.nn.Module):
-    """Drop-in for nn.Dropout (not in-place); identity in eval mode or at p = 0."""
+    """Drop-in for nn.Dropout (not in-place); identity in eval mode or at p = 0. bits: random_words' source."""
 
-    def __init__(self, p: float):
+    def __init__(self, p: float, bits: str = "torch"):
         super().__init__()
         self.p = float(p)
+        self.bits = bits
 
     def forward(self, x):
         if not self.training or rounded_p(self.p) == 0.0:
@@ -89,17 +114,18 @@ class FastDropout(torch.nn.Module):
         rows = _MASK_ROWS.get()
         if rows is not None and x.dim() == 3 and x.shape[1] < rows:  # hidden states cut to fewer rows
             # the whole layer's mask, of which these rows are the first (masks_drawn_at_rows)
-            keep = keep_mask((x.shape[0], rows, *x.shape[2:]), self.p, x.device)[:, :x.shape[1]]
+            keep = keep_mask((x.shape[0], rows, *x.shape[2:]), self.p, x.device, self.bits)[:, :x.shape[1]]
         else:
-            keep = keep_mask(x.shape, self.p, x.device)
+            keep = keep_mask(x.shape, self.p, x.device, self.bits)
         return _KeepWhere.apply(x, keep, 1.0 / (1.0 - rounded_p(self.p)))
 
     def extra_repr(self) -> str:
-        return f"p={self.p} (realised {rounded_p(self.p):.7f})"
+        return f"p={self.p} (realised {rounded_p(self.p):.7f}), bits={self.bits}"
 
 
-def swap_dropout(model: torch.nn.Module) -> int:
-    """Replace every nn.Dropout of the model (peft's LoRA dropout included) by FastDropout; returns how many.
+def swap_dropout(model: torch.nn.Module, kernel: str = "fast") -> int:
+    """Replace every nn.Dropout of the model (peft's LoRA dropout included) by FastDropout with the bits of
+    `kernel` (FAST_DROPOUT_BITS); returns how many.
 
     Attention-probability dropout is only a module in the eager attention classes; SDPA applies it inside its
     kernel. Hence `model.attn_implementation: auto` with this kernel: BERT keeps SDPA for evaluation and trains
@@ -110,7 +136,7 @@ def swap_dropout(model: torch.nn.Module) -> int:
         for name, child in list(parent.named_children()):
             # p >= 1 - 1/131072 rounds to 1, past the int16 threshold; p = 1 (drop everything) is left to torch.
             if type(child) is torch.nn.Dropout and rounded_p(child.p) < 1.0 and not child.inplace:
-                setattr(parent, name, FastDropout(child.p))
+                setattr(parent, name, FastDropout(child.p, FAST_DROPOUT_BITS[kernel]))
                 swapped += 1
     return swapped
 
@@ -145,7 +171,7 @@ def bert_attention_in_training(self, hidden_states, attention_mask=None, past_ke
         scores = scores + (attention_mask[:, :, :rows] if attention_mask.shape[2] > 1 else attention_mask)
     probs = torch.softmax(scores, dim=-1)
     p = self.dropout.p
-    keep = keep_mask((batch, heads, length, key.shape[2]), p, probs.device)[:, :, :rows]
+    keep = keep_mask((batch, heads, length, key.shape[2]), p, probs.device, self.dropout.bits)[:, :, :rows]
     context = torch.matmul(_KeepWhere.apply(probs, keep), value) * (1.0 / (1.0 - rounded_p(p)))
     return context.permute(0, 2, 1, 3).reshape(batch, rows, heads * size), None
 

@@ -12,7 +12,14 @@ from pathlib import Path
 import torch
 
 from common import methods
-from common.devices import last_layer_problem, pick_attention, pick_device, pick_dropout_kernel, pick_last_layer
+from common.devices import (
+    last_layer_problem,
+    pick_attention,
+    pick_device,
+    pick_dropout_kernel,
+    pick_last_layer,
+    uses_fast_dropout,
+)
 from common.dropout import eager_attention_in_training, swap_dropout
 from common.env import hub_reachable
 from common.errors import UserError
@@ -190,8 +197,9 @@ def build_model(cfg: RunCfg, config=None, meta: bool = False):
         model = base_model(cfg, config, pretrained, attn)
         check_compatible(cfg, config, model)
         model = methods.wrap(cfg, model)
-    if not meta and pick_dropout_kernel(cfg, device) == "fast":
-        swap_dropout(model)  # after the method, so LoRA's (and an adapter's) dropout is swapped too
+    if not meta and uses_fast_dropout(cfg, device):
+        # after the method, so LoRA's (and an adapter's) dropout is swapped too
+        swap_dropout(model, pick_dropout_kernel(cfg, device))
         if cfg.model.attn_implementation == "auto" and attn == "sdpa":
             eager_attention_in_training(model)
     if not meta and pick_last_layer(cfg, device, config.model_type) == "cls":

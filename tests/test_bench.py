@@ -1,5 +1,6 @@
 """The benchmark wrapper runs end to end on CPU with a couple of steps (numbers meaningless; the plumbing is not)."""
 import json
+import shlex
 
 import pytest
 
@@ -47,7 +48,7 @@ def test_cpu_bench_on_a_small_sample(tmp_path):
     from common.devices import cpu_has_native_bf16
 
     row = rec["rows"][0]
-    assert row["method"] == "lora" and row["project"]["dropout_kernel"] == "fast"
+    assert row["method"] == "lora" and row["project"]["dropout_kernel"] == "fast_sfc64"
     assert 0 <= row["plain"]["accuracy"] <= 1 and 0 <= row["project"]["accuracy"] <= 1
     assert row["plain"]["lr"] == row["project"]["lr"]  # same settings on both sides
     # The baseline runs at the best precision the CPU has, as the project does: the ratio is the project's work.
@@ -79,7 +80,8 @@ def test_cpu_kernel_ab_reports_each_variant(tmp_path):
     assert "default (own process)" in names and "torch.compile (own process)" not in names
     assert all(len(r["warmup_s"]) == 1 and all(s > 0 for s in r["warmup_s"][0]) for r in rows)
     got = {r["variant"]: (r["dropout_kernel"], r["precision"], r["optim"]) for r in rows}
-    assert got["default"][0] == "fast" and got["torch dropout"][0] == "torch"
+    assert got["default"][0] == "fast_sfc64" and got["torch dropout"][0] == "torch"
+    assert got["fast dropout, torch's bits"][0] == "fast"
     assert got["torch dropout, fp32"][:2] == ("torch", "fp32")
     assert got["default"][2] == "fused" and got["foreach AdamW"][2] == "foreach"  # auto: fused on this machine
     assert all(r["ms_per_step"] > 0 and len(r["samples_ms"]) == 1 and r["eval_ms_per_64"] > 0 for r in rows)
@@ -98,8 +100,27 @@ def test_cpu_kernel_ab_reports_each_variant(tmp_path):
     assert prof["matmuls_replayed_ms_per_step"] > 0 and prof["matmuls_replayed_share"] > 0
 
 
+def test_cpu_kernel_ab_times_the_named_variants_against_the_default(tmp_path):
+    from bench import cpu_kernels
+
+    assert cpu_kernels.main(["--methods", "lora", "--pairs", "2", "--length", "16", "--processes", "0",
+                             "--variant", "fast dropout, torch's bits", "--out", str(tmp_path)]) == 0
+    report = json.loads(next(tmp_path.glob("*-cpu-kernels.json")).read_text())
+    assert [(r["variant"], r["dropout_kernel"]) for r in report["rows"]] == [
+        ("default", "fast_sfc64"), ("fast dropout, torch's bits", "fast")]
+    assert all(len(r["samples_ms"]) == 2 for r in report["rows"])
+    md = next(tmp_path.glob("*-cpu-kernels.md")).read_text()
+    assert "| rounds slower than default |" in md and " of 2 |" in md
+    command = md.split("Command: `")[1].split("`")[0]
+    assert "fast dropout, torch's bits" in shlex.split(command)  # the header's command runs as it reads
+    with pytest.raises(SystemExit) as e:
+        cpu_kernels.main(["--variant", "no such variant", "--out", str(tmp_path)])
+    assert e.value.code == 2
+
+
 def test_kernel_profile_counts_matrix_flops_and_sorts_ops_by_kind():
     from bench.cpu_kernels import matmul_flops, op_kind
+    from common.dropout import SFC64_WORDS
 
     assert matmul_flops("aten::mm", [[4, 3], [3, 5]]) == 2 * 4 * 3 * 5
     assert matmul_flops("aten::addmm", [[5], [4, 3], [3, 5], [], []]) == 2 * 4 * 3 * 5  # the bias is not a product
@@ -109,6 +130,7 @@ def test_kernel_profile_counts_matrix_flops_and_sorts_ops_by_kind():
     assert op_kind("aten::_softmax", [[16, 12, 128, 128], [], []]) == attention
     assert op_kind("aten::bmm", [[192, 128, 128], [192, 128, 32]]) == "matrix products (mm, addmm, bmm)"
     assert op_kind("aten::random_", [[190464], [], [], []]) == "dropout masks (random bits, compare)"
+    assert op_kind(SFC64_WORDS, [[]]) == "dropout masks (random bits, compare)"  # numpy's part, named for the profiler
     assert op_kind("aten::gelu_backward", [[16, 128, 1536], [16, 128, 1536], []]) == "GELU (forward, backward)"
     assert op_kind("aten::_fused_adamw_", [[], [], []]) == "AdamW step"
     assert op_kind("aten::mul", [[16, 128, 384], [16, 128, 384]]) == "other element-wise, copies, autograd"

@@ -13,11 +13,12 @@ def _within(observed: float, p: float, n: int, sigmas: float = 5.0) -> bool:
     return abs(observed - p) < sigmas * math.sqrt(p * (1 - p) / n)
 
 
+@pytest.mark.parametrize("bits", ["torch", "sfc64"])
 @pytest.mark.parametrize("p", [0.05, 0.1, 0.5, 0.9])
-def test_drop_rate_matches_p_in_every_16_bit_chunk(p):
+def test_drop_rate_matches_p_in_every_16_bit_chunk(p, bits):
     torch.manual_seed(0)
     n = 2_000_000
-    mask = keep_mask((n,), p)
+    mask = keep_mask((n,), p, bits=bits)
     assert mask.dtype == torch.bool
     dropped = 1.0 - mask.double().mean().item()
     assert _within(dropped, rounded_p(p), n)
@@ -60,14 +61,31 @@ def test_eval_mode_and_zero_p_are_identity():
     assert FastDropout(0.0).train()(x) is x
 
 
-def test_masks_follow_torch_seed():
+@pytest.mark.parametrize("bits", ["torch", "sfc64"])
+def test_masks_follow_torch_seed(bits):
     torch.manual_seed(3)
-    a = keep_mask((4096,), 0.1)
+    a = keep_mask((4096,), 0.1, bits=bits)
     torch.manual_seed(3)
-    b = keep_mask((4096,), 0.1)
+    b = keep_mask((4096,), 0.1, bits=bits)
     torch.manual_seed(4)
-    c = keep_mask((4096,), 0.1)
+    c = keep_mask((4096,), 0.1, bits=bits)
     assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_sfc64_masks_take_one_word_of_torch_state_each_and_differ_from_torchs():
+    # One 64-bit draw of torch's generator per mask, whatever its size: after it, torch's stream (the next mask's
+    # seed, a restored checkpoint's state) goes on exactly as after one word.
+    torch.manual_seed(6)
+    a, b = keep_mask((100_000,), 0.5, bits="sfc64"), keep_mask((100_000,), 0.5, bits="sfc64")
+    after = torch.randint(0, 2**31, (8,))
+    torch.manual_seed(6)
+    torch.empty(2, dtype=torch.int64).random_(-2**63, None)
+    assert torch.equal(torch.randint(0, 2**31, (8,)), after)
+    torch.manual_seed(6)
+    c = keep_mask((100_000,), 0.5)
+    # independent streams: the masks agree on about half the elements (5 sigma: 0.5 +- 0.008), not all
+    for x, y in ((a, b), (a, c)):
+        assert abs((x == y).double().mean().item() - 0.5) < 0.008
 
 
 def test_swap_replaces_every_dropout_including_lora():
@@ -95,14 +113,16 @@ def test_swap_replaces_every_dropout_including_lora():
 
 def test_auto_picks_fast_dropout_on_cpu_and_torch_on_cuda():
     cfg = load_config("configs/part1_distilbert_lora.yaml")
-    assert pick_dropout_kernel(cfg, "cpu") == "fast" and pick_dropout_kernel(cfg, "cuda") == "torch"
+    assert pick_dropout_kernel(cfg, "cpu") == "fast_sfc64" and pick_dropout_kernel(cfg, "cuda") == "torch"
     # DistilBERT's SDPA cannot train eager, so with the fast kernel it is built eager; BERT keeps SDPA.
     assert pick_attention(cfg, "cpu", "distilbert") == "eager" and pick_attention(cfg, "cpu", "bert") == "sdpa"
     assert pick_attention(cfg, "cuda", "distilbert") == "sdpa"
     cfg = load_config("configs/part1_distilbert_lora.yaml", sets=("train.dropout_kernel=torch",))
     assert (pick_dropout_kernel(cfg, "cpu"), pick_attention(cfg, "cpu", "distilbert")) == ("torch", "sdpa")
     cfg = load_config("configs/part1_distilbert_lora.yaml", sets=("model.attn_implementation=sdpa",))
-    assert (pick_dropout_kernel(cfg, "cpu"), pick_attention(cfg, "cpu", "distilbert")) == ("fast", "sdpa")
+    assert (pick_dropout_kernel(cfg, "cpu"), pick_attention(cfg, "cpu", "distilbert")) == ("fast_sfc64", "sdpa")
+    cfg = load_config("configs/part1_distilbert_lora.yaml", sets=("train.dropout_kernel=fast",))  # torch's bits
+    assert (pick_dropout_kernel(cfg, "cuda"), pick_attention(cfg, "cpu", "distilbert")) == ("fast", "eager")
 
 
 def _tiny_bert(attn: str, **kw):
@@ -153,3 +173,20 @@ def test_bert_sdpa_trains_through_eager_attention_and_evaluates_with_sdpa(monkey
     got = nodrop(input_ids=ids, attention_mask=mask).logits
     assert len(eager_calls) == 2
     assert torch.allclose(got, nodrop_ref(input_ids=ids, attention_mask=mask).logits, atol=1e-5)
+
+
+@pytest.mark.parametrize("kernel, bits", [("fast", "torch"), ("fast_sfc64", "sfc64")])
+def test_every_mask_of_a_bert_step_comes_from_the_kernels_bits(monkeypatch, kernel, bits):
+    import common.dropout
+
+    model = _tiny_bert("sdpa")
+    n = swap_dropout(model, kernel)
+    eager_attention_in_training(model)
+    assert {m.bits for m in model.modules() if isinstance(m, FastDropout)} == {bits}
+    drawn = []
+    words = common.dropout.random_words
+    monkeypatch.setattr(common.dropout, "random_words", lambda c, b, d: drawn.append(b) or words(c, b, d))
+    ids = torch.randint(0, 100, (3, 10))
+    model.train()(input_ids=ids, attention_mask=torch.ones_like(ids), labels=torch.tensor([0, 1, 0])).loss.backward()
+    # every FastDropout once, the attention probabilities (bert_attention_in_training) included
+    assert drawn == [bits] * n and n == 1 + 3 * 2 + 1

@@ -52,16 +52,16 @@ def test_part_end_to_end(part_results, part):
         assert rec["metrics"]["f1"] is not None and rec["command"]
         # the process's resident memory when training began is recorded beside the peak, and lies below it
         assert 100 < rec["metrics"]["rss_start_mib"] <= rec["metrics"]["peak_rss_mib"]
-        # CPU defaults: the fast dropout kernel, so attention dropout must run eager while training: BERT keeps
-        # SDPA for evaluation, DistilBERT is built eager.
+        # CPU defaults: the fast dropout kernel (SFC64's words), so attention dropout must run eager while training:
+        # BERT keeps SDPA for evaluation, DistilBERT is built eager.
         # AdapterHub replaces BERT's attention class with its own: it keeps SDPA (attention dropout inside it).
         attention = "eager" if part == "part1" else ("sdpa" if row["method"] == "adapter" else
                                                       "sdpa (eager while training)")
         # AdamW's fused kernel: what `auto` picks on CPU with torch >= 2.4 (the pinned torch). The last layer for
         # the [CLS] row only: BERT's (parts 2 and 3); DistilBERT classifies its own way.
         # The allocator that keeps freed blocks for the next step: auto's choice on CPU under glibc.
-        assert row["dropout_kernel"] == "fast" and rec["kernels"] == {
-            "dropout": "fast", "attention": attention, "optimizer": "adamw_torch_fused",
+        assert row["dropout_kernel"] == "fast_sfc64" and rec["kernels"] == {
+            "dropout": "fast_sfc64", "attention": attention, "optimizer": "adamw_torch_fused",
             "last_layer": "full" if part == "part1" else "cls",
             "allocator": "reuse" if platform.libc_ver()[0] == "glibc" else "system"}
         with np.load(res / "runs" / rec["predictions_file"]) as z:

@@ -93,7 +93,7 @@ def test_auto_picks_cls_where_it_is_the_same_computation(tiny_data):
 
 
 @pytest.mark.parametrize("sets, expect", [
-    (("train.dropout_kernel=torch",), "needs train.dropout_kernel fast"),
+    (("train.dropout_kernel=torch",), "needs a fast train.dropout_kernel"),
     (("model.last_layer=sideways",), "model.last_layer"),
 ])
 def test_cls_where_it_would_change_the_run_is_refused(tiny_data, sets, expect):
