@@ -228,7 +228,7 @@ def time_rounds(variants: dict, pairs: int, length: int) -> tuple:
     eval_times = {name: [] for name in variants}
     order = list(variants.items())
     for r in range(pairs):
-        for name, v in order if r % 2 == 0 else order[::-1]:  # none always runs first, after the evaluations
+        for name, v in order if r % 2 == 0 else order[::-1]:  # reversed every other round: no variant always goes first
             t0 = time.perf_counter()
             train_step(*v, batch)
             train_step(*v, batch)

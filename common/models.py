@@ -12,19 +12,12 @@ from pathlib import Path
 import torch
 
 from common import methods
-from common.devices import (
-    last_layer_problem,
-    pick_attention,
-    pick_device,
-    pick_dropout_kernel,
-    pick_last_layer,
-    uses_fast_dropout,
-)
+from common.devices import last_layer_problem, pick_attention, pick_device, pick_dropout_kernel, pick_last_layer
 from common.dropout import eager_attention_in_training, swap_dropout
 from common.env import hub_reachable
 from common.errors import UserError
 from common.readout import last_layer_for_cls_only
-from common.schema import RunCfg
+from common.schema import FAST_DROPOUT_BITS, RunCfg
 
 # Published architectures that `model.init: random` may build with no hub access: transformers' config
 # defaults are exactly these checkpoints' config.json (vocab 30,522, 512 positions, 6/12 layers, hidden 768).
@@ -197,9 +190,9 @@ def build_model(cfg: RunCfg, config=None, meta: bool = False):
         model = base_model(cfg, config, pretrained, attn)
         check_compatible(cfg, config, model)
         model = methods.wrap(cfg, model)
-    if not meta and uses_fast_dropout(cfg, device):
-        # after the method, so LoRA's (and an adapter's) dropout is swapped too
-        swap_dropout(model, pick_dropout_kernel(cfg, device))
+    kernel = None if meta else pick_dropout_kernel(cfg, device)
+    if kernel in FAST_DROPOUT_BITS:
+        swap_dropout(model, kernel)  # after the method, so LoRA's (and an adapter's) dropout is swapped too
         if cfg.model.attn_implementation == "auto" and attn == "sdpa":
             eager_attention_in_training(model)
     if not meta and pick_last_layer(cfg, device, config.model_type) == "cls":
