@@ -9,7 +9,6 @@ import argparse
 import csv
 import io
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,7 @@ from common import records
 from common.artifacts import load_trained, require_saved
 from common.config import load_config_dict
 from common.devices import cpu_has_native_bf16
-from common.errors import UserError, exits_on_user_error
+from common.errors import UserError, exit_process, exits_on_user_error
 from common.inference import autocast
 from common.models import build_tokenizer, load_model_config
 
@@ -122,4 +121,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

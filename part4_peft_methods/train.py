@@ -5,11 +5,10 @@ common/cli.py).
   python -m part4_peft_methods.train --config FILE [FILE ...] [--profile NAME] [--set section.key=value ...]
   make part3 [PROFILE=quick] [DATA_DIR=...] [SEEDS=0,1,2] [FORCE=1] [ARGS="--set train.epochs=1"]
 """
-import sys
-
 from common import cli
+from common.errors import exit_process
 
 main = cli.entry_point("part3")
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())
