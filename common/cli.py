@@ -9,6 +9,7 @@ import argparse
 from common import distributed, engines, recipe
 from common.errors import EXIT_FAILED, EXIT_INTERRUPTED, exits_on_user_error
 from common.plan import check_budget, plan_runs, print_dry_run
+from common.process import release_collector
 from common.report import write_summary
 from common.timing import phase, process_age_s
 
@@ -60,9 +61,12 @@ def write_summaries(plans: list, outcomes: list) -> None:
 def main(part: str, argv=None, prog: str = None) -> int:
     """The CLI of every part; the recipe's `run` is looked up at call time (tests replace it to simulate a crash)."""
     command = {"startup_s": process_age_s()}  # interpreter start-up and imports, before main
-    args = parse_args(part, argv, prog=prog)
-    with phase(command, "plan_s"):
-        plans = plan_runs(part, args)  # load config -> check data -> check model -> run identity; writes nothing
+    try:
+        args = parse_args(part, argv, prog=prog)
+        with phase(command, "plan_s"):
+            plans = plan_runs(part, args)  # load config -> check data -> check model -> run identity; writes nothing
+    finally:
+        release_collector()  # held by the entry point through its imports and this planning (common/process.py)
     if args.dry_run:
         return print_dry_run(plans)
     for plan in plans:

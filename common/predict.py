@@ -18,9 +18,10 @@ from common import records
 from common.artifacts import load_trained, require_saved
 from common.config import load_config_dict
 from common.devices import cpu_has_native_bf16
-from common.errors import UserError, exit_process, exits_on_user_error
+from common.errors import UserError, exits_on_user_error
 from common.inference import autocast
 from common.models import build_tokenizer, load_model_config
+from common.process import exit_process
 
 LABELS = {0: "negative", 1: "positive"}
 

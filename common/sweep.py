@@ -13,9 +13,10 @@ import numpy as np
 
 from common import cli, distributed, recipe, records, stats
 from common.env import now_iso
-from common.errors import EXIT_INTERRUPTED, exit_process, exits_on_user_error
+from common.errors import EXIT_INTERRUPTED, exits_on_user_error
 from common.picks import load_picks, pick_name, picks_path, selection_key
 from common.plan import plan_runs
+from common.process import exit_process
 from common.schema import PROJECT_ROOT
 
 
