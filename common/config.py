@@ -312,6 +312,7 @@ def validate(cfg: RunCfg, sources: dict, default_src: str, check_paths: bool = T
         ok, v = _type_ok(lr, float)
         if not ok or not 0 < v <= 1:
             bad("train.lr_grid", f"item {i} must be a number in (0, 1], got {lr!r}")
+    at_least("train.lr_grid_edge_steps", t.lr_grid_edge_steps, 0)
     if t.seeds is not None and not t.seeds:
         bad("train.seeds", "an empty list runs nothing: give at least one seed (e.g. [0, 1, 2]), or leave the key "
                            "out to run train.seed alone")

@@ -56,6 +56,16 @@ def execute(plan: Plan, run_fn, force: bool = False, write_row: bool = True) -> 
         distributed.say(f"[skip] {plan.run_id}: completed already in {records.record_path(out, plan.run_id)} "
                         f"(same config, data and packages); --force / FORCE=1 reruns it")
         return "skipped", done
+    swept = None if force else records.completed_record(str(records.sweep_dir(out)), plan.run_id)
+    if swept and swept.get("predictions_file"):  # the sweep trained this very run, test pass included
+        rec = records.promote_swept(swept, out, plan.lr_source, plan.cfg.to_dict())
+        if main:
+            records.write_json(records.record_path(out, plan.run_id), rec)
+            if write_row:
+                records.append_row(Path(out) / f"{plan.cfg.part}.csv", records.csv_row(rec))
+        distributed.say(f"[reuse] {plan.run_id}: the sweep's run at this rate and seed "
+                        f"({rec['promoted_from']}): recorded as the final run, nothing trained")
+        return "reused", rec
     other = None if force else records.completed_elsewhere(out, plan.cfg.part, plan.cfg.peft.method,
                                                            plan.cfg.train.seed, plan.identity)
     if other:  # the same computation, made for another part: record it for this part, train nothing

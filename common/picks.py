@@ -25,7 +25,7 @@ def pick_name(cfg: RunCfg) -> str:
 
 
 def picks_path(output_dir: str) -> Path:
-    return Path(output_dir) / "sweep" / "picks.json"
+    return records.sweep_dir(output_dir) / "picks.json"
 
 
 def load_picks(output_dir: str) -> dict:

@@ -29,6 +29,7 @@ CSV_COLUMNS = [
 # data.dir too: the data files' sha256 stand for the data, wherever the folder is. And the part: Part 2's full FT and
 # prefix runs in the proxy are Part 3's, to the digit (same model, data and settings), so they are computed once.
 IDENTITY_EXCLUDE = {("part",), ("output",), ("train", "allow_cpu"), ("train", "use_sweep_lr"), ("train", "lr_grid"),
+                    ("train", "lr_grid_edge_steps"),
                     ("train", "seeds"), ("profile",), ("data", "cache_dir"), ("data", "dir"),
                     ("train", "evals_per_epoch"), ("train", "logging_steps"), ("train", "report_to"),
                     ("train", "allocator")}
@@ -171,6 +172,11 @@ def runs_dir(output_dir: str) -> Path:
     return Path(output_dir) / "runs"
 
 
+def sweep_dir(output_dir: str) -> Path:
+    """Where `make sweep` keeps its runs (their own runs/, CSVs and picks.json) under an output folder."""
+    return Path(output_dir) / "sweep"
+
+
 def logs_dir(output_dir: str, run_id: str) -> Path:
     """Live training logs of a run (train.report_to), git-ignored: <output.dir>/logs/<run_id>/."""
     return Path(output_dir) / "logs" / run_id
@@ -201,6 +207,21 @@ def completed_elsewhere(output_dir: str, part: str, method: str, seed: int, iden
         if rec and rec.get("part") != part and not rec.get("reused_from"):
             return rec
     return None
+
+
+def promote_swept(swept: dict, output_dir: str, lr_source: str, config: dict) -> dict:
+    """A sweep run that is also a final run (the pick, on the seed the sweep trained): its predictions copied beside
+    the part's runs and its record rewritten for them, so the computation is made once and counted once."""
+    src = sweep_dir(output_dir)
+    for split in ("test", "val"):
+        path = predictions_path(str(src), swept["run_id"], split)
+        if path.is_file():
+            write_atomic(predictions_path(output_dir, swept["run_id"], split), path.read_bytes())
+    saved = swept.get("saved")
+    if saved and saved.get("dir"):  # the weights stay where the sweep wrote them; dir is relative to output.dir
+        saved = {**saved, "dir": str(Path(src.name) / saved["dir"])}
+    return {**swept, "lr_source": lr_source, "config": config, "saved": saved,
+            "promoted_from": str(record_path(str(src), swept["run_id"]).relative_to(output_dir))}
 
 
 def reuse_record(done: dict, part: str, run_id: str, config: dict) -> dict:

@@ -140,6 +140,9 @@ class TrainCfg:
     learning_rate: float = 2e-5
     # Grid searched by `make sweep` on the validation split; empty means no sweep for this config.
     lr_grid: list = field(default_factory=list)
+    # When the best rate is the grid's lowest or highest, the sweep tries this many further rates past that edge, each
+    # one grid ratio on (1e-3 at the top of [1e-4, 3e-4, 1e-3] -> 3.3e-3): an optimum at an edge may lie beyond it.
+    lr_grid_edge_steps: int = 1
     # Use the learning rate picked by `make sweep` for this part/method/profile when one exists.
     use_sweep_lr: bool = True
     weight_decay: float = 0.0
@@ -178,7 +181,7 @@ class TrainCfg:
     # Stop after this many optimizer steps (benchmarks); null means full epochs.
     max_steps: Optional[int] = None
     # Validation passes per epoch (learning curves; the last one always scores the final model, which the sweep
-    # ranks). 0: none. Evaluation draws no random numbers, so it does not change training.
+    # ranks), plus one at step 0. 0: none. Evaluation draws no random numbers, so it does not change training.
     evals_per_epoch: int = 1
     # Training loss is logged every this many optimizer steps (the loss plot's resolution).
     logging_steps: int = 10

@@ -61,57 +61,93 @@ def runner_up_gap(scores: list, best: dict, sweep_dir: str):
 
 
 def sweep_configs(part: str) -> list:
-    return sorted(str(p.relative_to(PROJECT_ROOT)) for p in (PROJECT_ROOT / "configs").glob(f"{part}_*.yaml"))
+    """The part's configs, full fine-tuning first: a sweep stopped halfway has the reference the others need."""
+    paths = (PROJECT_ROOT / "configs").glob(f"{part}_*.yaml")
+    return sorted((str(p.relative_to(PROJECT_ROOT)) for p in paths), key=lambda p: (not p.endswith("_full.yaml"), p))
+
+
+def edge_step(grid: list, lr: float):
+    """The next rate past the grid's edge that `lr` sits on, one grid ratio further (None inside the grid):
+    [1e-4, 3e-4, 1e-3] with 1e-3 best -> 1e-3 * (1e-3 / 3e-4) = 3.3e-3; with 1e-4 best -> 3e-5."""
+    g = sorted(grid)
+    if len(g) < 2 or g[0] < lr < g[-1]:
+        return None
+    nxt = g[-1] * g[-1] / g[-2] if lr == g[-1] else g[0] * g[0] / g[1]
+    return float(f"{nxt:.2g}")
+
+
+def _score(lr: float, rec: dict) -> dict:
+    m = rec["metrics"]
+    return {"learning_rate": lr, "val_accuracy": m.get("val_accuracy"), "val_loss": m.get("val_loss"),
+            "val_majority_share": m.get("val_majority_share"), "collapsed": bool(m.get("val_collapsed")),
+            "val_samples": rec["data"]["val_samples"], "run_id": records.source_run_id(rec), "status": rec["status"]}
 
 
 def run_sweep(part: str, profile: str, sets: list, force: bool, engine: str = "local") -> int:
-    """Every method x learning rate of the part, scored on validation (all of them one grid for the engine), then
-    the picks per method."""
+    """Every method x learning rate of the part, scored on validation (all of them one grid for the engine); a pick
+    on an edge of its grid is tried train.lr_grid_edge_steps rates past it; then the picks per method."""
     base_args = argparse.Namespace(config=sweep_configs(part), profile=profile, dry_run=False, force=force,
                                    set=list(sets) + ["train.use_sweep_lr=false", "train.seeds=null"])
     base_plans = plan_runs(part, base_args)
     out_dir = base_plans[0].cfg.output.dir
-    grid_plans = []  # (base plan, lr, plan)
+    swept = str(records.sweep_dir(out_dir))
+
+    def plan_rate(base, lr: float):
+        args = argparse.Namespace(**{**vars(base_args), "set": base_args.set + [f"train.learning_rate={lr}"],
+                                     "config": [base.source]})
+        # The test pass runs too, though the pick never reads it: the picked rate's run is its seed's final run
+        # (common/execute.py promotes it), so no final run trains twice.
+        return plan_runs(part, args, output_dir_override=swept)[0]
+
+    tried = {id(b): {} for b in base_plans}  # base plan -> {lr: record or None}
+    todo = []
     for base in base_plans:
         grid = [float(x) for x in base.cfg.train.lr_grid]
         if not grid:
             print(f"[sweep] {pick_name(base.cfg)}: no train.lr_grid in its config, keeps lr {base.cfg.train.learning_rate}")
-        for lr in grid:
-            args = argparse.Namespace(**{**vars(base_args), "set": base_args.set + [f"train.learning_rate={lr}"],
-                                         "config": [base.source]})
-            plan = plan_runs(part, args, output_dir_override=str(Path(out_dir) / "sweep"))[0]
-            plan.evaluate_test = False  # model selection never sees the test split
-            grid_plans.append((base, lr, plan))
-    results = cli.run_plans([p for _, _, p in grid_plans], recipe.run, force=force, engine=engine)
-    if any(outcome == "interrupted" for outcome, _ in results):
-        return EXIT_INTERRUPTED  # Ctrl-C/SIGTERM stops the sweep: no picks from half a grid, no final runs
-    picks, failed = load_picks(out_dir), False
+        todo += [(base, lr) for lr in grid]
+    failed = False
+    while todo:
+        plans = [plan_rate(base, lr) for base, lr in todo]
+        results = cli.run_plans(plans, recipe.run, force=force, engine=engine)
+        if any(outcome == "interrupted" for outcome, _ in results):
+            return EXIT_INTERRUPTED  # Ctrl-C/SIGTERM stops the sweep: no picks from half a grid, no final runs
+        for (base, lr), (_, rec) in zip(todo, results):
+            ok = rec is not None and rec["status"] == "completed"
+            tried[id(base)][lr] = rec if ok else None
+            failed = failed or not ok
+        todo = []
+        for base in base_plans:  # a pick on an edge: one more rate past it, up to lr_grid_edge_steps of them
+            scores = [_score(lr, r) for lr, r in tried[id(base)].items() if r is not None]
+            if not scores:
+                continue
+            searched = sorted(tried[id(base)])
+            past = len(searched) - len(base.cfg.train.lr_grid)
+            nxt = edge_step(searched, pick_best(scores)[0]["learning_rate"])
+            if nxt is not None and past < base.cfg.train.lr_grid_edge_steps and nxt not in tried[id(base)]:
+                print(f"[sweep] {pick_name(base.cfg)}: the best rate is on an edge of {searched}; trying {nxt}")
+                todo.append((base, nxt))
+    picks = load_picks(out_dir)
     for base in base_plans:
-        scores = []
-        for (b, lr, plan), (_, rec) in zip(grid_plans, results):
-            if b is not base:
-                continue
-            if not rec or rec["status"] != "completed":
-                failed = True
-                continue
-            scores.append({"learning_rate": lr, "val_accuracy": rec["metrics"].get("val_accuracy"),
-                           "val_loss": rec["metrics"].get("val_loss"),
-                           "val_majority_share": rec["metrics"].get("val_majority_share"),
-                           "collapsed": bool(rec["metrics"].get("val_collapsed")),
-                           "val_samples": rec["data"]["val_samples"],
-                           "run_id": records.source_run_id(rec), "status": rec["status"]})
+        scores = [_score(lr, r) for lr, r in sorted(tried[id(base)].items()) if r is not None]
         if not scores:
             continue
+        grid = [float(x) for x in base.cfg.train.lr_grid]
         best, note = pick_best(scores)
-        gap = runner_up_gap(scores, best, str(Path(out_dir) / "sweep"))
+        extended = [sc["learning_rate"] for sc in scores if sc["learning_rate"] not in grid]
+        if extended:
+            note += f"; grid {grid} extended past its edge to {', '.join(map(str, extended))}"
+        gap = runner_up_gap(scores, best, swept)
         if gap and not gap["resolved"]:
             note += (f"; not distinguishable from {gap['learning_rate']} on validation "
                      f"({100 * gap['diff']:+.1f} points [{100 * gap['ci'][0]:+.1f}, {100 * gap['ci'][1]:+.1f}])")
         print(f"[sweep] {pick_name(base.cfg)}: {note}")
-        pick = {"learning_rate": best["learning_rate"], "grid": [float(x) for x in base.cfg.train.lr_grid],
+        pick = {"learning_rate": best["learning_rate"], "grid": sorted(lr for lr in tried[id(base)]),
                 "scores": scores, "note": note, "runner_up": gap,
                 "selection_key": selection_key(base.cfg, base.splits.fingerprints, base.runtime),
                 "seed": base.cfg.train.seed}
+        if extended:
+            pick["extended"] = extended
         earlier = picks.get(pick_name(base.cfg), {})
         if {k: earlier.get(k) for k in pick} == json.loads(json.dumps(pick)):
             continue  # the same decision from the same runs: it keeps the date and command that made it

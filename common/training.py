@@ -139,6 +139,7 @@ def build_training_args(cfg: RunCfg, device: str, precision: str, out_dir: str, 
         dataloader_persistent_workers=device == "cuda" and t.dataloader_workers > 0,
         eval_strategy="steps" if every else "no",
         eval_steps=every or None,
+        eval_on_start=bool(every),  # the curve starts at step 0: the untrained model's score is its first point
         save_strategy="no",
         logging_strategy="steps",
         logging_steps=t.logging_steps,

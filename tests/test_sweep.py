@@ -10,7 +10,7 @@ def test_sweep_picks_on_validation_and_the_part_uses_the_picks(tiny_data, tmp_pa
 
     out = tmp_path / "results"
     sets = [f"data.dir={tiny_data}", f"output.dir={out}", f"model.tokenizer={VOCAB}",
-            f"data.cache_dir={tmp_path / 'tok'}", "train.lr_grid=[1.0e-4, 1.0e-3]"]
+            f"data.cache_dir={tmp_path / 'tok'}", "train.lr_grid=[1.0e-4, 1.0e-3]", "train.lr_grid_edge_steps=0"]
     rc = sweep.main(["--part", "part1", "--profile", str(TINY["part1"]), *[x for s in sets for x in ("--set", s)]])
     assert rc == 0, capsys.readouterr().err
     picks = json.loads((out / "sweep" / "picks.json").read_text())
@@ -21,11 +21,10 @@ def test_sweep_picks_on_validation_and_the_part_uses_the_picks(tiny_data, tmp_pa
         assert [s for s in p["scores"] if s["learning_rate"] == p["learning_rate"]][0]["val_accuracy"] == best
     for rec_path in (out / "sweep" / "runs").glob("*.json"):
         rec = json.loads(rec_path.read_text())
-        assert rec["status"] == "completed" and "accuracy" not in rec["metrics"]  # test split never scored
-        assert rec["metrics"]["val_accuracy"] is not None
-    # Only validation predictions (the paired pick-vs-runner-up comparison); the test split is never scored.
-    preds = sorted(p.name for p in (out / "sweep" / "runs").glob("*.preds.npz"))
-    assert preds and all(name.endswith(".val.preds.npz") for name in preds)
+        assert rec["status"] == "completed" and rec["metrics"]["val_accuracy"] is not None
+        # Scored on test too (the pick is its seed's final run), each with its validation predictions beside it.
+        assert (out / "sweep" / "runs" / rec["predictions_file"]).is_file()
+        assert (out / "sweep" / "runs" / rec["val_predictions_file"]).is_file()
     for p in picks.values():
         gap = p["runner_up"]
         others_alive = [sc for sc in p["scores"] if sc["learning_rate"] != p["learning_rate"] and not sc["collapsed"]]
@@ -39,6 +38,14 @@ def test_sweep_picks_on_validation_and_the_part_uses_the_picks(tiny_data, tmp_pa
     for row in rows:
         pick = picks[f"part1/{row['method']}/{TINY['part1']}"]
         assert float(row["learning_rate"]) == pick["learning_rate"] and row["lr_source"].startswith("sweep")
+        # Seed 0's final run is the sweep's run at the pick: promoted, not trained again, its files beside it.
+        rec = json.loads((out / "runs" / f"{row['run_id']}.json").read_text())
+        swept = json.loads((out / rec["promoted_from"]).read_text())
+        assert rec["run_id"] == swept["run_id"] and rec["metrics"] == swept["metrics"]
+        assert rec["config"]["train"]["learning_rate"] == pick["learning_rate"]
+        assert (out / "runs" / rec["predictions_file"]).read_bytes() == \
+            (out / "sweep" / "runs" / rec["predictions_file"]).read_bytes()
+    assert "[reuse]" in capsys.readouterr().out
     assert "Learning-rate selection" in (out / "summary.md").read_text()
     # Again: every run is skipped and the picks file is left as it was (no new date for the same decision).
     before = (out / "sweep" / "picks.json").read_bytes()
