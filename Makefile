@@ -50,7 +50,7 @@ part3:
 	$(LAUNCH) -m part4_peft_methods.train --config $(PART3_CONFIGS) $(RUN_ARGS)
 
 summary:
-	$(PY) -m common.report
+	$(PY) -m common.report $(ARGS)
 
 sweep:
 	$(LAUNCH) -m common.sweep --part $(PART) $(RUN_ARGS)

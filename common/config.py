@@ -100,11 +100,17 @@ def _nest(dotted: str, value: Any) -> dict:
     return out
 
 
-def profile_path(profile: str) -> Optional[Path]:
+def profile_path(profile: str, beside: Optional[Path] = None) -> Optional[Path]:
+    """A profile's file: a name in configs/profiles/, or a YAML path (relative to `beside`, the folder of the profile
+    that extends it, where the file is there; else to the working folder)."""
     if profile in ("", "default"):
         return None
     p = Path(profile)
-    return p if p.suffix in (".yaml", ".yml") else PROFILE_DIR / f"{profile}.yaml"
+    if p.suffix not in (".yaml", ".yml"):
+        return PROFILE_DIR / f"{profile}.yaml"
+    if beside is not None and not p.is_absolute() and (beside / p).is_file():
+        return beside / p
+    return p
 
 
 def profile_chain(profile: str) -> list:
@@ -119,7 +125,11 @@ def profile_chain(profile: str) -> list:
         parent = read_yaml(path, f"profile '{profile}'").get("extends")
         if parent is not None and not isinstance(parent, str):
             raise UserError(f"{path}: extends: must name a profile, got {parent!r}")
-        path = profile_path(parent) if parent else None
+        nxt = profile_path(parent, path.parent) if parent else None
+        if nxt is not None and not nxt.is_file():
+            raise UserError(f"{path}: extends: no profile '{parent}' ({nxt} not found); profiles: "
+                            f"{', '.join(sorted(p.stem for p in PROFILE_DIR.glob('*.yaml')))}, or a YAML path")
+        path = nxt
     return list(reversed(chain))
 
 

@@ -88,9 +88,10 @@ def _clean(obj):
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside `path`, fsync, rename: readers see the old file or the new, never half."""
+    """Write to a temporary file beside `path`, fsync, rename: readers see the old file or the new, never half.
+    A failure removes the temporary file; one left by a killed process is removed by the next write of `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -102,6 +103,27 @@ def write_atomic(path: Path, data: bytes) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    remove_orphans(path)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def remove_orphans(path: Path) -> None:
+    """Temporary files of `path` whose writer died before renaming them (SIGKILL, power loss): .<name>.<pid>.*.tmp
+    with no live process of that pid on this machine."""
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        pid = tmp.name[len(path.name) + 2:].split(".", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
 
 
 def write_json(path: Path, obj: dict) -> None:

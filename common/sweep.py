@@ -68,7 +68,7 @@ def sweep_configs(part: str) -> list:
 
 def edge_step(grid: list, lr: float):
     """The next rate past the grid's edge that `lr` sits on, one grid ratio further (None inside the grid):
-    [1e-4, 3e-4, 1e-3] with 1e-3 best -> 1e-3 * (1e-3 / 3e-4) = 3.3e-3; with 1e-4 best -> 3e-5."""
+    [1e-4, 3e-4, 1e-3] with 1e-3 best -> 1e-3 * (1e-3 / 3e-4) = 3.3e-3; with 1e-4 best -> 3.3e-5."""
     g = sorted(grid)
     if len(g) < 2 or g[0] < lr < g[-1]:
         return None

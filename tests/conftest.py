@@ -3,6 +3,7 @@ import csv
 import gzip
 import json
 import os
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,10 @@ VOCAB = SHARED / "data" / "vocab" / "bert-base-uncased-vocab.txt"
 TINY = {"part1": ROOT / "tests" / "profiles" / "tiny_distilbert.yaml",
         "part2": ROOT / "tests" / "profiles" / "tiny_bert.yaml",
         "part3": ROOT / "tests" / "profiles" / "tiny_bert.yaml"}
+# The same tiny models on reviews they can learn in a few dozen steps (signal_data): runs whose numbers mean something.
+LEARN = {"part1": ROOT / "tests" / "profiles" / "learn_distilbert.yaml",
+         "part2": ROOT / "tests" / "profiles" / "learn_bert.yaml",
+         "part3": ROOT / "tests" / "profiles" / "learn_bert.yaml"}
 PART3_METHODS = ["full", "lora", "dora", "ia3", "prompt", "ptuning", "prefix", "adapter"]
 CONFIGS = {"part1": ["configs/part1_distilbert_full.yaml", "configs/part1_distilbert_lora.yaml"],
            "part2": ["configs/part2_bert_full.yaml", "configs/part2_bert_prefix.yaml"],
@@ -53,8 +58,36 @@ def tiny_data(tmp_path_factory) -> Path:
     return d
 
 
-def tiny_args(part: str, data_dir, out_dir, *extra, configs=None) -> list:
-    args = ["--config", *(configs or CONFIGS[part]), "--profile", str(TINY[part]),
+# A planted word signal: each review is a few neutral words and six words of its class (positive or negative).
+FILLER = ("the a movie film story was is it and of to in this that with for plot scene actor time one really very "
+          "just").split()
+SIGNAL = {1: ("excellent", "wonderful", "brilliant"), 0: ("dreadful", "awful", "boring")}
+
+
+def signal_reviews(n: int, seed: int) -> list:
+    """n reviews, alternating negative and positive, that a 2-layer 32-wide model learns in ~36 steps."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label = i % 2
+        words = [rng.choice(FILLER) for _ in range(rng.randint(4, 8))]
+        for _ in range(6):
+            words.insert(rng.randint(0, len(words)), rng.choice(SIGNAL[label]))
+        rows.append({"sentences": " ".join(words), "labels": label})
+    return rows
+
+
+@pytest.fixture(scope="session")
+def signal_data(tmp_path_factory) -> Path:
+    """192 train and 64 test reviews with a planted word signal (signal_reviews), plain CSV."""
+    d = tmp_path_factory.mktemp("imdb_signal")
+    write_csv(d / "train.csv", signal_reviews(192, seed=0))
+    write_csv(d / "test.csv", signal_reviews(64, seed=1))
+    return d
+
+
+def tiny_args(part: str, data_dir, out_dir, *extra, configs=None, profile=None) -> list:
+    args = ["--config", *(configs or CONFIGS[part]), "--profile", str(profile or TINY[part]),
             "--set", f"data.dir={data_dir}", "--set", f"output.dir={out_dir}",
             "--set", f"model.tokenizer={VOCAB}", "--set", f"data.cache_dir={Path(out_dir).parent / 'tokcache'}"]
     return args + list(extra)

@@ -80,6 +80,16 @@ def test_crossed_interval_on_constructed_scores():
     shift[2, :60] = 1.0
     lo, hi, half, df = stats.crossed_interval(shift)
     assert (lo + hi) / 2 == pytest.approx(0.03)
+    # The half-width by hand: seed means 0, .03, .06 (MS_seed = 1000 x sum of squares / 2 = 0.9); reviews 0-29
+    # score 2/3, 30-59 1/3, the rest 0; residuals from the two-way fit; variance (MS_s + MS_r - MS_e) / (S M).
+    seed_means, review_means = shift.mean(1), shift.mean(0)
+    resid = shift - seed_means[:, None] - review_means[None, :] + shift.mean()
+    ms_s = 1000 * ((seed_means - 0.03) ** 2).sum() / 2
+    ms_r = 3 * ((review_means - 0.03) ** 2).sum() / 999
+    ms_e = (resid ** 2).sum() / (2 * 999)
+    assert ms_s == pytest.approx(0.9)
+    assert half == pytest.approx(st.t.ppf(0.975, df) * np.sqrt((ms_s + ms_r - ms_e) / 3000), rel=1e-9)
+    assert 1.5 < df < 3  # the seeds' term dominates: about S - 1 = 2 degrees of freedom
     with pytest.raises(ValueError):
         stats.crossed_interval(scores[:1])
 

@@ -148,10 +148,14 @@ def test_predict_reproduces_a_runs_test_predictions(tiny_runs, tiny_data, method
     assert rc == 0
     got = list(csv.DictReader(open(tmp_path / "pred.csv")))
     assert [int(g["label"]) for g in got] == list(pred[:5]) and got[0]["text"] == texts[rows[0]]
+    assert [g["label_name"] for g in got] == [("positive" if y else "negative") for y in pred[:5]]
+    assert np.abs(np.array([float(g["prob_positive"]) for g in got]) - prob[:5]).max() < 2e-3
+    # Printed: one line per text, label and P(positive) as the run scored those reviews.
     capsys.readouterr()
-    assert predict.main(["--run", rec["run_id"], "--output-dir", str(out), "a fine film", "dull"]) == 0
-    lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) == 2 and lines[0].split("\t")[0] in ("positive", "negative")
+    assert predict.main(["--run", rec["run_id"], "--output-dir", str(out), texts[rows[0]], texts[rows[1]]]) == 0
+    lines = [line.split("\t") for line in capsys.readouterr().out.strip().splitlines()]
+    assert [name for name, _, _ in lines] == [("positive" if y else "negative") for y in pred[:2]]
+    assert np.abs(np.array([float(p) for _, p, _ in lines]) - prob[:2]).max() < 2e-3
 
 
 def test_predict_refuses_what_it_cannot_do(tiny_runs, tmp_path, capsys):
@@ -163,6 +167,15 @@ def test_predict_refuses_what_it_cannot_do(tiny_runs, tmp_path, capsys):
              (["--run", runs["lora"]["run_id"]], "either TEXT arguments or --input"),
              (["--run", runs["lora"]["run_id"], "--input", str(tmp_path / "nope.csv")], "--input"),
              ]
+    # A run that did not complete, and a record cut short (a disk that filled up, a copy interrupted).
+    failed = dict(runs["lora"], run_id="part3-lora-s0-failed", status="failed")
+    (out / "runs" / "part3-lora-s0-failed.json").write_text(json.dumps(failed))
+    (out / "runs" / "part3-lora-s0-cut.json").write_text(json.dumps(runs["lora"])[:200])
+    inp = write_csv(tmp_path / "in.csv", [{"review": "a fine film"}], columns=("review",))
+    cases += [(["--run", "part3-lora-s0-failed", "x"], "the run is failed, not completed"),
+              (["--run", "part3-lora-s0-cut", "x"], "part3-lora-s0-cut.json: not a readable run record"),
+              (["--run", runs["lora"]["run_id"], "--input", str(inp)], "no column 'sentences' (--column)"),
+              (["--run", runs["lora"]["run_id"], "--input", str(inp), "--column", "text"], "no column 'text'")]
     for args, expect in cases:
         capsys.readouterr()
         assert predict.main(args + ["--output-dir", str(out)]) == 2
@@ -176,3 +189,23 @@ def test_predict_refuses_what_it_cannot_do(tiny_runs, tmp_path, capsys):
     assert predict.main(["--run", "part3-lora-s0-offline", "--output-dir", str(out), "x"]) == 2
     err = capsys.readouterr().err
     assert "some-org/bert-never-cached" in err and "hub cannot be reached" in err
+
+
+def test_an_adapter_head_that_does_not_match_its_model_is_refused(tiny_runs, tmp_path, capsys):
+    """AdapterHub runs keep their classifier and pooler in head.safetensors: one from another model is named."""
+    import shutil
+
+    from safetensors.torch import save_file
+
+    from common import predict
+
+    out, runs = tiny_runs
+    rec = runs["adapter"]
+    copy = tmp_path / "results"
+    shutil.copytree(out, copy)
+    save_file({"classifier.not_here": torch.zeros(2)}, str(copy / rec["saved"]["dir"] / "head.safetensors"))
+    capsys.readouterr()
+    assert predict.main(["--run", rec["run_id"], "--output-dir", str(copy), "a fine film"]) == 2
+    err = capsys.readouterr().err
+    assert "head.safetensors holds parameters the model lacks: ['classifier.not_here']" in err
+    assert "Traceback" not in err

@@ -70,7 +70,7 @@ def test_sweep_never_picks_a_collapsed_rate_when_another_learned():
 
 
 def _fixture_results(out, seeds=(0, 1, 2), kernel=None, precision="fp32", date="2026-11-27T10:00:00+00:00",
-                     accs=(("full", 0.9, 1000), ("lora", 0.8, 10)), lr=1e-3):
+                     accs=(("full", 0.9, 1000), ("lora", 0.8, 10)), lr=1e-3, epochs=1, profile="fixture"):
     """Full FT right on 90% of 1,000 test reviews, LoRA on 80% (LoRA's errors a superset): a known gap."""
     rng = np.random.default_rng(0)
     label = rng.integers(0, 2, 1000)
@@ -79,7 +79,8 @@ def _fixture_results(out, seeds=(0, 1, 2), kernel=None, precision="fp32", date="
             wrong = np.zeros(1000, bool)
             wrong[: int(round(1000 * (1 - acc))) + seed] = True
             pred = np.where(wrong, 1 - label, label) if acc > 0.5 else np.zeros(1000, int)  # 0.5: constant
-            run_id = f"part1-{method}-s{seed}-fixture" + (f"-{kernel}" if kernel else "") + f"-{precision}-{lr}"
+            run_id = f"part1-{method}-s{seed}-fixture" + (f"-{kernel}" if kernel else "") + f"-{precision}-{lr}" + \
+                ("" if epochs == 1 else f"-e{epochs}")
             records.write_predictions(str(out), run_id, {"row": np.arange(1000), "label": label, "pred": pred,
                                                          "prob_pos": np.where(pred == 1, 0.9, 0.1)})
             records.write_json(records.record_path(str(out), run_id), {
@@ -88,11 +89,11 @@ def _fixture_results(out, seeds=(0, 1, 2), kernel=None, precision="fp32", date="
                             {"step": 10, "epoch": 1.0, "val_loss": 0.3, "val_accuracy": acc}],
                     "train": [{"step": k, "loss": 0.7 - 0.02 * k - 0.01 * seed} for k in range(1, 11)]}})
             records.append_row(out / "part1.csv", {
-                "run_id": run_id, "part": "part1", "method": method, "model": "m", "profile": "fixture",
+                "run_id": run_id, "part": "part1", "method": method, "model": "m", "profile": profile,
                 "seed": seed, "learning_rate": lr, "lr_source": "config", "accuracy": float((pred == label).mean()),
                 "loss": 0.3, "trainable_params": params, "total_params": 1000, "trainable_pct": params / 10,
                 "train_time_s": 10, "peak_rss_mib": 500, "device": "cpu", "precision": precision, "date": date,
-                "train_samples": 100, "test_samples": 1000, "max_length": 64, "epochs": 1, "status": "completed",
+                "train_samples": 100, "test_samples": 1000, "max_length": 64, "epochs": epochs, "status": "completed",
                 **({"dropout_kernel": kernel} if kernel else {})})
 
 
@@ -177,8 +178,12 @@ def test_a_collapsed_run_is_called_what_it_is(tmp_path):
     assert re.search(r"\| LoRA \| 10 \(1.00%\) \| \d\d\.\d\d% ± 0.00 \*\*collapsed: predicts one class\*\* "
                      r"\(3 of 3 seeds\) \|", part1)
     assert "It collapsed (3 of 3 seeds predict one class" in part1
-    row = [r for r in records.read_csv_rows(out / "part1.csv") if r["method"] == "lora"][0]
-    assert row.get("collapsed", "") == ""  # derived from the predictions for rows written before the flag
+    # Rows written before the flag carry none: the report derived it from their predictions.
+    from common.report.runs import load_rows
+
+    assert all(r.get("collapsed", "") == "" for r in records.read_csv_rows(out / "part1.csv"))
+    lora = [r for r in load_rows(out, "part1") if r["method"] == "lora"]
+    assert lora and all(r["collapsed"] and r["majority_share"] == 1.0 for r in lora)
 
 
 def test_single_seed_uses_bootstrap_and_flags_a_null_gap(tmp_path):
@@ -200,3 +205,40 @@ def test_single_seed_uses_bootstrap_and_flags_a_null_gap(tmp_path):
     assert "bootstrap over 400 test reviews (1 seed)" in part1
     assert "paired bootstrap over test reviews (1 seed)" in part1
     assert "includes zero" in part1
+
+
+def test_make_summary_regenerates_the_summary(tmp_path):
+    """`make summary` as a user types it (ARGS passes the output folder), writing from the CSVs."""
+    import subprocess
+
+    from conftest import ROOT
+
+    out = tmp_path / "results"
+    _fixture_results(out, accs=(("full", 0.9, 1000), ("lora", 0.85, 10)))
+    r = subprocess.run(["make", "-s", "summary", f"ARGS=--output-dir {out}"], cwd=ROOT, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    summary = (out / "summary.md").read_text()
+    assert summary.startswith("# imdb-peft") and "| LoRA |" in summary and "| Full FT |" in summary
+
+
+def test_the_budget_section_compares_one_setup_at_two_budgets(tmp_path):
+    """The same setup at 1 and 3 epochs: each method's Δ vs full FT at both, its own change, and what changed."""
+    out = tmp_path / "results"
+    _fixture_results(out, accs=(("full", 0.9, 1000), ("lora", 0.8, 10)))
+    _fixture_results(out, seeds=(0, 1, 2), accs=(("full", 0.92, 1000), ("lora", 0.92, 10)), epochs=3,
+                     profile="longer")
+    summary = write_summary(str(out), plots=True).read_text()
+    budget = summary.split("## Budget")[1].split("\n## ")[0]
+    assert "### Part 1: 1 epoch vs 3 epochs" in budget
+    head = [line for line in budget.splitlines() if line.startswith("| Method |")][0]
+    assert "Δ vs full FT, 1 epoch [95% CI]" in head and "Δ vs full FT, 3 epochs [95% CI]" in head
+    lora = [line for line in budget.splitlines() if line.startswith("| LoRA |")][0].split(" | ")
+    # 1 epoch: LoRA wrong on 200 + seed reviews, full FT on 100 + seed: -10.00 points at every seed.
+    assert lora[1].startswith("-10.00 [") and lora[1].endswith("below by 10.0")
+    assert lora[2].startswith("+0.00") and "no difference resolved" in lora[2]
+    # Its own change: 80.00% -> 92.00% (mean over seeds 0-2: 200 + s wrong -> 80 + s wrong), +12 points.
+    assert lora[3] == "79.90% → 91.90%" and lora[4].startswith("+12.00 [")
+    assert "Verdicts against full fine-tuning that change from 1 epoch to 3 epochs: LoRA (below by 10.0 → no " \
+           "difference resolved)." in budget
+    assert (out / "plots" / "budget_part1_val_accuracy.png").stat().st_size > 1000

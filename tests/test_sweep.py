@@ -2,41 +2,69 @@
 import csv
 import json
 
-from conftest import TINY, VOCAB
+import numpy as np
+import pytest
+
+from conftest import LEARN, TINY, VOCAB
 
 
-def test_sweep_picks_on_validation_and_the_part_uses_the_picks(tiny_data, tmp_path, capsys):
+def _val_correct(out, run_id):
+    with np.load(out / "sweep" / "runs" / f"{run_id}.val.preds.npz") as z:
+        return (z["pred"] == z["label"]).astype(float), z["pred"]
+
+
+def test_sweep_picks_on_validation_and_the_part_uses_the_picks(signal_data, tmp_path, capsys):
+    """On reviews the tiny models learn: a rate too low to learn much in 30 steps, one that learns, and one far too
+    high (it collapses to one class). The pick, its runner-up interval and the edge rule are recomputed here."""
     from common import sweep
 
     out = tmp_path / "results"
-    sets = [f"data.dir={tiny_data}", f"output.dir={out}", f"model.tokenizer={VOCAB}",
-            f"data.cache_dir={tmp_path / 'tok'}", "train.lr_grid=[1.0e-4, 1.0e-3]", "train.lr_grid_edge_steps=0"]
-    rc = sweep.main(["--part", "part1", "--profile", str(TINY["part1"]), *[x for s in sets for x in ("--set", s)]])
+    grids = {"full": [3e-3, 1e-2, 1.0], "lora": [1e-2, 3e-2, 1.0]}
+    profile = tmp_path / "grids.yaml"
+    profile.write_text(f"extends: {LEARN['part1']}\nmethods:\n" + "".join(
+        f"  {m}: {{train: {{lr_grid: {g}}}}}\n" for m, g in grids.items()))
+    sets = [f"data.dir={signal_data}", f"output.dir={out}", f"model.tokenizer={VOCAB}",
+            f"data.cache_dir={tmp_path / 'tok'}", "train.lr_grid_edge_steps=1"]
+    args = ["--part", "part1", "--profile", str(profile), *[x for s in sets for x in ("--set", s)]]
+    rc = sweep.main(args)
     assert rc == 0, capsys.readouterr().err
     picks = json.loads((out / "sweep" / "picks.json").read_text())
-    assert set(picks) == {f"part1/full/{TINY['part1']}", f"part1/lora/{TINY['part1']}"}
-    for p in picks.values():
-        assert p["grid"] == [1e-4, 1e-3] and p["learning_rate"] in p["grid"] and len(p["scores"]) == 2
-        best = max(p["scores"], key=lambda s: s["val_accuracy"])["val_accuracy"]
-        assert [s for s in p["scores"] if s["learning_rate"] == p["learning_rate"]][0]["val_accuracy"] == best
-    for rec_path in (out / "sweep" / "runs").glob("*.json"):
-        rec = json.loads(rec_path.read_text())
-        assert rec["status"] == "completed" and rec["metrics"]["val_accuracy"] is not None
-        # Scored on test too (the pick is its seed's final run), each with its validation predictions beside it.
-        assert (out / "sweep" / "runs" / rec["predictions_file"]).is_file()
-        assert (out / "sweep" / "runs" / rec["val_predictions_file"]).is_file()
-    for p in picks.values():
+    assert set(picks) == {f"part1/full/{profile}", f"part1/lora/{profile}"}
+    assert any(p["runner_up"] for p in picks.values())  # at least one pick has a rate to be compared with
+    for key, p in picks.items():
+        grid = grids[key.split("/")[1]]
+        by_lr = {sc["learning_rate"]: sc for sc in p["scores"]}
+        # 1.0 is far too high: every prediction one class, so it is never picked.
+        assert by_lr[1.0]["collapsed"] and p["learning_rate"] != 1.0
+        for sc in p["scores"]:  # each score is what its run's validation predictions say
+            correct, pred = _val_correct(out, sc["run_id"])
+            assert sc["val_accuracy"] == pytest.approx(correct.mean())
+            assert sc["collapsed"] == (np.bincount(pred, minlength=2).max() / len(pred) >= 0.99)
+        alive = [sc for sc in p["scores"] if not sc["collapsed"]]
+        best = max(alive, key=lambda sc: (sc["val_accuracy"], -sc["val_loss"], -sc["learning_rate"]))
+        assert p["learning_rate"] == best["learning_rate"] and best["val_accuracy"] >= 0.9
+        # One rate past an edge when the grid's own best sat on it, none otherwise.
+        first = max((sc for sc in alive if sc["learning_rate"] in grid),
+                    key=lambda sc: (sc["val_accuracy"], -sc["val_loss"], -sc["learning_rate"]))
+        step = sweep.edge_step(grid, first["learning_rate"])
+        assert p["grid"] == sorted(grid + ([step] if step else [])) and ("extended" in p) == bool(step)
+        # The runner-up: the next best eligible rate, its paired difference on the same validation reviews.
         gap = p["runner_up"]
-        others_alive = [sc for sc in p["scores"] if sc["learning_rate"] != p["learning_rate"] and not sc["collapsed"]]
-        assert (gap is None) == (not others_alive)  # a collapsed rate is no runner-up
-        if gap is None:
-            continue
-        assert gap["learning_rate"] in p["grid"] and gap["learning_rate"] != p["learning_rate"]
-        assert gap["ci"][0] <= gap["diff"] <= gap["ci"][1] and gap["resolved"] == (gap["ci"][0] > 0 or gap["ci"][1] < 0)
+        second = max((sc for sc in alive if sc is not best),
+                     key=lambda sc: (sc["val_accuracy"], -sc["val_loss"], -sc["learning_rate"]), default=None)
+        assert (gap is None) == (second is None)
+        if gap:
+            a, _ = _val_correct(out, best["run_id"])
+            b, _ = _val_correct(out, second["run_id"])
+            d = a - b
+            half = 1.959964 * d.std(ddof=1) / np.sqrt(len(d))
+            assert gap["learning_rate"] == second["learning_rate"] and gap["diff"] == pytest.approx(d.mean())
+            assert gap["ci"] == pytest.approx([d.mean() - half, d.mean() + half], abs=1e-6)
+            assert gap["resolved"] == (gap["ci"][0] > 0 or gap["ci"][1] < 0)
     rows = list(csv.DictReader(open(out / "part1.csv")))
     assert len(rows) == 2
     for row in rows:
-        pick = picks[f"part1/{row['method']}/{TINY['part1']}"]
+        pick = picks[f"part1/{row['method']}/{profile}"]
         assert float(row["learning_rate"]) == pick["learning_rate"] and row["lr_source"].startswith("sweep")
         # Seed 0's final run is the sweep's run at the pick: promoted, not trained again, its files beside it.
         rec = json.loads((out / "runs" / f"{row['run_id']}.json").read_text())
@@ -49,8 +77,15 @@ def test_sweep_picks_on_validation_and_the_part_uses_the_picks(tiny_data, tmp_pa
     assert "Learning-rate selection" in (out / "summary.md").read_text()
     # Again: every run is skipped and the picks file is left as it was (no new date for the same decision).
     before = (out / "sweep" / "picks.json").read_bytes()
-    assert sweep.main(["--part", "part1", "--profile", str(TINY["part1"]), *[x for s in sets for x in ("--set", s)]]) == 0
+    assert sweep.main(args) == 0
     assert (out / "sweep" / "picks.json").read_bytes() == before
+
+
+def test_the_step_past_an_edge():
+    from common.sweep import edge_step
+
+    assert edge_step([1e-4, 3e-4, 1e-3], 1e-3) == 3.3e-3 and edge_step([1e-4, 3e-4, 1e-3], 1e-4) == 3.3e-5
+    assert edge_step([1e-4, 3e-4, 1e-3], 3e-4) is None and edge_step([1e-3], 1e-3) is None
 
 
 def test_a_pick_for_another_setup_is_not_used(tiny_data, tmp_path, capsys):

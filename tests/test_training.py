@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from common.devices import pick_allocator, pick_optim, pick_precision
+from common.devices import cpu_has_native_bf16, pick_allocator, pick_optim, pick_precision
 from common.errors import UserError
 from common.schema import RunCfg, TrainCfg
 from common.training import LengthBucketSampler, classification_metrics
@@ -33,7 +33,7 @@ def test_bucket_sampler_visits_every_review_once_in_similar_length_batches():
 
 def test_precision_choice_on_cpu():
     cfg = RunCfg(part="part1")
-    assert pick_precision(cfg, "cpu") in ("bf16", "fp32")
+    assert pick_precision(cfg, "cpu") == ("bf16" if cpu_has_native_bf16() else "fp32")
     fp32 = dataclasses.replace(cfg, train=TrainCfg(precision="fp32"))
     assert pick_precision(fp32, "cpu") == "fp32"
     with pytest.raises(UserError, match="train.precision"):

@@ -83,3 +83,25 @@ def compare(output_dir: Path, base: dict, other: dict) -> dict:
         out["diff_ci"] = stats.bootstrap_interval(lambda a, b: b.mean() - a.mean(), [ca, cb])
         out["ci_how"] = "paired bootstrap over test reviews (1 seed)"
     return out
+
+
+def verdict(c: dict, collapsed: bool = False) -> str:
+    """A comparison in words, from its 95% interval: "below by 1.3", "above by 0.4", "no difference resolved"."""
+    if collapsed:
+        return "collapsed"
+    ci = c.get("diff_ci")
+    if "diff_mean" not in c or not ci:
+        return "no interval"
+    if ci[0] > 0:
+        return f"above by {100 * c['diff_mean']:.1f}"
+    if ci[1] < 0:
+        return f"below by {-100 * c['diff_mean']:.1f}"
+    return "no difference resolved"
+
+
+def diff_text(c: dict) -> str:
+    """'-1.28 [-1.87, -0.69]' in points, or – without a comparison."""
+    if "diff_mean" not in c:
+        return "–"
+    ci = c.get("diff_ci")
+    return f"{100 * c['diff_mean']:+.2f}" + (f" [{100 * ci[0]:+.2f}, {100 * ci[1]:+.2f}]" if ci else "")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from common import records, stats
 from common.env import now_iso
+from common.report.budget import budget_section
 from common.report.comparison import CROSSED_HOW, compare, summarize_group
 from common.report.plots import write_plots
 from common.report.runs import (
@@ -242,14 +243,17 @@ def pairwise_lines(output_dir: Path, members: list) -> list:
     return lines
 
 
-def part_section(output_dir: Path, part: str, plots: bool = True) -> list:
+def part_setups(output_dir: Path, part: str) -> list:
+    """A part's completed runs gathered into setups, each group with its statistics."""
+    groups = group_rows(load_rows(output_dir, part))
+    return setups(groups, [summarize_group(output_dir, g) for g in groups])
+
+
+def part_section(output_dir: Path, part: str, all_setups: list, plots: bool = True) -> list:
     rows = load_rows(output_dir, part)
     lines = [f"## {PARTS[part][0]}", ""]
     if not rows:
         return lines + ["No completed runs yet.", ""]
-    groups = group_rows(rows)
-    summaries = [summarize_group(output_dir, g) for g in groups]
-    all_setups = setups(groups, summaries)
     head = pick_headline(all_setups)
     seeds = sorted({sd for _, s in head["best"].values() for sd in s["seeds"]})
     table, sentences = setup_table(output_dir, part, head, list(head["best"].values()), headline=True)
@@ -366,8 +370,13 @@ def write_summary(output_dir: str = "results", plots: bool = True) -> Path:
              "scored on (two-way variance components of seeds x reviews, Satterthwaite's degrees of freedom; "
              "`common.stats.crossed_interval`; `tests/test_coverage.py` requires it to cover a known true gap 93-97% of "
              "the time over 2,000 simulated studies of 3 and of 5 seeds).", ""]
+    budget = []
     for part in PARTS:
-        lines += part_section(out, part, plots)
+        all_setups = part_setups(out, part)
+        lines += part_section(out, part, all_setups, plots)
+        budget += budget_section(out, part, all_setups, plots)
+    if budget:
+        lines += ["## Budget: does the verdict hold with more training?", ""] + budget
     lines += sweep_section(out)
     path = out / "summary.md"
     records.write_atomic(path, "\n".join(lines).encode())

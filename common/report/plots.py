@@ -10,10 +10,16 @@ import numpy as np
 from common import records
 from common.report.runs import method_name
 
-COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
+# One colour per method, fixed by its name: LoRA is the same red in every figure of every part.
+METHOD_COLORS = {"full": "#1f77b4", "lora": "#d62728", "dora": "#ff7f0e", "ia3": "#2ca02c", "prompt": "#9467bd",
+                 "ptuning": "#8c564b", "prefix": "#e377c2", "adapter": "#17becf"}
 
 
-def _curves(output_dir: Path, g: dict, which: str, field: str) -> tuple:
+def method_color(method: str) -> str:
+    return METHOD_COLORS.get(method, "#7f7f7f")
+
+
+def curves(output_dir: Path, g: dict, which: str, field: str) -> tuple:
     """Per-seed curves of one group, aligned on the steps they share: (steps, values[seed, step])."""
     series = []
     for r in g["rows"]:
@@ -92,14 +98,14 @@ def draw_plots(output_dir: Path, part: str, head: dict) -> list:
     plot_dir.mkdir(parents=True, exist_ok=True)
     paths = plot_paths(output_dir, part)
     members = list(head["best"].values())
-    colors = {g["method"]: COLORS[i % len(COLORS)] for i, (g, _) in enumerate(members)}
+    colors = {g["method"]: method_color(g["method"]) for g, _ in members}
     made = []
     for which, field, scale, ylabel, name in (("train", "loss", 1, "training loss", "train_loss"),
                                                ("val", "val_accuracy", 100, "validation accuracy (%)",
                                                 "val_accuracy")):
         fig, ax = plt.subplots(figsize=(6.4, 4))
         for g, s in members:
-            steps, vals = _curves(output_dir, g, which, field)
+            steps, vals = curves(output_dir, g, which, field)
             if not len(steps):
                 continue
             vals = scale * vals
@@ -115,7 +121,7 @@ def draw_plots(output_dir: Path, part: str, head: dict) -> list:
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
         fig.tight_layout()
-        made.append(_save(fig, paths[name]))
+        made.append(save_figure(fig, paths[name]))
     # Accuracy vs trainable parameters: one point per method, 95% interval as whiskers, labelled in place.
     fig, ax = plt.subplots(figsize=(6.4, 4))
     labels = []
@@ -137,7 +143,7 @@ def draw_plots(output_dir: Path, part: str, head: dict) -> list:
     ax.grid(alpha=0.3, which="both")
     fig.tight_layout()
     _place_labels(fig, ax, labels)
-    made.append(_save(fig, paths["pareto"]))
+    made.append(save_figure(fig, paths["pareto"]))
     # Cost: train time and peak memory per method, bar = mean, dots = seeds.
     fig, axes = plt.subplots(1, 2, figsize=(8, 4))
     gpu = any(s["peak_mem_allocated_mib"] is not None for _, s in members)
@@ -157,7 +163,7 @@ def draw_plots(output_dir: Path, part: str, head: dict) -> list:
     axes[0].set_title("train time (bars: mean, dots: seeds)", fontsize=9)
     axes[1].set_title("peak memory (bars: mean, dots: seeds)", fontsize=9)
     fig.tight_layout()
-    made.append(_save(fig, paths["cost"]))
+    made.append(save_figure(fig, paths["cost"]))
     for stale in plot_dir.glob(f"{part}_*.png"):  # plots of an earlier report layout would mislead
         if stale not in made:
             stale.unlink()
@@ -212,7 +218,7 @@ def _count_label(x, _pos=None) -> str:
     return f"{x:g}"
 
 
-def _save(fig, path: Path) -> Path:
+def save_figure(fig, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     tmp = path.with_name(f".{path.stem}.tmp.png")  # atomic like every other result file

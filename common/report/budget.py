@@ -1,0 +1,180 @@
+"""The Budget section: one setup trained for fewer and for more epochs, each method's verdict at both budgets."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from common import records
+from common.report.comparison import compare, diff_text, verdict
+from common.report.plots import curves, method_color, save_figure
+from common.report.runs import PARTS, SETUP_KEYS, method_name
+
+# What may differ between the two budgets of one setup: the epochs (the budget itself), the profile that asked for
+# them, and the machine (hardware does not change what a run computes; precision and dropout kernel do, and must
+# match).
+BUDGET_FREE_KEYS = ("epochs", "profile", "device")
+
+
+def _same_but_budget(a: dict, b: dict) -> bool:
+    return all(a[k] == b[k] for k in SETUP_KEYS if k not in BUDGET_FREE_KEYS)
+
+
+def budget_pairs(all_setups: list) -> list:
+    """(shorter, longer) setups that differ only in epochs, both with full fine-tuning; for each longer budget the
+    shorter one comparing the most methods with the most seeds."""
+    pairs = []
+    for long in all_setups:
+        if "full" not in long["best"]:
+            continue
+        shorter = [st for st in all_setups if st is not long and "full" in st["best"]
+                   and _same_but_budget(st["key"], long["key"]) and int(st["key"]["epochs"]) < int(long["key"]["epochs"])]
+        if shorter:
+            pairs.append((max(shorter, key=lambda st: (len(st["best"]), st["seeds"], st["date"])), long))
+    return pairs
+
+
+def compute_hours(output_dir: Path, part: str, st: dict, method: str) -> float:
+    """Hours of one method's runs in a setup: its sweep's runs (every rate, from the sweep records of the same
+    profile and epochs) and its final runs that trained (a run promoted from the sweep or reused from another part is
+    counted where it trained). Summed from each record's phases (tokenize, build, train and evaluate, save, time
+    inference), excluding the command's start-up, which its runs share."""
+    own = ("tokenize_s", "build_model_s", "train_and_evaluate_s", "save_s", "inference_s")
+    total = 0.0
+    g = st["best"][method][0]
+    for r in g["rows"]:
+        if r.get("reused_from"):
+            continue
+        rec = _record(output_dir, r["run_id"])
+        if rec and not rec.get("promoted_from"):
+            total += sum(float(rec.get("phases_s", {}).get(k) or 0.0) for k in own)
+    sweep = records.sweep_dir(str(output_dir))
+    for path in sorted(records.runs_dir(str(sweep)).glob(f"{part}-{method}-s*.json")):
+        rec = _record(sweep, path.stem)
+        cfg = (rec or {}).get("config", {})
+        if rec and rec.get("status") == "completed" and cfg.get("profile") == st["key"]["profile"] and \
+                str(cfg.get("train", {}).get("epochs")) == str(st["key"]["epochs"]):
+            total += sum(float(rec.get("phases_s", {}).get(k) or 0.0) for k in own)
+    return total / 3600
+
+
+def _record(output_dir: Path, run_id: str):
+    try:
+        return json.loads(records.record_path(str(output_dir), run_id).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _epochs(n) -> str:
+    return f"{n} epoch" + ("" if str(n) == "1" else "s")
+
+
+def budget_rows(output_dir: Path, part: str, short: dict, long: dict) -> list:
+    """Per method in both setups: Δ vs full FT at each budget, the method's own change, verdicts, rates, hours."""
+    rows = []
+    for method, (g_long, s_long) in long["best"].items():
+        if method not in short["best"]:
+            continue
+        g_short, s_short = short["best"][method]
+        row = {"method": method, "lr": (g_short["learning_rate"], g_long["learning_rate"]),
+               "change": compare(output_dir, g_short, g_long),
+               "collapsed": (bool(s_short["collapsed"]), bool(s_long["collapsed"])),
+               "acc": (s_short["acc_mean"], s_long["acc_mean"]),
+               "hours": compute_hours(output_dir, part, long, method)}
+        if method != "full":
+            row["vs_full"] = (compare(output_dir, short["best"]["full"][0], g_short),
+                              compare(output_dir, long["best"]["full"][0], g_long))
+        rows.append(row)
+    return rows
+
+
+def budget_sentences(rows: list, short_epochs, long_epochs) -> list:
+    """Which verdicts against full fine-tuning change with the budget and which do not, from the intervals."""
+    changed, kept = [], []
+    for r in rows:
+        if "vs_full" not in r:
+            continue
+        a, b = (verdict(c, col) for c, col in zip(r["vs_full"], r["collapsed"]))
+        name = method_name(r["method"])
+        (kept if a.split(" by ")[0] == b.split(" by ")[0] else changed).append(
+            f"{name} ({a} → {b})" if a != b else f"{name} ({a})")
+    out = []
+    if changed:
+        out.append(f"- Verdicts against full fine-tuning that change from {_epochs(short_epochs)} to "
+                   f"{_epochs(long_epochs)}: {'; '.join(changed)}.")
+    if kept:
+        out.append(f"- Verdicts that hold at both budgets (the size of a gap may move): {'; '.join(kept)}.")
+    return out
+
+
+def draw_budget_curves(output_dir: Path, part: str, long: dict) -> Path:
+    """Validation accuracy against optimizer step for every method of the longer budget, mean over seeds (band:
+    min-max), epoch ends marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.2, 4.4))
+    epochs = int(long["key"]["epochs"])
+    last = 0
+    for method, (g, _) in long["best"].items():
+        steps, vals = curves(output_dir, g, "val", "val_accuracy")
+        if not len(steps):
+            continue
+        vals = 100 * vals
+        color = method_color(method)
+        ax.plot(steps, vals.mean(0), color=color, marker="o", ms=3, lw=1.4, label=f"{method_name(method)} (n={len(vals)})")
+        if len(vals) > 1:
+            ax.fill_between(steps, vals.min(0), vals.max(0), color=color, alpha=0.15, lw=0)
+        last = max(last, int(steps[-1]))
+    for e in range(1, epochs):
+        ax.axvline(last * e / epochs, color="0.6", lw=0.8, ls="--")
+    ax.set_xlabel(f"optimizer step ({_epochs(epochs)}; dashed: epoch ends)")
+    ax.set_ylabel("validation accuracy (%)")
+    ax.set_title(f"{PARTS[part][0].split(':')[0]}, {_epochs(epochs)}: validation accuracy during training "
+                 f"(mean over seeds, band: min–max)",
+                 fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2, loc="lower right")
+    fig.tight_layout()
+    plot_dir = output_dir / "plots"
+    plot_dir.mkdir(parents=True, exist_ok=True)
+    return save_figure(fig, plot_dir / f"budget_{part}_val_accuracy.png")
+
+
+def budget_section(output_dir: Path, part: str, all_setups: list, plots: bool = True) -> list:
+    """The Budget section of one part: a table per pair of budgets, its sentences and its curve plot."""
+    lines = []
+    for short, long in budget_pairs(all_setups):
+        e1, e2 = short["key"]["epochs"], long["key"]["epochs"]
+        rows = budget_rows(output_dir, part, short, long)
+        seeds1 = sorted({x for _, s in short["best"].values() for x in s["seeds"]})
+        seeds2 = sorted({x for _, s in long["best"].values() for x in s["seeds"]})
+        lines += [f"### {PARTS[part][0].split(':')[0]}: {_epochs(e1)} vs {_epochs(e2)}", "",
+                  f"Profiles `{short['key']['profile']}` ({_epochs(e1)}, seeds {_seed_list(seeds1)}) and "
+                  f"`{long['key']['profile']}` ({_epochs(e2)}, seeds {_seed_list(seeds2)}): the same model, data, "
+                  f"test reviews, precision and dropout kernel; each budget's learning rate in its column (picked on "
+                  f"validation where the sweep ran). The change pairs seeds by number on the same test reviews; "
+                  f"compute is the hours its runs took at the longer budget, sweep included.", "",
+                  f"| Method | Δ vs full FT, {_epochs(e1)} [95% CI] | Δ vs full FT, {_epochs(e2)} [95% CI] | "
+                  f"Accuracy, {_epochs(e1)} → {_epochs(e2)} | Change [95% CI] | Learning rate | "
+                  f"Compute, {_epochs(e2)} (h) |", "|---|---|---|---|---|---|---|"]
+        for r in rows:
+            vs = r.get("vs_full")
+            cells = ["–", "–"] if vs is None else [
+                f"{diff_text(c)} {verdict(c, col)}" if not col else "collapsed"
+                for c, col in zip(vs, r["collapsed"])]
+            acc = " → ".join("–" if a is None else f"{100 * a:.2f}%" for a in r["acc"])
+            lines.append(f"| {method_name(r['method'])} | {cells[0]} | {cells[1]} | {acc} | "
+                         f"{diff_text(r['change'])} | {r['lr'][0]} → {r['lr'][1]} | {r['hours']:.2f} |")
+        lines += [""] + budget_sentences(rows, e1, e2) + [""]
+        if plots:
+            path = draw_budget_curves(output_dir, part, long)
+            lines += [f"![{path.stem}](plots/{path.name})", ""]
+    return lines
+
+
+def _seed_list(seeds: list) -> str:
+    if len(seeds) > 2 and seeds == list(range(seeds[0], seeds[-1] + 1)):
+        return f"{seeds[0]}-{seeds[-1]}"
+    return ", ".join(map(str, seeds))
