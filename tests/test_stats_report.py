@@ -242,3 +242,15 @@ def test_the_budget_section_compares_one_setup_at_two_budgets(tmp_path):
     assert "Verdicts against full fine-tuning that change from 1 epoch to 3 epochs: LoRA (below by 10.0 → no " \
            "difference resolved)." in budget
     assert (out / "plots" / "budget_part1_val_accuracy.png").stat().st_size > 1000
+
+
+def test_a_damaged_run_record_is_named_in_a_warning_not_a_traceback(tmp_path, capsys):
+    out = tmp_path / "results"
+    _fixture_results(out)
+    damaged = next((out / "runs").glob("part1-lora-s1-*.json"))
+    damaged.write_text(damaged.read_text()[:40])  # cut short, as a full disk or an interrupted copy leaves it
+    capsys.readouterr()
+    summary = write_summary(str(out), plots=True).read_text()
+    err = capsys.readouterr().err
+    assert f"[warning] {damaged}: damaged run record, left out of the report" in err and err.count("[warning]") == 1
+    assert "| LoRA |" in summary and "Traceback" not in err

@@ -1,13 +1,12 @@
 """The Budget section: one setup trained for fewer and for more epochs, each method's verdict at both budgets."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from common import records
 from common.report.comparison import compare, diff_text, verdict
 from common.report.plots import curves, method_color, save_figure
-from common.report.runs import PARTS, SETUP_KEYS, method_name
+from common.report.runs import PARTS, SETUP_KEYS, method_name, plural, read_record
 
 # What may differ between the two budgets of one setup: the epochs (the budget itself), the profile that asked for
 # them, and the machine (hardware does not change what a run computes; precision and dropout kernel do, and must
@@ -44,28 +43,17 @@ def compute_hours(output_dir: Path, part: str, st: dict, method: str) -> float:
     for r in g["rows"]:
         if r.get("reused_from"):
             continue
-        rec = _record(output_dir, r["run_id"])
+        rec = read_record(output_dir, r["run_id"])
         if rec and not rec.get("promoted_from"):
             total += sum(float(rec.get("phases_s", {}).get(k) or 0.0) for k in own)
     sweep = records.sweep_dir(str(output_dir))
     for path in sorted(records.runs_dir(str(sweep)).glob(f"{part}-{method}-s*.json")):
-        rec = _record(sweep, path.stem)
+        rec = read_record(sweep, path.stem)
         cfg = (rec or {}).get("config", {})
         if rec and rec.get("status") == "completed" and cfg.get("profile") == st["key"]["profile"] and \
                 str(cfg.get("train", {}).get("epochs")) == str(st["key"]["epochs"]):
             total += sum(float(rec.get("phases_s", {}).get(k) or 0.0) for k in own)
     return total / 3600
-
-
-def _record(output_dir: Path, run_id: str):
-    try:
-        return json.loads(records.record_path(str(output_dir), run_id).read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def _epochs(n) -> str:
-    return f"{n} epoch" + ("" if str(n) == "1" else "s")
 
 
 def budget_rows(output_dir: Path, part: str, short: dict, long: dict) -> list:
@@ -99,8 +87,8 @@ def budget_sentences(rows: list, short_epochs, long_epochs) -> list:
             f"{name} ({a} → {b})" if a != b else f"{name} ({a})")
     out = []
     if changed:
-        out.append(f"- Verdicts against full fine-tuning that change from {_epochs(short_epochs)} to "
-                   f"{_epochs(long_epochs)}: {'; '.join(changed)}.")
+        out.append(f"- Verdicts against full fine-tuning that change from {plural(short_epochs, 'epoch')} to "
+                   f"{plural(long_epochs, 'epoch')}: {'; '.join(changed)}.")
     if kept:
         out.append(f"- Verdicts that hold at both budgets (the size of a gap may move): {'; '.join(kept)}.")
     return out
@@ -129,9 +117,9 @@ def draw_budget_curves(output_dir: Path, part: str, long: dict) -> Path:
         last = max(last, int(steps[-1]))
     for e in range(1, epochs):
         ax.axvline(last * e / epochs, color="0.6", lw=0.8, ls="--")
-    ax.set_xlabel(f"optimizer step ({_epochs(epochs)}; dashed: epoch ends)")
+    ax.set_xlabel(f"optimizer step ({plural(epochs, 'epoch')}; dashed: epoch ends)")
     ax.set_ylabel("validation accuracy (%)")
-    ax.set_title(f"{PARTS[part][0].split(':')[0]}, {_epochs(epochs)}: validation accuracy during training "
+    ax.set_title(f"{PARTS[part][0].split(':')[0]}, {plural(epochs, 'epoch')}: validation accuracy during training "
                  f"(mean over seeds, band: min–max)",
                  fontsize=9)
     ax.grid(alpha=0.3)
@@ -150,15 +138,16 @@ def budget_section(output_dir: Path, part: str, all_setups: list, plots: bool = 
         rows = budget_rows(output_dir, part, short, long)
         seeds1 = sorted({x for _, s in short["best"].values() for x in s["seeds"]})
         seeds2 = sorted({x for _, s in long["best"].values() for x in s["seeds"]})
-        lines += [f"### {PARTS[part][0].split(':')[0]}: {_epochs(e1)} vs {_epochs(e2)}", "",
-                  f"Profiles `{short['key']['profile']}` ({_epochs(e1)}, seeds {_seed_list(seeds1)}) and "
-                  f"`{long['key']['profile']}` ({_epochs(e2)}, seeds {_seed_list(seeds2)}): the same model, data, "
+        b1, b2 = plural(e1, "epoch"), plural(e2, "epoch")
+        lines += [f"### {PARTS[part][0].split(':')[0]}: {b1} vs {b2}", "",
+                  f"Profiles `{short['key']['profile']}` ({b1}, seeds {_seed_list(seeds1)}) and "
+                  f"`{long['key']['profile']}` ({b2}, seeds {_seed_list(seeds2)}): the same model, data, "
                   f"test reviews, precision and dropout kernel; each budget's learning rate in its column (picked on "
                   f"validation where the sweep ran). The change pairs seeds by number on the same test reviews; "
                   f"compute is the hours its runs took at the longer budget, sweep included.", "",
-                  f"| Method | Δ vs full FT, {_epochs(e1)} [95% CI] | Δ vs full FT, {_epochs(e2)} [95% CI] | "
-                  f"Accuracy, {_epochs(e1)} → {_epochs(e2)} | Change [95% CI] | Learning rate | "
-                  f"Compute, {_epochs(e2)} (h) |", "|---|---|---|---|---|---|---|"]
+                  f"| Method | Δ vs full FT, {b1} [95% CI] | Δ vs full FT, {b2} [95% CI] | "
+                  f"Accuracy, {b1} → {b2} | Change [95% CI] | Learning rate | "
+                  f"Compute, {b2} (h) |", "|---|---|---|---|---|---|---|"]
         for r in rows:
             vs = r.get("vs_full")
             cells = ["–", "–"] if vs is None else [

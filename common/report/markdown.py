@@ -20,6 +20,7 @@ from common.report.runs import (
     method_name,
     model_label,
     pick_headline,
+    plural,
     setups,
     validation_reviews,
 )
@@ -52,7 +53,7 @@ def setup_heading(part: str, key: dict, seeds: list, val_reviews=None) -> str:
     n = lambda x: f"{int(x):,}" if str(x).isdigit() else str(x)  # noqa: E731
     val = f"{n(val_reviews)} validation / " if val_reviews is not None else ""
     return (f"{model}; profile `{key['profile']}`: {n(key['train_samples'])} train / {val}{n(key['test_samples'])} "
-            f"test reviews, {key['max_length']} tokens, {key['epochs']} epoch(s); {key['device']}, "
+            f"test reviews, {key['max_length']} tokens, {plural(key['epochs'], 'epoch')}; {key['device']}, "
             f"{key['precision']}, {key['dropout_kernel']} dropout kernel; seeds {', '.join(map(str, seeds))}")
 
 
@@ -63,6 +64,7 @@ def differences(key: dict, head: dict) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ cells
+
 
 
 def _pm(mean, std, n, scale, fmt, std_fmt) -> str:
@@ -150,7 +152,8 @@ def interpret(name: str, c: dict, base_s: dict, other_s: dict, base_lr=None) -> 
                 f"(seed{'s' if len(ps) > 1 else ''} {', '.join(map(str, c['mcnemar']))}); {sig} of {len(ps)} " \
                 f"below 0.05"
     if other_s.get("collapsed"):
-        text += (f". It collapsed ({other_s['collapsed']} of {other_s['n']} seeds predict one class for at least "
+        text += (f". It collapsed ({other_s['collapsed']} of {plural(other_s['n'], 'seed')} predict"
+                 f"{'s' if other_s['collapsed'] == 1 else ''} one class for at least "
                  f"{stats.COLLAPSE_SHARE:.0%} of reviews): a failed run, not a measure of the method")
     return text + "."
 
@@ -261,7 +264,7 @@ def part_section(output_dir: Path, part: str, all_setups: list, plots: bool = Tr
     lines += [f"**Headline: {heading}.**", ""] + table + [""]
     dates = sorted(r.get("date", "") for r in rows if r.get("date"))
     n_other = len(all_setups) - 1 + bool(head["extra"])
-    where = f"; {n_other} other group(s) of runs are under \"Other runs\" below" if n_other else ""
+    where = f"; {plural(n_other, 'other group')} of runs are under \"Other runs\" below" if n_other else ""
     span = f" from {dates[0][:16].replace('T', ' ')} to {dates[-1][:16].replace('T', ' ')} UTC" if dates else ""
     lines.append(f"The headline is the `{HEADLINE_PROFILE}` profile's setup where it has runs, else the setup "
                  f"comparing the most methods with the most seeds, the most recent of equals{where}. This part has "
@@ -331,6 +334,14 @@ def _runner_up_cell(p: dict) -> str:
             f" points, {verdict}")
 
 
+def _edge_flag(p: dict) -> str:
+    """A pick on the lowest or highest rate searched: the best rate may lie past it."""
+    grid = sorted(p.get("grid") or [])
+    if len(grid) < 2 or grid[0] < p["learning_rate"] < grid[-1]:
+        return ""
+    return f" **at the {'lowest' if p['learning_rate'] == grid[0] else 'highest'} rate searched**"
+
+
 def sweep_section(output_dir: Path) -> list:
     picks = output_dir / "sweep" / "picks.json"
     if not picks.is_file():
@@ -347,7 +358,8 @@ def sweep_section(output_dir: Path) -> list:
              "|---|---|---|---|"]
     for key, p in json.loads(picks.read_text()).items():
         scores = ", ".join(_val_cell(sc, _val_samples(output_dir / "sweep", sc)) for sc in p["scores"])
-        lines.append(f"| {key} | {scores} | {p['learning_rate']} ({p.get('date', '')[:10]}) | {_runner_up_cell(p)} |")
+        lines.append(f"| {key} | {scores} | {p['learning_rate']}{_edge_flag(p)} ({p.get('date', '')[:10]}) | "
+                     f"{_runner_up_cell(p)} |")
     return lines + [""]
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from common import records
-from common.report.runs import method_name
+from common.report.runs import method_name, read_record
 
 # One colour per method, fixed by its name: LoRA is the same red in every figure of every part.
 METHOD_COLORS = {"full": "#1f77b4", "lora": "#d62728", "dora": "#ff7f0e", "ia3": "#2ca02c", "prompt": "#9467bd",
@@ -23,9 +23,8 @@ def curves(output_dir: Path, g: dict, which: str, field: str) -> tuple:
     """Per-seed curves of one group, aligned on the steps they share: (steps, values[seed, step])."""
     series = []
     for r in g["rows"]:
-        try:
-            rec = json.loads(records.record_path(str(output_dir), r["run_id"]).read_text())
-        except (OSError, ValueError):
+        rec = read_record(output_dir, r["run_id"])
+        if rec is None:
             continue
         # Records made before curves carried steps have epochs only: steps = epoch x steps per epoch.
         epochs = rec.get("config", {}).get("train", {}).get("epochs") or 1

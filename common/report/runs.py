@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections import OrderedDict
 from pathlib import Path
 
@@ -30,6 +31,11 @@ SETUP_KEYS = ("model", "init", "profile", "train_samples", "test_samples", "max_
 GROUP_KEYS = SETUP_KEYS + ("method", "learning_rate", "train_pooler")
 
 
+def plural(n, noun: str) -> str:
+    """'1 epoch', '3 epochs': a count with its noun in the right number."""
+    return f"{n} {noun}" + ("" if str(n) == "1" else "s")
+
+
 def method_name(method: str) -> str:
     return METHOD_NAMES.get(method, method)
 
@@ -42,6 +48,25 @@ def _f(x):
     try:
         return float(x)
     except (TypeError, ValueError):
+        return None
+
+
+_WARNED: set = set()
+
+
+def read_record(output_dir: Path, run_id: str):
+    """A run's record, or None; a record that exists but cannot be read is named in a warning (once), never a
+    traceback: the report goes on without what it held (curves, validation size)."""
+    path = records.record_path(str(output_dir), run_id)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as e:
+        if path not in _WARNED:
+            _WARNED.add(path)
+            print(f"[warning] {path}: damaged run record, left out of the report ({type(e).__name__}: "
+                  f"{str(e).splitlines()[0][:80]})", file=sys.stderr)
         return None
 
 
@@ -122,8 +147,8 @@ def validation_reviews(output_dir: Path, rows: list):
     when the records are missing or disagree."""
     sizes = set()
     for r in rows:
-        try:
-            sizes.add(json.loads(records.record_path(str(output_dir), r["run_id"]).read_text())["data"]["val_samples"])
-        except (OSError, ValueError, KeyError):
+        rec = read_record(output_dir, r["run_id"])
+        if not rec or "val_samples" not in rec.get("data", {}):
             return None
+        sizes.add(rec["data"]["val_samples"])
     return sizes.pop() if len(sizes) == 1 else None
