@@ -5,6 +5,7 @@ import dataclasses
 import importlib.util
 import math
 import os
+import sys
 import typing
 from pathlib import Path
 from typing import Any, Optional
@@ -93,6 +94,26 @@ def _merge(base: dict, over: dict, origin: str, sources: dict, prefix: str = "")
     return out
 
 
+def _shown(path: Path) -> str:
+    """A file as the user would name it: relative to the project where it lies inside it."""
+    try:
+        return str(Path(path).resolve().relative_to(PROJECT_ROOT))
+    except ValueError:
+        return str(path)
+
+
+def _replaced(doc: dict, layer: dict, user_file: str, sources: dict, prefix: str = "") -> list:
+    """(key, old value, new value) for every value of the user's file that `layer` would replace by another."""
+    out = []
+    for k, v in layer.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and k != "config_overrides" and isinstance(doc.get(k), dict):
+            out += _replaced(doc[k], v, user_file, sources, key + ".")
+        elif k in doc and sources.get(key) == user_file and doc[k] != v:
+            out.append((key, doc[k], v))
+    return out
+
+
 def _nest(dotted: str, value: Any) -> dict:
     out: Any = value
     for part in reversed(dotted.split(".")):
@@ -133,16 +154,22 @@ def profile_chain(profile: str) -> list:
     return list(reversed(chain))
 
 
-def load_config(path: str, profile: str = "default", sets: tuple = (), part: Optional[str] = None) -> RunCfg:
-    """Dataclass defaults <- config YAML <- profile (common, then its per-method block) <- --set, validated."""
-    sources: dict = {}
+def load_config(path: str, profile: str = "default", sets: tuple = (), part: Optional[str] = None,
+                sources: Optional[dict] = None) -> RunCfg:
+    """Dataclass defaults <- config YAML <- profile (common, then its per-method block) <- --set, validated.
+    `sources`, when given, is filled with where each value set by a file or flag came from (dotted key -> origin).
+    A profile that replaces a value the config file set says so on stderr, one line per key."""
+    sources = {} if sources is None else sources
     cfg_path = Path(path)
     doc = _merge({}, read_yaml(cfg_path, "config"), str(cfg_path), sources)
+    replaced = []
     for ppath in profile_chain(profile):
         prof = read_yaml(ppath, f"profile '{profile}'")
+        shown = _shown(ppath)
         prof.pop("extends", None)
         per_method = prof.pop("methods", {}) or {}
-        doc = _merge(doc, prof, str(ppath), sources)
+        replaced += [(k, old, new, shown) for k, old, new in _replaced(doc, prof, str(cfg_path), sources)]
+        doc = _merge(doc, prof, shown, sources)
         method = (doc.get("peft") or {}).get("method", PeftCfg.method) if isinstance(doc.get("peft"), dict) else None
         if not isinstance(per_method, dict):
             raise UserError(f"{ppath}: methods: must map a method name to overrides")
@@ -150,7 +177,13 @@ def load_config(path: str, profile: str = "default", sets: tuple = (), part: Opt
         if unknown:
             raise UserError(f"{ppath}: methods: unknown method(s) {unknown}; known: {list(METHODS)}")
         if method in per_method and per_method[method]:
-            doc = _merge(doc, per_method[method], f"{ppath} (methods.{method})", sources)
+            origin = f"{shown} (methods.{method})"
+            replaced += [(k, old, new, origin) for k, old, new in
+                         _replaced(doc, per_method[method], str(cfg_path), sources)]
+            doc = _merge(doc, per_method[method], origin, sources)
+    for key, old, new, origin in replaced:  # the profile wins; said once, so an edit that does nothing is seen
+        print(f"[config] {key}: {old!r} from {cfg_path} is replaced by {new!r} from {origin} "
+              f"(--set {key}=... wins over both)", file=sys.stderr)
     for item in sets:
         key, value = parse_set(item)
         doc = _merge(doc, _nest(key, value), f"--set {key}", sources)

@@ -35,15 +35,16 @@ def load_picks(output_dir: str) -> dict:
         return {}
 
 
-def apply_pick(cfg: RunCfg, fingerprints: dict, runtime: dict) -> tuple:
-    """(cfg, lr_source): the swept learning rate when a matching pick exists, else the config's own."""
-    if not cfg.train.use_sweep_lr:
-        return cfg, "config"
+def apply_pick(cfg: RunCfg, fingerprints: dict, runtime: dict, lr_origin: str = "schema default") -> tuple:
+    """(cfg, lr_source): the swept learning rate when a matching pick exists, else the rate where it came from
+    (lr_origin: the part YAML, the profile, or --set). --set train.learning_rate always wins over a pick."""
+    if not cfg.train.use_sweep_lr or lr_origin.startswith("--set"):
+        return cfg, lr_origin
     pick = load_picks(cfg.output.dir).get(pick_name(cfg))
     if not pick:
-        return cfg, "config"
+        return cfg, lr_origin
     if pick["selection_key"] != selection_key(cfg, fingerprints, runtime):
-        print(f"[sweep] pick for {pick_name(cfg)} was made for another setup; using the config's learning rate",
-              file=sys.stderr)
-        return cfg, "config"
+        print(f"[sweep] pick for {pick_name(cfg)} was made for another setup; using lr "
+              f"{cfg.train.learning_rate} from {lr_origin}", file=sys.stderr)
+        return cfg, lr_origin
     return with_learning_rate(cfg, pick["learning_rate"]), f"sweep: best val acc over {pick['grid']}"

@@ -36,10 +36,14 @@ class Plan:
 def plan_runs(part: str, args, output_dir_override: str = None) -> list:
     """Config -> data checks -> model checks -> identity, for every config and seed, before anything trains."""
     git_state()  # pin the commit now: the code in memory is this commit's, whatever happens to the checkout later
-    cfgs = [(path, load_config(path, args.profile, tuple(args.set), part=part)) for path in args.config]
+    cfgs = []
+    for path in args.config:
+        sources: dict = {}
+        cfgs.append((path, load_config(path, args.profile, tuple(args.set), part=part, sources=sources), sources))
     versions = package_versions()
     plans, split_cache = [], {}
-    for path, base in cfgs:
+    for path, base, sources in cfgs:
+        lr_origin = sources.get("train.learning_rate", "schema default")
         for cfg in expand_seeds(base):
             if output_dir_override:
                 cfg = dataclasses.replace(cfg, output=dataclasses.replace(cfg.output, dir=output_dir_override))
@@ -48,7 +52,7 @@ def plan_runs(part: str, args, output_dir_override: str = None) -> list:
             splits = split_cache[cfg.data]
             distributed.per_device_batch(cfg.train.batch_size)  # NPROC must divide the global batch: refuse now
             runtime = resolve_runtime(cfg, strict=not getattr(args, "dry_run", False))
-            cfg, lr_source = apply_pick(cfg, splits.fingerprints, runtime)
+            cfg, lr_source = apply_pick(cfg, splits.fingerprints, runtime, lr_origin)
             model_config = load_model_config(cfg)
             skeleton = build_model(cfg, model_config, meta=True)  # shapes only: instant, checks compatibility
             identity = records.run_identity(cfg.to_dict(), splits.fingerprints, versions, runtime)

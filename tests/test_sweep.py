@@ -97,8 +97,32 @@ def test_a_pick_for_another_setup_is_not_used(tiny_data, tmp_path, capsys):
     from common.records import write_json
     write_json(picks.picks_path(str(out)), {picks.pick_name(cfg): {"learning_rate": 0.5, "grid": [0.5],
                                                                     "selection_key": "other", "scores": []}})
-    new, source = picks.apply_pick(cfg, {"train": "x", "test": "y"}, {"device_type": "cpu"})
-    assert new.train.learning_rate == cfg.train.learning_rate and source == "config"
+    new, source = picks.apply_pick(cfg, {"train": "x", "test": "y"}, {"device_type": "cpu"}, "the part YAML")
+    assert new.train.learning_rate == cfg.train.learning_rate and source == "the part YAML"
+
+
+def test_the_learning_rate_names_its_real_source_and_set_wins_over_a_pick(tmp_path, capsys):
+    from common import picks
+    from common.config import load_config
+    from common.records import write_json
+
+    out = tmp_path / "results"
+    sources: dict = {}
+    cfg = load_config("configs/part1_distilbert_lora.yaml", "quick", (f"output.dir={out}",), sources=sources)
+    assert sources["train.learning_rate"] == "configs/profiles/quick.yaml (methods.lora)"
+    assert "[config] train.learning_rate: 0.0005 from configs/part1_distilbert_lora.yaml is replaced by 0.003 from " \
+           "configs/profiles/quick.yaml (methods.lora)" in capsys.readouterr().err
+    fingerprints, runtime = {"train": "x", "test": "y"}, {"device_type": "cpu"}
+    write_json(picks.picks_path(str(out)), {picks.pick_name(cfg): {
+        "learning_rate": 0.5, "grid": [0.5], "scores": [],
+        "selection_key": picks.selection_key(cfg, fingerprints, runtime)}})
+    new, source = picks.apply_pick(cfg, fingerprints, runtime, sources["train.learning_rate"])
+    assert new.train.learning_rate == 0.5 and source.startswith("sweep")
+    sources = {}
+    cfg = load_config("configs/part1_distilbert_lora.yaml", "quick", (f"output.dir={out}", "train.learning_rate=7e-4"),
+                      sources=sources)
+    new, source = picks.apply_pick(cfg, fingerprints, runtime, sources["train.learning_rate"])
+    assert new.train.learning_rate == 7e-4 and source == "--set train.learning_rate"
 
 
 def test_an_interrupted_sweep_stops_without_picks_or_final_runs(tiny_data, tmp_path, monkeypatch, capsys):
