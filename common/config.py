@@ -420,3 +420,30 @@ def output_dir_problem(path: str) -> Optional[str]:
     if not os.access(probe, os.W_OK | os.X_OK):
         return f"{path}: cannot write in {probe} (permission denied)"
     return None
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and k != "config_overrides":
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def explain(cfg: RunCfg, sources: dict) -> dict:
+    """Every value that differs from the schema's default -> {'value', 'source'}: the file (a profile's methods
+    block named), or the --set flag, that gave it."""
+    default = _flat(RunCfg().to_dict())
+    out = {}
+    for key, value in _flat(cfg.to_dict()).items():
+        if key in default and default[key] == value:
+            continue
+        parts = key.split(".")
+        if key == "train.seed" and "train.seeds" in sources:  # one run of a train.seeds list
+            parts = ["train", "seeds"]
+        origin = next((sources[".".join(parts[:i])] for i in range(len(parts), 0, -1)
+                       if ".".join(parts[:i]) in sources), "schema default")
+        out[key] = {"value": value, "source": origin}
+    return out

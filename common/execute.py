@@ -23,6 +23,7 @@ def build_record(plan: Plan, status: str, result: dict = None, error: str = None
         "collapsed": (result.get("metrics") or {}).get("collapsed"), "runtime": plan.runtime,
         "command": " ".join([Path(sys.executable).name] + sys.argv),
         "config": cfg.to_dict(),
+        "config_sources": plan.explained,  # every value off the schema default, and where it came from
         "data": {"files": plan.splits.files, "fingerprints": plan.splits.fingerprints,
                  "train_samples": len(plan.splits.train.text), "val_samples": len(plan.splits.val.text),
                  "test_samples": len(plan.splits.test.text)},

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 
 from common import distributed, records
-from common.config import load_config
+from common.config import explain, load_config
 from common.data import Splits, load_splits
 from common.devices import check_cpu_budget, pick_device, resolve_runtime
 from common.env import git_state, package_versions
@@ -29,6 +29,7 @@ class Plan:
     lr_source: str
     table: str
     source: str  # the config file it came from
+    explained: dict = dataclasses.field(default_factory=dict)  # values off the schema default -> value and source
     evaluate_test: bool = True
     phases: dict = dataclasses.field(default_factory=dict)  # the command's start-up and planning seconds
 
@@ -56,9 +57,13 @@ def plan_runs(part: str, args, output_dir_override: str = None) -> list:
             model_config = load_model_config(cfg)
             skeleton = build_model(cfg, model_config, meta=True)  # shapes only: instant, checks compatibility
             identity = records.run_identity(cfg.to_dict(), splits.fingerprints, versions, runtime)
+            explained = explain(cfg, sources)
+            explained["train.learning_rate"] = {"value": cfg.train.learning_rate, "source": lr_source}
+            for key, value in runtime.items():  # what the auto settings became here
+                explained[f"runtime.{key}"] = {"value": value, "source": "auto (resolved on this machine)"}
             plans.append(Plan(cfg, splits, model_config, count_parameters(skeleton), identity, runtime,
                               records.run_id_for(part, cfg.peft.method, cfg.train.seed, identity), lr_source,
-                              parameter_table(skeleton), path))
+                              parameter_table(skeleton), path, explained=explained))
     return plans
 
 
@@ -68,6 +73,9 @@ def print_dry_run(plans: list) -> int:
               f"profile {p.cfg.profile}, lr {p.cfg.train.learning_rate} ({p.lr_source})")
         print(f"# data: {len(p.splits.train.text)} train / {len(p.splits.val.text)} val / "
               f"{len(p.splits.test.text)} test reviews from {p.splits.files['train']}")
+        print("# values that differ from the schema's defaults (common/schema.py), and where each came from:")
+        for key, e in p.explained.items():
+            print(f"#   {key} = {e['value']!r}  <- {e['source']}")
         print(p.table)
         print(json.dumps({"run_id": p.run_id, "trainable_params": p.params["trainable"],
                           "total_params": p.params["total"], "trainable_pct": p.params["trainable_pct"]}))

@@ -272,3 +272,20 @@ def test_a_record_made_when_an_empty_seed_list_meant_one_run_still_loads():
     rec = json.loads((ROOT / "results/runs/part1-full-s0-1e43a1f937.json").read_text())
     assert rec["config"]["train"]["seeds"] == []
     assert load_config_dict(rec["config"], "its record").train.seeds is None
+
+
+def test_dry_run_lists_every_value_off_the_defaults_with_its_source(tiny_data, tmp_path, capsys):
+    from conftest import run_main, tiny_args
+
+    rc, out, _ = run_main("part1", tiny_args("part1", tiny_data, tmp_path / "r", "--set", "train.seeds=[0, 1]",
+                                             "--set", "peft.lora.r=4", "--dry-run",
+                                             configs=["configs/part1_distilbert_lora.yaml"]), capsys)
+    assert rc == 0
+    lines = [line.strip("# ").strip() for line in out.splitlines() if line.startswith("#   ")]
+    assert "peft.lora.r = 4  <- --set peft.lora.r" in lines
+    assert "peft.method = 'lora'  <- configs/part1_distilbert_lora.yaml" in lines
+    assert "train.allow_cpu = True  <- tests/profiles/tiny_distilbert.yaml" in lines
+    assert "train.seed = 1  <- --set train.seeds" in lines  # the second seed's run
+    assert any(line.startswith("runtime.precision = ") and line.endswith("<- auto (resolved on this machine)")
+               for line in lines)
+    assert not any(line.startswith("train.weight_decay") for line in lines)  # at its default: not listed

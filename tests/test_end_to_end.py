@@ -79,6 +79,10 @@ def test_part_end_to_end(part_results, part):
             assert key in rec["env"]
         assert rec["env"]["transformers"] == "4.57.6" and rec["env"]["peft"] == "0.21.2"
         assert rec["params"]["trainable"] == int(row["trainable_params"]) and rec["seed"] == 0
+        # Where each value off the schema's defaults came from, as --dry-run lists it.
+        assert rec["config_sources"]["peft.method"]["source"].startswith("configs/part")
+        assert rec["config_sources"]["train.learning_rate"] == {"value": float(row["learning_rate"]),
+                                                                "source": row["lr_source"]}
         # Validation at step 0 and twice an epoch for 3 epochs of 10 steps: 7 points, the last the final model.
         assert [p["step"] for p in rec["curves"]["val"]] == [0, 5, 10, 15, 20, 25, 30]
         assert rec["metrics"]["val_accuracy"] == rec["curves"]["val"][-1]["val_accuracy"]
