@@ -15,13 +15,15 @@ from common.timing import phase, process_age_s
 
 # Part -> the module a user runs (`python -m ...`). The folder names are the user's: theirs are numbered one ahead
 # of the study's parts (part2_lora holds Part 1, part3_prefix Part 2), so Part 3 lives in part4_peft_methods.
+PROFILE_HELP = ("default (the seed settings) | quick (CPU-sized) | study (the committed results) | budget (the study "
+                "at 3 epochs) | a profile YAML path")
 ENTRY_POINTS = {"part1": "part2_lora.train", "part2": "part3_prefix.train", "part3": "part4_peft_methods.train"}
 
 
 def parse_args(part: str, argv=None, prog: str = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog=prog, description=f"Train and evaluate the {part} runs named by --config.")
     ap.add_argument("--config", nargs="+", required=True, metavar="FILE", help="one or more run configs (YAML)")
-    ap.add_argument("--profile", default="default", help="default (seed settings) | quick | a profile YAML path")
+    ap.add_argument("--profile", default="default", help=PROFILE_HELP)
     ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                     help="override one config value (YAML syntax), repeatable")
     ap.add_argument("--dry-run", action="store_true", help="validate, build the model, print parameters; no training")

@@ -1,4 +1,7 @@
-"""The run schema: nested frozen dataclasses with their defaults, and the helpers that derive one run's config."""
+"""The run schema: nested frozen dataclasses with their defaults, and the helpers that derive one run's config.
+
+  python -m common.schema   every config key with its type, default and comment
+"""
 from __future__ import annotations
 
 import dataclasses
@@ -214,6 +217,44 @@ class RunCfg:
         return dataclasses.asdict(self)
 
 
+def key_docs() -> list:
+    """(dotted key, type, default, comment) for every leaf of RunCfg, the comment being the lines written above the
+    field (and after it on its line) in this file: the reference a user reads, from the code itself."""
+    import ast
+    import typing
+
+    source = Path(__file__).read_text(encoding="utf-8")
+    lines = source.splitlines()
+    comments = {}  # (class, field) -> comment
+    for node in ast.parse(source).body:
+        if not isinstance(node, ast.ClassDef):
+            continue
+        for stmt in node.body:
+            if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
+                above, i = [], stmt.lineno - 2
+                while i >= 0 and lines[i].strip().startswith("#"):
+                    above.insert(0, lines[i].strip().lstrip("# ").strip())
+                    i -= 1
+                after = lines[stmt.lineno - 1].split("  # ", 1)[1].strip() if "  # " in lines[stmt.lineno - 1] else ""
+                comments[node.name, stmt.target.id] = " ".join(above + ([after] if after else []))
+    out = []
+
+    def walk(cls, prefix: str):
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            hint = hints[f.name]
+            if dataclasses.is_dataclass(hint):
+                walk(hint, f"{prefix}{f.name}.")
+                continue
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            args = [a for a in typing.get_args(hint) if a is not type(None)]
+            name = f"{args[0].__name__} or null" if typing.get_origin(hint) is typing.Union else hint.__name__
+            out.append((f"{prefix}{f.name}", name, default, comments.get((cls.__name__, f.name), "")))
+
+    walk(RunCfg, "")
+    return out
+
+
 def method_section(method: str) -> Optional[str]:
     """The peft.<section> holding a method's settings (None for full fine-tuning)."""
     return METHOD_SECTIONS.get(method)
@@ -233,3 +274,8 @@ def report_to_names(cfg: RunCfg) -> list:
 
 def with_learning_rate(cfg: RunCfg, lr: float) -> RunCfg:
     return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, learning_rate=float(lr)))
+
+
+if __name__ == "__main__":
+    for key, kind, default, comment in key_docs():
+        print(f"{key}: {kind} = {default!r}" + (f"\n    {comment}" if comment else ""))

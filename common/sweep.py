@@ -160,7 +160,7 @@ def run_sweep(part: str, profile: str, sets: list, force: bool, engine: str = "l
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="Sweep learning rates on validation, then run the part with the picks.")
     ap.add_argument("--part", choices=sorted(cli.ENTRY_POINTS), required=True)
-    ap.add_argument("--profile", default="default")
+    ap.add_argument("--profile", default="default", help=cli.PROFILE_HELP)
     ap.add_argument("--set", action="append", default=[])
     ap.add_argument("--force", action="store_true")
     ap.add_argument("--no-final", action="store_true", help="only sweep; do not run the part afterwards")

@@ -289,3 +289,43 @@ def test_dry_run_lists_every_value_off_the_defaults_with_its_source(tiny_data, t
     assert any(line.startswith("runtime.precision = ") and line.endswith("<- auto (resolved on this machine)")
                for line in lines)
     assert not any(line.startswith("train.weight_decay") for line in lines)  # at its default: not listed
+
+
+# Dotted names in the docs that are code or module names, not config keys.
+NOT_KEYS = {"data.load_splits", "model.load_adapter", "model.load_state_dict", "output.dense"}
+
+
+def test_every_config_key_the_docs_name_is_in_the_schema():
+    """README, docs/ and the config files' comments name keys: each must exist, so a renamed key cannot leave
+    its documentation behind."""
+    import re
+
+    from common.schema import key_docs
+
+    keys = {k for k, *_ in key_docs()}
+    sections = {k.rsplit(".", 1)[0] for k in keys if "." in k}
+    pattern = re.compile(r"(?<![\w/.])((?:model|data|peft|train|output)\.[a-z_0-9]+(?:\.[a-z_0-9]+)*)")
+    files = [ROOT / "README.md", *sorted((ROOT / "configs").rglob("*.yaml")), *sorted((ROOT / "docs").rglob("*.md"))]
+    unknown = []
+    for f in files:
+        text = f.read_text()
+        if f.suffix == ".yaml":  # only the comments: the keys themselves are validated by loading
+            text = "\n".join(line.split("#", 1)[1] for line in text.splitlines() if "#" in line)
+        for name in pattern.findall(text):
+            name = name.rstrip(".")
+            if name.split(".")[-1] in ("csv", "py", "yaml", "json", "gz", "txt", "md", "png") or name in NOT_KEYS:
+                continue
+            if name not in keys and name not in sections:
+                unknown.append(f"{f.relative_to(ROOT)}: {name}")
+    assert not unknown, unknown
+    assert len(keys) > 60 and all(k in keys for k in ("train.lr_grid_edge_steps", "peft.lora.r", "data.dir"))
+
+
+def test_the_key_reference_prints_type_default_and_comment():
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "common.schema"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0
+    assert "train.lr_grid_edge_steps: int = 1\n    When the best rate is the grid's lowest or highest" in r.stdout
+    assert "data.train_samples: int or null = None" in r.stdout
