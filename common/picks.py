@@ -9,13 +9,44 @@ from common import records
 from common.env import package_versions
 from common.schema import RunCfg, with_learning_rate
 
-SELECTION_EXCLUDE = (("train", "learning_rate"), ("train", "seed"))
+# A pick is about the science: which rate trains this model on this data with this method, budget and precision
+# best. The machine (device), kernels that compute the same maths (attention path, last-layer form, optimizer kernel,
+# compile, workers) and the dropout kernel's random stream (another stream, as another seed is) do not change that,
+# so they do not stop a pick from being reused; nor do package versions.
+NOT_SCIENCE = {"train.learning_rate", "train.seed", "train.device", "train.precision", "train.dropout_kernel",
+               "train.optim", "train.torch_compile", "train.dataloader_workers", "model.attn_implementation",
+               "model.last_layer"}
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and k != "config_overrides":
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def selection(cfg, fingerprints: dict, runtime: dict) -> dict:
+    """What a pick was made for, key by key: the run's identity config (common/records.py; cfg a RunCfg or a
+    record's config) less NOT_SCIENCE, the data files' fingerprints, and the precision the run resolved to."""
+    config = cfg.to_dict() if isinstance(cfg, RunCfg) else cfg
+    fields = {k: v for k, v in _flat(records.identity_config(config)).items() if k not in NOT_SCIENCE}
+    fields.update({f"data.fingerprints.{k}": v for k, v in fingerprints.items()})
+    fields["precision"] = runtime.get("precision")
+    return json.loads(json.dumps(fields))  # as picks.json holds it (lists, not tuples)
+
+
+def differing(a: dict, b: dict) -> list:
+    """The fields on which two selections disagree."""
+    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
 
 
 def selection_key(cfg: RunCfg, fingerprints: dict, runtime: dict) -> str:
-    """Identity of everything but the learning rate and seed: a pick is reused only for the same setup."""
+    """The identity hash picks were keyed by before `selection` (picks.json files written then still hold it)."""
     d = cfg.to_dict()
-    for section, key in SELECTION_EXCLUDE:
+    for section, key in (("train", "learning_rate"), ("train", "seed")):
         d[section].pop(key, None)
     return records.run_identity(d, fingerprints, package_versions(), runtime)
 
@@ -43,8 +74,16 @@ def apply_pick(cfg: RunCfg, fingerprints: dict, runtime: dict, lr_origin: str = 
     pick = load_picks(cfg.output.dir).get(pick_name(cfg))
     if not pick:
         return cfg, lr_origin
-    if pick["selection_key"] != selection_key(cfg, fingerprints, runtime):
-        print(f"[sweep] pick for {pick_name(cfg)} was made for another setup; using lr "
-              f"{cfg.train.learning_rate} from {lr_origin}", file=sys.stderr)
+    if "selection" in pick:
+        diff = differing(pick["selection"], selection(cfg, fingerprints, runtime))
+        why = "it differs in " + ", ".join(
+            f"{k} ({pick['selection'].get(k)!r} there, {selection(cfg, fingerprints, runtime).get(k)!r} here)"
+            for k in diff[:4]) + (f" and {len(diff) - 4} more" if len(diff) > 4 else "")
+    else:  # a pick written before selections were kept: only its hash can be compared
+        diff = [] if pick.get("selection_key") == selection_key(cfg, fingerprints, runtime) else ["selection_key"]
+        why = "its setup hash differs (an older pick: `python -m common.migrate` adds what it was made for)"
+    if diff:
+        print(f"[sweep] pick for {pick_name(cfg)} not used: {why}; using lr {cfg.train.learning_rate} from "
+              f"{lr_origin}", file=sys.stderr)
         return cfg, lr_origin
     return with_learning_rate(cfg, pick["learning_rate"]), f"sweep: best val acc over {pick['grid']}"

@@ -14,7 +14,7 @@ import numpy as np
 from common import cli, distributed, recipe, records, stats
 from common.env import now_iso
 from common.errors import EXIT_INTERRUPTED, exits_on_user_error
-from common.picks import load_picks, pick_name, picks_path, selection_key
+from common.picks import load_picks, pick_name, picks_path, selection
 from common.plan import plan_runs
 from common.process import exit_process
 from common.schema import PROJECT_ROOT
@@ -144,7 +144,7 @@ def run_sweep(part: str, profile: str, sets: list, force: bool, engine: str = "l
         print(f"[sweep] {pick_name(base.cfg)}: {note}")
         pick = {"learning_rate": best["learning_rate"], "grid": sorted(lr for lr in tried[id(base)]),
                 "scores": scores, "note": note, "runner_up": gap,
-                "selection_key": selection_key(base.cfg, base.splits.fingerprints, base.runtime),
+                "selection": selection(base.cfg, base.splits.fingerprints, base.runtime),
                 "seed": base.cfg.train.seed}
         if extended:
             pick["extended"] = extended

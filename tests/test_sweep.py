@@ -145,3 +145,47 @@ def test_a_pick_never_depends_on_the_grids_order():
               for lr, loss in ((1e-4, 0.40), (2e-4, 0.38), (5e-5, 0.38))]
     picks = {pick_best(order)[0]["learning_rate"] for order in (scores, scores[::-1], scores[1:] + scores[:1])}
     assert picks == {5e-5}  # tied accuracy and loss: the smaller rate, in every order of the grid
+
+
+def test_a_fresh_clone_plans_the_study_with_the_committed_picks():
+    """The committed picks are reused on any machine that runs the same science: same model, data, method,
+    budget and precision (bf16 here, as the study ran), whatever the CPU or the speed kernels."""
+    import argparse
+
+    from common.plan import plan_runs
+    from common.sweep import sweep_configs
+
+    from conftest import IMDB, ROOT
+
+    picks = json.loads((ROOT / "results/sweep/picks.json").read_text())
+    args = argparse.Namespace(config=sweep_configs("part3"), profile="study", dry_run=True,
+                              set=[f"data.dir={IMDB}", "train.precision=bf16", "train.seeds=[0]"])
+    plans = plan_runs("part3", args)
+    assert len(plans) == 8
+    for plan in plans:
+        assert plan.lr_source.startswith("sweep"), (plan.cfg.peft.method, plan.lr_source)
+        assert plan.cfg.train.learning_rate == picks[f"part3/{plan.cfg.peft.method}/study"]["learning_rate"]
+
+
+def test_a_pick_not_used_names_the_fields_that_differ(tmp_path, capsys):
+    from common import picks
+    from common.config import load_config
+    from common.records import write_json
+
+    out = tmp_path / "results"
+    cfg = load_config("configs/part1_distilbert_lora.yaml", "quick", (f"output.dir={out}",))
+    fp, runtime = {"train": "x", "test": "y"}, {"device_type": "cpu", "precision": "bf16"}
+    made_for = picks.selection(cfg, fp, runtime)
+    write_json(picks.picks_path(str(out)), {picks.pick_name(cfg): {"learning_rate": 0.5, "grid": [0.5], "scores": [],
+                                                                    "selection": made_for}})
+    # Another machine, another dropout kernel, another attention path: the same science, the pick is used.
+    other = load_config("configs/part1_distilbert_lora.yaml", "quick", (f"output.dir={out}", "train.dropout_kernel=torch",
+                                                                         "model.attn_implementation=eager"))
+    assert picks.apply_pick(other, fp, {"device_type": "cuda", "precision": "bf16"})[0].train.learning_rate == 0.5
+    # Another precision and LoRA rank: not the same science; the message says which fields.
+    other = load_config("configs/part1_distilbert_lora.yaml", "quick", (f"output.dir={out}", "peft.lora.r=4"))
+    capsys.readouterr()
+    new, _ = picks.apply_pick(other, fp, {"device_type": "cpu", "precision": "fp32"})
+    err = capsys.readouterr().err
+    assert new.train.learning_rate == cfg.train.learning_rate
+    assert "not used: it differs in peft.lora.r (8 there, 4 here), precision ('bf16' there, 'fp32' here)" in err
