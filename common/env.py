@@ -6,8 +6,10 @@ import functools
 import importlib.metadata
 import os
 import platform
+import re
 import socket
 import subprocess
+import sys
 from urllib.parse import urlparse
 
 from common.schema import PROJECT_ROOT
@@ -90,3 +92,27 @@ def hub_reachable(timeout: float = 3.0) -> bool:
             return True
     except OSError:
         return False
+
+
+def portable_path(path: str) -> str:
+    """A path as it reads on any machine with the same checkout: relative to the project where it lies inside it or
+    beside it (../shared/...), absolute otherwise."""
+    p = os.path.abspath(str(path))
+    rel = os.path.relpath(p, PROJECT_ROOT)
+    return rel if not rel.startswith(os.pardir + os.sep + os.pardir) else p
+
+
+_MODULE = re.compile(r"^(?P<mod>(?:common|bench|part\w+)(?:/\w+)*)\.py$")
+
+
+def command_line(argv: list = None) -> str:
+    """The command as a user would type it in the project folder: `python -m module ...` for a module of the
+    project, paths inside the project (or beside it) relative."""
+    argv = list(sys.argv if argv is None else argv)
+    first = portable_path(argv[0]) if argv and argv[0].endswith(".py") else (argv[0] if argv else "")
+    m = _MODULE.match(first)
+    head = ["python", "-m", m["mod"].replace("/", ".").removesuffix(".__main__")] if m else ["python", first]
+    rest = [portable_path(a) if os.path.isabs(a) and os.path.exists(a) else
+            re.sub(r"=(/\S+)", lambda g: "=" + (portable_path(g[1]) if os.path.exists(g[1]) else g[1]), a)
+            for a in argv[1:]]
+    return " ".join(head + rest)

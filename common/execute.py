@@ -8,7 +8,7 @@ from pathlib import Path
 
 from common import distributed, records
 from common.devices import pick_device
-from common.env import collect_env
+from common.env import collect_env, command_line, portable_path
 from common.plan import Plan
 
 
@@ -21,10 +21,11 @@ def build_record(plan: Plan, status: str, result: dict = None, error: str = None
         "status": status, "seed": cfg.train.seed, "lr_source": plan.lr_source,
         # One class for >= 99% of test reviews: the run ignores its input (stats.COLLAPSE_SHARE).
         "collapsed": (result.get("metrics") or {}).get("collapsed"), "runtime": plan.runtime,
-        "command": " ".join([Path(sys.executable).name] + sys.argv),
+        "command": command_line(),
         "config": cfg.to_dict(),
         "config_sources": plan.explained,  # every value off the schema default, and where it came from
-        "data": {"files": plan.splits.files, "fingerprints": plan.splits.fingerprints,
+        "data": {"files": {k: portable_path(v) for k, v in plan.splits.files.items()},
+                 "fingerprints": plan.splits.fingerprints,
                  "train_samples": len(plan.splits.train.text), "val_samples": len(plan.splits.val.text),
                  "test_samples": len(plan.splits.test.text)},
         "metrics": result.get("metrics", {}), "params": plan.params, "precision": result.get("precision"),

@@ -3,12 +3,17 @@
   python -m common.migrate [--output-dir results]
 
 Picks written before `selection` was kept hold only a setup hash, which a change of machine or of a speed kernel
-breaks: each gets the selection it was made for, rebuilt from the record of the sweep run it picked.
+breaks: each gets the selection it was made for, rebuilt from the record of the sweep run it picked. Records and
+picks written before paths were kept portable name the data files, the output folder and the script by absolute
+paths of the machine that made them: each becomes the path as it reads from the project folder (`../shared/...`,
+`results`, `python -m common.sweep`). Run identities are hashes of neither, so none changes.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import re
+from pathlib import Path
 
 from common import records
 from common.picks import load_picks, picks_path, selection
@@ -38,12 +43,54 @@ def add_selections(output_dir: str) -> list:
     return done
 
 
+# Absolute paths of the checkouts that made the committed files -> the same path from the project folder.
+PORTABLE = [
+    (re.compile(r"python3? /\S+?/((?:common|bench|part\w+))/(\w+)\.py"), r"python -m \1.\2"),
+    (re.compile(r"/(?:work|tmp|home|root)/[^/\s\"]+/\.\./shared/"), "../shared/"),
+    (re.compile(r"/work/shared/"), "../shared/"),
+    (re.compile(r"/(?:work|tmp|home|root)/[^/\s\"]+/results\b"), "results"),
+]
+
+
+def portable(value):
+    """Every string in a record with the machine's absolute paths made relative (PORTABLE)."""
+    if isinstance(value, dict):
+        return {k: portable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [portable(v) for v in value]
+    if isinstance(value, str):
+        for pattern, repl in PORTABLE:
+            value = pattern.sub(repl, value)
+    return value
+
+
+def relative_paths(output_dir: str) -> list:
+    """Run records, sweep records and picks.json rewritten with portable paths; returns the files changed."""
+    out = Path(output_dir)
+    changed = []
+    for path in sorted([*records.runs_dir(output_dir).glob("*.json"),
+                        *records.runs_dir(str(records.sweep_dir(output_dir))).glob("*.json"), picks_path(output_dir)]):
+        try:
+            doc = json.loads(path.read_text())
+        except (OSError, ValueError):
+            print(f"[migrate] {path}: not readable, left as it is")
+            continue
+        new = portable(doc)
+        if new != doc:
+            assert new.get("identity") == doc.get("identity")  # identities hash neither paths nor commands
+            records.write_json(path, new)
+            changed.append(str(path.relative_to(out)))
+    return changed
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m common.migrate", description=__doc__.splitlines()[0])
     ap.add_argument("--output-dir", default="results")
     a = ap.parse_args(argv)
     done = add_selections(a.output_dir)
     print(f"[migrate] {len(done)} pick(s) given their selection: {', '.join(done) or 'none needed'}")
+    changed = relative_paths(a.output_dir)
+    print(f"[migrate] {len(changed)} record(s) with portable paths")
     return 0
 
 

@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 
 from common import cli, distributed, recipe, records, stats
-from common.env import now_iso
+from common.env import command_line, now_iso
 from common.errors import EXIT_INTERRUPTED, exits_on_user_error
 from common.picks import load_picks, pick_name, picks_path, selection
 from common.plan import plan_runs
@@ -151,7 +149,7 @@ def run_sweep(part: str, profile: str, sets: list, force: bool, engine: str = "l
         earlier = picks.get(pick_name(base.cfg), {})
         if {k: earlier.get(k) for k in pick} == json.loads(json.dumps(pick)):
             continue  # the same decision from the same runs: it keeps the date and command that made it
-        picks[pick_name(base.cfg)] = {**pick, "date": now_iso(), "command": " ".join([Path(sys.executable).name] + sys.argv)}
+        picks[pick_name(base.cfg)] = {**pick, "date": now_iso(), "command": command_line()}
         if distributed.is_main():
             records.write_json(picks_path(out_dir), picks)
     return 1 if failed else 0
