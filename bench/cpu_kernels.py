@@ -33,11 +33,11 @@ from bench import write_report
 from bench.cpu import CONFIGS
 from common import memory
 from common.config import load_config
-from common.devices import pick_allocator, pick_optim, pick_precision
+from common.devices import resolve_runtime
 from common.dropout import SFC64_WORDS, FastDropout
 from common.env import collect_env, now_iso
 from common.inference import autocast
-from common.models import build_model
+from common.models import build_model, load_model_config
 from common.readout import last_layer_label
 from common.schema import FAST_DROPOUT_BITS
 
@@ -184,10 +184,12 @@ def _profile_lines(profiles: list, length: int) -> list:
 
 def build_variant(method: str, sets: tuple):
     cfg = load_config(CONFIGS[method], "quick", sets)
-    model = build_model(cfg).train()
+    config = load_model_config(cfg)
+    runtime = resolve_runtime(cfg, config.model_type)  # as a run's planning decides it
+    model = build_model(cfg, config, runtime=runtime).train()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.train.learning_rate,
-                            fused=pick_optim(cfg, "cpu") == "adamw_torch_fused")
-    return model, opt, pick_precision(cfg, "cpu")
+                            fused=runtime.optim == "adamw_torch_fused")
+    return model, opt, runtime.precision
 
 
 def train_step(model, opt, precision: str, batch: dict) -> None:
@@ -319,7 +321,8 @@ def main(argv=None) -> int:
     ap.add_argument("--set", action="append", default=[], help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     # The host allocator the project's CPU runs use (train.allocator auto), for every variant: it is the process's.
-    allocator = memory.set_allocator(pick_allocator(load_config(CONFIGS["full"], "quick", ()), "cpu"))
+    full = load_config(CONFIGS["full"], "quick", ())
+    allocator = memory.set_allocator(resolve_runtime(full, load_model_config(full).model_type).allocator)
     if a.worker:
         print(json.dumps(worker(a.methods, tuple(a.set), a.pairs, a.length)), flush=True)
         return 0

@@ -1,6 +1,8 @@
 """Devices: what the `auto` settings (device, precision, dropout kernel, attention) resolve to; the CPU budget."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from common.dropout import TRAIN_EAGER_MODEL_TYPES
@@ -90,11 +92,12 @@ def pick_attention(cfg: RunCfg, device: str, model_type: str) -> str:
     return "eager" if fast and model_type not in TRAIN_EAGER_MODEL_TYPES else "sdpa"
 
 
-def last_layer_problem(cfg: RunCfg, device: str, model_type: str):
-    """Why the last layer cannot compute the head's row only (None when it can); device None: not known here."""
+def last_layer_problem(model_type: str, dropout_kernel: str = None):
+    """Why the last layer cannot compute the head's row only (None when it can); dropout_kernel None: not known
+    here."""
     if model_type not in READOUT_MODEL_TYPES:
         return f"model.last_layer: cls reads a BERT-style model's [CLS] row; {model_type} classifies its own way"
-    if device is not None and not uses_fast_dropout(cfg, device):
+    if dropout_kernel is not None and dropout_kernel not in FAST_DROPOUT_BITS:
         return ("model.last_layer: cls needs a fast train.dropout_kernel (auto on CPU): it draws the skipped rows' "
                 "dropout masks too, so the run's random stream stays the same; torch's kernel cannot")
     return None
@@ -106,22 +109,49 @@ def pick_last_layer(cfg: RunCfg, device: str, model_type: str) -> str:
     641 -> 571 ms to evaluate 64 reviews."""
     want = cfg.model.last_layer
     if want == "auto":
-        return "full" if last_layer_problem(cfg, device, model_type) else "cls"
+        return "full" if last_layer_problem(model_type, pick_dropout_kernel(cfg, device)) else "cls"
     return want
 
 
-def resolve_runtime(cfg: RunCfg, strict: bool = True) -> dict:
-    """What the `auto` settings become on this machine: part of a run's identity. strict=False (dry runs) keeps
-    the configured values where they cannot be resolved here (train.device=cuda on a machine without a GPU)."""
+@dataclass(frozen=True)
+class Runtime:
+    """Every `auto` setting of a run as decided once, at planning, on the machine that plans it: training, the
+    model builder and the record read these values and never decide again."""
+
+    device: str
+    precision: str
+    dropout_kernel: str
+    optim: str
+    allocator: str
+    attention: str  # the attention implementation the base model is built with
+    last_layer: str  # full | cls
+
+    def identity(self) -> dict:
+        """The part of a run's identity that auto settings decide (what every record has held): these change the
+        numbers a run computes; the others compute the same maths (common/records.py)."""
+        return {"device_type": self.device, "precision": self.precision, "dropout_kernel": self.dropout_kernel}
+
+    @property
+    def fast_dropout(self) -> bool:
+        return self.dropout_kernel in FAST_DROPOUT_BITS
+
+
+def resolve_runtime(cfg: RunCfg, model_type: str, strict: bool = True) -> Runtime:
+    """What the `auto` settings become on this machine, decided here and nowhere else (the pick_* functions' one
+    caller). strict=False (dry runs) keeps the configured values where they cannot be resolved here
+    (train.device=cuda on a machine without a GPU)."""
     try:
         device = pick_device(cfg)
-        return {"device_type": device, "precision": pick_precision(cfg, device),
-                "dropout_kernel": pick_dropout_kernel(cfg, device)}
+        precision = pick_precision(cfg, device)
     except UserError:
         if strict:
             raise
-        return {"device_type": cfg.train.device, "precision": cfg.train.precision,
-                "dropout_kernel": cfg.train.dropout_kernel}
+        t = cfg.train
+        return Runtime(t.device, t.precision, t.dropout_kernel, t.optim, t.allocator,
+                       cfg.model.attn_implementation, cfg.model.last_layer)
+    return Runtime(device, precision, pick_dropout_kernel(cfg, device), pick_optim(cfg, device),
+                   pick_allocator(cfg, device), pick_attention(cfg, device, model_type),
+                   pick_last_layer(cfg, device, model_type))
 
 
 def estimate_cpu_hours(cfg: RunCfg, n_train: int, n_params: int, mean_tokens: float) -> float:

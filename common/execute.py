@@ -1,13 +1,13 @@
 """Execute one planned run and record it: completed (record + CSV row), reused, failed or interrupted."""
 from __future__ import annotations
 
+import dataclasses
 import signal
 import sys
 import traceback
 from pathlib import Path
 
 from common import distributed, records
-from common.devices import pick_device
 from common.env import collect_env, command_line, portable_path
 from common.plan import Plan
 
@@ -15,12 +15,13 @@ from common.plan import Plan
 def build_record(plan: Plan, status: str, result: dict = None, error: str = None) -> dict:
     result = result or {}
     cfg = plan.cfg
-    device = result.get("device") or pick_device(cfg)
+    device = result.get("device") or plan.runtime.device
     return {
         "run_id": plan.run_id, "identity": plan.identity, "part": cfg.part, "method": cfg.peft.method,
         "status": status, "seed": cfg.train.seed, "lr_source": plan.lr_source,
         # One class for >= 99% of test reviews: the run ignores its input (stats.COLLAPSE_SHARE).
-        "collapsed": (result.get("metrics") or {}).get("collapsed"), "runtime": plan.runtime,
+        "collapsed": (result.get("metrics") or {}).get("collapsed"), "runtime": plan.runtime.identity(),
+        "resolved": dataclasses.asdict(plan.runtime),  # every auto setting as planning decided it
         "command": command_line(),
         "config": cfg.to_dict(),
         "config_sources": plan.explained,  # every value off the schema default, and where it came from

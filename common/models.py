@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from common import methods
-from common.devices import last_layer_problem, pick_attention, pick_device, pick_dropout_kernel, pick_last_layer
+from common.devices import Runtime, last_layer_problem, resolve_runtime
 from common.dropout import eager_attention_in_training, swap_dropout
 from common.env import hub_reachable
 from common.errors import UserError
@@ -124,7 +124,7 @@ def _linear_names(model) -> list:
     return sorted({n.split(".")[-1] for n, mod in model.named_modules() if isinstance(mod, torch.nn.Linear)})
 
 
-def check_compatible(cfg: RunCfg, config, skeleton) -> None:
+def check_compatible(cfg: RunCfg, config, skeleton, runtime: Runtime = None) -> None:
     """Refuse, before any training, what cannot work; `skeleton` is the bare model (meta device is fine)."""
     problems = []
     limit = getattr(config, "max_position_embeddings", None)
@@ -162,40 +162,40 @@ def check_compatible(cfg: RunCfg, config, skeleton) -> None:
         problems.append(f"peft.train_pooler: {type(skeleton).__name__} has no pooler module (it classifies from "
                         f"its own head); set peft.train_pooler to false")
     if cfg.model.last_layer == "cls":
-        try:
-            device = pick_device(cfg)
-        except UserError:  # a dry run away from the run's device: the kernel is checked where it runs
-            device = None
-        problem = last_layer_problem(cfg, device, config.model_type)
+        # runtime None, or a dry run away from the run's device: the kernel is checked where it runs
+        kernel = runtime.dropout_kernel if runtime is not None and runtime.dropout_kernel in (
+            "torch", *FAST_DROPOUT_BITS) else None
+        problem = last_layer_problem(config.model_type, kernel)
         if problem:
             problems.append(problem)
     if problems:
         raise UserError(problems)
 
 
-def build_model(cfg: RunCfg, config=None, meta: bool = False):
-    """The model to train: base (pretrained or random) wrapped by peft unless full FT. meta=True: shapes only."""
+def build_model(cfg: RunCfg, config=None, meta: bool = False, runtime: Runtime = None):
+    """The model to train: base (pretrained or random) wrapped by peft unless full FT. meta=True: shapes only.
+    runtime: the auto settings as planning decided them (resolved here only for a caller outside a plan)."""
     from transformers import set_seed
-
 
     config = config if config is not None else load_model_config(cfg)
     # A meta build counts shapes: kernels do not change them, and a dry run must not need the run's device.
-    device = None if meta else pick_device(cfg)
+    if runtime is None:  # a meta build keeps what cannot be resolved here (a dry run away from the GPU)
+        runtime = resolve_runtime(cfg, config.model_type, strict=not meta)
     if not meta:
         set_seed(cfg.train.seed)  # the classifier head and adapter weights are drawn from this seed
     pretrained = cfg.model.init == "pretrained" and not meta
     ctx = torch.device("meta") if meta else contextlib.nullcontext()
     with ctx:
-        attn = "sdpa" if meta else pick_attention(cfg, device, config.model_type)
+        attn = "sdpa" if meta else runtime.attention
         model = base_model(cfg, config, pretrained, attn)
-        check_compatible(cfg, config, model)
+        check_compatible(cfg, config, model, runtime)
         model = methods.wrap(cfg, model)
-    kernel = None if meta else pick_dropout_kernel(cfg, device)
+    kernel = None if meta else runtime.dropout_kernel
     if kernel in FAST_DROPOUT_BITS:
         swap_dropout(model, kernel)  # after the method, so LoRA's (and an adapter's) dropout is swapped too
         if cfg.model.attn_implementation == "auto" and attn == "sdpa":
             eager_attention_in_training(model)
-    if not meta and pick_last_layer(cfg, device, config.model_type) == "cls":
+    if not meta and runtime.last_layer == "cls":
         last_layer_for_cls_only(model)  # after the dropout swap: its masks for the skipped rows come from FastDropout
     return model
 

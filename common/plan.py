@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from common import distributed, records
 from common.config import explain, load_config
 from common.data import Splits, load_splits
-from common.devices import check_cpu_budget, pick_device, resolve_runtime
+from common.devices import Runtime, check_cpu_budget, resolve_runtime
 from common.env import git_state, package_versions
 from common.models import build_model, count_parameters, load_model_config, parameter_table
 from common.picks import apply_pick
@@ -24,7 +24,7 @@ class Plan:
     model_config: object
     params: dict
     identity: str
-    runtime: dict  # what the auto settings resolved to here (device type, precision, dropout kernel)
+    runtime: Runtime  # every auto setting, decided here once; lower layers read it
     run_id: str
     lr_source: str
     table: str
@@ -52,14 +52,14 @@ def plan_runs(part: str, args, output_dir_override: str = None) -> list:
                 split_cache[cfg.data] = load_splits(cfg.data)
             splits = split_cache[cfg.data]
             distributed.per_device_batch(cfg.train.batch_size)  # NPROC must divide the global batch: refuse now
-            runtime = resolve_runtime(cfg, strict=not getattr(args, "dry_run", False))
-            cfg, lr_source = apply_pick(cfg, splits.fingerprints, runtime, lr_origin)
             model_config = load_model_config(cfg)
-            skeleton = build_model(cfg, model_config, meta=True)  # shapes only: instant, checks compatibility
-            identity = records.run_identity(cfg.to_dict(), splits.fingerprints, versions, runtime)
+            runtime = resolve_runtime(cfg, model_config.model_type, strict=not getattr(args, "dry_run", False))
+            cfg, lr_source = apply_pick(cfg, splits.fingerprints, runtime.identity(), lr_origin)
+            skeleton = build_model(cfg, model_config, meta=True, runtime=runtime)  # shapes only: checks compatibility
+            identity = records.run_identity(cfg.to_dict(), splits.fingerprints, versions, runtime.identity())
             explained = explain(cfg, sources)
             explained["train.learning_rate"] = {"value": cfg.train.learning_rate, "source": lr_source}
-            for key, value in runtime.items():  # what the auto settings became here
+            for key, value in dataclasses.asdict(runtime).items():  # what the auto settings became here
                 explained[f"runtime.{key}"] = {"value": value, "source": "auto (resolved on this machine)"}
             plans.append(Plan(cfg, splits, model_config, count_parameters(skeleton), identity, runtime,
                               records.run_id_for(part, cfg.peft.method, cfg.train.seed, identity), lr_source,
@@ -83,5 +83,5 @@ def print_dry_run(plans: list) -> int:
 
 
 def check_budget(plan: Plan) -> None:
-    device = pick_device(plan.cfg)
-    check_cpu_budget(plan.cfg, device, len(plan.splits.train.text), plan.params["total"], plan.cfg.data.max_length)
+    check_cpu_budget(plan.cfg, plan.runtime.device, len(plan.splits.train.text), plan.params["total"],
+                     plan.cfg.data.max_length)

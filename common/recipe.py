@@ -17,10 +17,10 @@ def run(plan) -> dict:
         tokenizer = build_tokenizer(plan.cfg)
         encoded = tokenize_splits(plan.splits, tokenizer, plan.cfg.data, plan.cfg.train.padding)
     with phase(phases, "build_model_s"):
-        model = build_model(plan.cfg, plan.model_config)
+        model = build_model(plan.cfg, plan.model_config, runtime=plan.runtime)
     with phase(phases, "train_and_evaluate_s"):
         result = train_and_evaluate(model, tokenizer, encoded, plan.cfg, evaluate_test=plan.evaluate_test,
-                                    log_dir=logs_dir(plan.cfg.output.dir, plan.run_id))
+                                    log_dir=logs_dir(plan.cfg.output.dir, plan.run_id), runtime=plan.runtime)
     # What the trained model costs to keep and to use (sweep runs skip this). Rank 0 alone: under torchrun every
     # rank holds the same weights, and two ranks renaming into one results/models/<run_id> would collide.
     if plan.evaluate_test and distributed.is_main():

@@ -142,7 +142,7 @@ def run_sweep(part: str, profile: str, sets: list, force: bool, engine: str = "l
         print(f"[sweep] {pick_name(base.cfg)}: {note}")
         pick = {"learning_rate": best["learning_rate"], "grid": sorted(lr for lr in tried[id(base)]),
                 "scores": scores, "note": note, "runner_up": gap,
-                "selection": selection(base.cfg, base.splits.fingerprints, base.runtime),
+                "selection": selection(base.cfg, base.splits.fingerprints, base.runtime.identity()),
                 "seed": base.cfg.train.seed}
         if extended:
             pick["extended"] = extended

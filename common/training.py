@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from common import distributed, memory, stats
-from common.devices import pick_allocator, pick_device, pick_dropout_kernel, pick_optim, pick_precision
+from common.devices import Runtime, resolve_runtime
 from common.dropout import attention_label
 from common.readout import last_layer_label
 from common.schema import RunCfg, report_to_names
@@ -106,12 +106,11 @@ def eval_every(cfg: RunCfg, n_train: int) -> int:
     return max(1, -(-steps_per_epoch // cfg.train.evals_per_epoch))
 
 
-def build_training_args(cfg: RunCfg, device: str, precision: str, out_dir: str, has_val: bool, n_train: int,
-                        log_dir=None):
+def build_training_args(cfg: RunCfg, runtime: Runtime, out_dir: str, has_val: bool, n_train: int, log_dir=None):
     from transformers import TrainingArguments
 
     t = cfg.train
-    optim = pick_optim(cfg, device)
+    device, precision, optim = runtime.device, runtime.precision, runtime.optim
     every = eval_every(cfg, n_train) if has_val else 0
     return TrainingArguments(
         output_dir=out_dir,
@@ -152,13 +151,14 @@ def build_training_args(cfg: RunCfg, device: str, precision: str, out_dir: str, 
 
 
 def train_and_evaluate(model, tokenizer, encoded: dict, cfg: RunCfg, evaluate_test: bool = True,
-                       log_dir=None) -> dict:
+                       log_dir=None, runtime: Runtime = None) -> dict:
     """Train with HF Trainer; return metrics, test predictions, learning curves, time and memory. log_dir: where
-    train.report_to's integrations write (TensorBoard events)."""
+    train.report_to's integrations write (TensorBoard events). runtime: the auto settings as planning decided them
+    (resolved here only for a caller outside a plan)."""
     from transformers import DataCollatorWithPadding
 
-    device = pick_device(cfg)
-    precision = pick_precision(cfg, device)
+    runtime = runtime or resolve_runtime(cfg, model.config.model_type)
+    device, precision = runtime.device, runtime.precision
     t = cfg.train
     # On CUDA pad each batch to a multiple of 16: length-grouped batches otherwise have odd lengths, which
     # miss tensor-core-friendly GEMM shapes and the aligned-mask fast paths of fused attention (a likely cause of
@@ -170,7 +170,7 @@ def train_and_evaluate(model, tokenizer, encoded: dict, cfg: RunCfg, evaluate_te
     val_sorted, val_order = _sorted_for_eval(val) if val is not None else (None, None)
     scorer = _ValScorer()
     with tempfile.TemporaryDirectory(prefix="imdb-peft-trainer-") as tmp:
-        args = build_training_args(cfg, device, precision, tmp, val is not None, len(encoded["train"]), log_dir)
+        args = build_training_args(cfg, runtime, tmp, val is not None, len(encoded["train"]), log_dir)
         trainer = _trainer_class(bucket)(
             model=model, args=args, train_dataset=_model_inputs(encoded["train"]),
             eval_dataset=_model_inputs(val_sorted), data_collator=collator, compute_metrics=scorer)
@@ -179,7 +179,7 @@ def train_and_evaluate(model, tokenizer, encoded: dict, cfg: RunCfg, evaluate_te
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats()
         else:
-            allocator = memory.set_allocator(pick_allocator(cfg, device))
+            allocator = memory.set_allocator(runtime.allocator)
             memory.release_freed()
             memory.reset_peak_rss()
             rss_start = memory.rss_mib()
@@ -252,8 +252,8 @@ def train_and_evaluate(model, tokenizer, encoded: dict, cfg: RunCfg, evaluate_te
         m["val_majority_share"] = curves[-1]["val_majority_share"]
         m["val_collapsed"] = stats.is_collapsed(m["val_majority_share"])
     train_curve = [{"step": h["step"], "epoch": h.get("epoch"), "loss": h["loss"]} for h in history if "loss" in h]
-    out.update({"device": device, "precision": precision, "dropout_kernel": pick_dropout_kernel(cfg, device),
-                "optim": pick_optim(cfg, device), "allocator": allocator,
+    out.update({"device": device, "precision": precision, "dropout_kernel": runtime.dropout_kernel,
+                "optim": runtime.optim, "allocator": allocator,
                 "world_size": distributed.world_size(),
                 "attn_implementation": attention_label(model), "last_layer": last_layer_label(model),
                 "curves": {"val": curves, "train": train_curve}})

@@ -186,3 +186,30 @@ def test_a_run_is_computed_once_across_parts(tmp_path, tiny_data, capsys, monkey
     monkeypatch.setattr(recipe, "run", lambda plan: (_ for _ in ()).throw(RuntimeError("forced")))
     rc, stdout, _ = run_main("part2", tiny_args("part2", tiny_data, out, "--force"), capsys)
     assert rc == 1 and "[reuse]" not in stdout
+
+
+def test_committed_records_name_no_machines_paths():
+    """Run records, sweep records and picks name files as they read from the project folder (`../shared/...`,
+    `results`, `python -m ...`), so they travel (python -m common.migrate made the older ones so)."""
+    import re
+
+    from conftest import ROOT
+
+    files = [*(ROOT / "results" / "runs").glob("*.json"), *(ROOT / "results" / "sweep" / "runs").glob("*.json"),
+             ROOT / "results" / "sweep" / "picks.json"]
+    absolute = re.compile(r'(?:"|=| )/(?:work|tmp|home|root|Users)/')
+    assert len(files) > 200
+    offenders = [f.name for f in files if absolute.search(f.read_text())]
+    assert not offenders, offenders[:5]
+
+
+def test_the_command_a_record_keeps_is_the_one_a_user_types():
+    from common.env import command_line
+
+    from conftest import ROOT
+
+    argv = [str(ROOT / "common" / "sweep.py"), "--part", "part3", "--set", f"data.dir={ROOT.parent / 'shared'}",
+            "--config", str(ROOT / "configs" / "part3_bert_lora.yaml")]
+    assert command_line(argv) == ("python -m common.sweep --part part3 --set data.dir=../shared --config "
+                                  "configs/part3_bert_lora.yaml")
+    assert command_line([str(ROOT / "part2_lora" / "train.py"), "--dry-run"]) == "python -m part2_lora.train --dry-run"

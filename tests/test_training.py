@@ -84,3 +84,30 @@ def test_reuse_allocator_stops_faulting_in_freed_memory_again():
     system, reuse = _faults_per_big_block("system"), _faults_per_big_block("reuse")
     assert system > 10_000  # 64 MiB / 4 KiB pages = 16,384 faults each time
     assert reuse < system / 20, (system, reuse)
+
+
+def test_auto_settings_are_decided_once_at_planning(tiny_data, tmp_path, capsys, monkeypatch):
+    """Device, precision, kernels, allocator, attention and last layer: resolved once per run by planning into a
+    frozen value that the model builder, training and the record read; nothing asks the machine again."""
+    import json
+
+    import common.devices as devices
+
+    from conftest import run_main, tiny_args
+
+    calls = []
+    real = devices.pick_device
+    monkeypatch.setattr(devices, "pick_device", lambda cfg: calls.append(1) or real(cfg))
+    out = tmp_path / "results"
+    rc, _, err = run_main("part1", tiny_args("part1", tiny_data, out, configs=["configs/part1_distilbert_lora.yaml"]),
+                          capsys)
+    assert rc == 0, err
+    assert len(calls) == 1  # the plan's resolve_runtime; the model builder, training and the record read its value
+    rec = json.loads(next((out / "runs").glob("*.json")).read_text())
+    resolved = rec["resolved"]
+    assert set(resolved) == {"device", "precision", "dropout_kernel", "optim", "allocator", "attention", "last_layer"}
+    assert rec["runtime"] == {"device_type": resolved["device"], "precision": resolved["precision"],
+                              "dropout_kernel": resolved["dropout_kernel"]}
+    assert (rec["kernels"]["dropout"], rec["kernels"]["optimizer"], rec["kernels"]["last_layer"]) == \
+        (resolved["dropout_kernel"], resolved["optim"], resolved["last_layer"])
+    assert rec["precision"] == resolved["precision"]
