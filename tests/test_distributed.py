@@ -131,13 +131,14 @@ def test_only_rank_0_keeps_weights_and_times_inference(monkeypatch, rank, keeps)
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setattr(recipe, "build_tokenizer", lambda cfg: None)
     monkeypatch.setattr(recipe, "tokenize_splits", lambda *a: {"test": []})
-    monkeypatch.setattr(recipe, "build_model", lambda *a: "model")
+    monkeypatch.setattr(recipe, "build_model", lambda *a, **k: "model")
     monkeypatch.setattr(recipe, "train_and_evaluate", lambda *a, **k: {"metrics": {}, "device": "cpu",
                                                                       "precision": "fp32"})
     monkeypatch.setattr(recipe, "save_trained", lambda *a: calls.append("save") or {})
     monkeypatch.setattr(recipe, "measure_inference", lambda *a: calls.append("inference") or {})
     cfg = SimpleNamespace(data=None, train=SimpleNamespace(padding="dynamic"), peft=SimpleNamespace(method="lora"),
                           output=SimpleNamespace(dir="results"))
-    plan = SimpleNamespace(cfg=cfg, splits={}, model_config=None, evaluate_test=True, run_id="part1-lora-s0-x")
+    plan = SimpleNamespace(cfg=cfg, splits={}, model_config=None, evaluate_test=True, run_id="part1-lora-s0-x",
+                           runtime=None)
     result = recipe.run(plan)
     assert calls == (["save", "inference"] if keeps else []) and ("saved" in result) == keeps
