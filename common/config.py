@@ -17,11 +17,13 @@ from common.schema import (
     DEVICES,
     DROPOUT_KERNELS,
     METHODS,
+    PARTS,
     PRECISIONS,
     PROJECT_ROOT,
     REPORT_TO_PACKAGES,
     PeftCfg,
     RunCfg,
+    flatten,
     report_to_names,
 )
 
@@ -307,6 +309,8 @@ def validate(cfg: RunCfg, sources: dict, default_src: str, check_paths: bool = T
 
     if not cfg.part:
         bad("part", "missing: name the part this config belongs to (part1, part2 or part3)")
+    else:
+        choice("part", cfg.part, PARTS)
     if not cfg.model.name_or_path:
         bad("model.name_or_path", "must not be empty")
     choice("model.init", cfg.model.init, ("pretrained", "random"))
@@ -422,22 +426,12 @@ def output_dir_problem(path: str) -> Optional[str]:
     return None
 
 
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict) and k != "config_overrides":
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def explain(cfg: RunCfg, sources: dict) -> dict:
     """Every value that differs from the schema's default -> {'value', 'source'}: the file (a profile's methods
     block named), or the --set flag, that gave it."""
-    default = _flat(RunCfg().to_dict())
+    default = flatten(RunCfg().to_dict())
     out = {}
-    for key, value in _flat(cfg.to_dict()).items():
+    for key, value in flatten(cfg.to_dict()).items():
         if key in default and default[key] == value:
             continue
         parts = key.split(".")

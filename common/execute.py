@@ -62,10 +62,7 @@ def execute(plan: Plan, run_fn, force: bool = False, write_row: bool = True) -> 
     swept = None if force else records.completed_record(str(records.sweep_dir(out)), plan.run_id)
     if swept and swept.get("predictions_file"):  # the sweep trained this very run, test pass included
         rec = records.promote_swept(swept, out, plan.lr_source, plan.cfg.to_dict())
-        if main:
-            records.write_json(records.record_path(out, plan.run_id), rec)
-            if write_row:
-                records.append_row(Path(out) / f"{plan.cfg.part}.csv", records.csv_row(rec))
+        _keep(plan, rec, write_row)
         distributed.say(f"[reuse] {plan.run_id}: the sweep's run at this rate and seed "
                         f"({rec['promoted_from']}): recorded as the final run, nothing trained")
         return "reused", rec
@@ -73,10 +70,7 @@ def execute(plan: Plan, run_fn, force: bool = False, write_row: bool = True) -> 
                                                            plan.cfg.train.seed, plan.identity)
     if other:  # the same computation, made for another part: record it for this part, train nothing
         rec = records.reuse_record(other, plan.cfg.part, plan.run_id, plan.cfg.to_dict())
-        if main:
-            records.write_json(records.record_path(out, plan.run_id), rec)
-            if write_row:
-                records.append_row(Path(out) / f"{plan.cfg.part}.csv", records.csv_row(rec))
+        _keep(plan, rec, write_row)
         distributed.say(f"[reuse] {plan.run_id}: the same computation as {other['run_id']} (same config, data and "
                         f"packages; only the part differs): its results recorded for {plan.cfg.part}, nothing trained")
         return "reused", rec
@@ -103,16 +97,21 @@ def execute(plan: Plan, run_fn, force: bool = False, write_row: bool = True) -> 
             result["val_predictions_file"] = records.write_predictions(out, plan.run_id, result["val_predictions"],
                                                                        "val").name
     rec = build_record(plan, "completed", result)
-    if main:
-        records.write_json(records.record_path(out, plan.run_id), rec)
-        if write_row:
-            records.append_row(Path(out) / f"{plan.cfg.part}.csv", records.csv_row(rec))
+    _keep(plan, rec, write_row)
     m = rec["metrics"]
     collapsed = " COLLAPSED: predicts one class" if m.get("collapsed") or m.get("val_collapsed") else ""
     scored = f"accuracy {m.get('accuracy')}, loss {m.get('loss')}" if m.get("accuracy") is not None else \
         f"validation accuracy {m.get('val_accuracy')} (no test pass)"  # a sweep run
     distributed.say(f"[done] {plan.run_id}: {scored}, train {m.get('train_time_s')} s{collapsed}", flush=True)
     return "completed", rec
+
+
+def _keep(plan: Plan, rec: dict, write_row: bool) -> None:
+    """A completed run's record and its CSV row (rank 0 alone writes)."""
+    if distributed.is_main():
+        records.write_json(records.record_path(plan.cfg.output.dir, plan.run_id), rec)
+        if write_row:
+            records.append_row(Path(plan.cfg.output.dir) / f"{plan.cfg.part}.csv", records.csv_row(rec))
 
 
 def record_failure(plan: Plan, message: str, tb: str = None) -> dict:

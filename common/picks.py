@@ -7,7 +7,7 @@ from pathlib import Path
 
 from common import records
 from common.env import package_versions
-from common.schema import RunCfg, with_learning_rate
+from common.schema import RunCfg, flatten, with_learning_rate
 
 # A pick is about the science: which rate trains this model on this data with this method, budget and precision
 # best. The machine (device), kernels that compute the same maths (attention path, last-layer form, optimizer kernel,
@@ -18,21 +18,11 @@ NOT_SCIENCE = {"train.learning_rate", "train.seed", "train.device", "train.preci
                "model.last_layer"}
 
 
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict) and k != "config_overrides":
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def selection(cfg, fingerprints: dict, runtime: dict) -> dict:
     """What a pick was made for, key by key: the run's identity config (common/records.py; cfg a RunCfg or a
     record's config) less NOT_SCIENCE, the data files' fingerprints, and the precision the run resolved to."""
     config = cfg.to_dict() if isinstance(cfg, RunCfg) else cfg
-    fields = {k: v for k, v in _flat(records.identity_config(config)).items() if k not in NOT_SCIENCE}
+    fields = {k: v for k, v in flatten(records.identity_config(config)).items() if k not in NOT_SCIENCE}
     fields.update({f"data.fingerprints.{k}": v for k, v in fingerprints.items()})
     fields["precision"] = runtime.get("precision")
     return json.loads(json.dumps(fields))  # as picks.json holds it (lists, not tuples)

@@ -16,6 +16,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 METHOD_SECTIONS = {"full": None, "lora": "lora", "dora": "lora", "ia3": "ia3", "prompt": "prompt",
                    "ptuning": "ptuning", "prefix": "prefix", "adapter": "adapter"}
 METHODS = tuple(METHOD_SECTIONS)
+PARTS = ("part1", "part2", "part3")  # the study's parts (common/cli.py: the module a user runs for each)
 # train.report_to name (a Hugging Face Trainer integration) -> the Python package it needs.
 REPORT_TO_PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow", "comet_ml": "comet_ml",
                       "neptune": "neptune", "clearml": "clearml", "dvclive": "dvclive", "codecarbon": "codecarbon",
@@ -252,6 +253,17 @@ def key_docs() -> list:
             out.append((f"{prefix}{f.name}", name, default, comments.get((cls.__name__, f.name), "")))
 
     walk(RunCfg, "")
+    return out
+
+
+def flatten(d: dict, prefix: str = "") -> dict:
+    """A nested config dict as dotted keys -> values (config_overrides stays one value)."""
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and k != "config_overrides":
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
     return out
 
 

@@ -329,3 +329,9 @@ def test_the_key_reference_prints_type_default_and_comment():
     assert r.returncode == 0
     assert "train.lr_grid_edge_steps: int = 1\n    When the best rate is the grid's lowest or highest" in r.stdout
     assert "data.train_samples: int or null = None" in r.stdout
+
+
+def test_a_part_the_study_does_not_have_is_refused(tmp_path):
+    """Found by the fuzz test: `part: '0'` loaded as a config of no part."""
+    (msg,) = _problems(_write(tmp_path, {"part": "0"}))
+    assert "part: must be one of ['part1', 'part2', 'part3'], got '0'" in msg
