@@ -65,9 +65,10 @@ def apply_pick(cfg: RunCfg, fingerprints: dict, runtime: dict, lr_origin: str = 
     if not pick:
         return cfg, lr_origin
     if "selection" in pick:
-        diff = differing(pick["selection"], selection(cfg, fingerprints, runtime))
+        here = selection(cfg, fingerprints, runtime)
+        diff = differing(pick["selection"], here)
         why = "it differs in " + ", ".join(
-            f"{k} ({pick['selection'].get(k)!r} there, {selection(cfg, fingerprints, runtime).get(k)!r} here)"
+            f"{k} ({pick['selection'].get(k)!r} there, {here.get(k)!r} here)"
             for k in diff[:4]) + (f" and {len(diff) - 4} more" if len(diff) > 4 else "")
     else:  # a pick written before selections were kept: only its hash can be compared
         diff = [] if pick.get("selection_key") == selection_key(cfg, fingerprints, runtime) else ["selection_key"]

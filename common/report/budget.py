@@ -37,7 +37,6 @@ def compute_hours(output_dir: Path, part: str, st: dict, method: str) -> float:
     profile and epochs) and its final runs that trained (a run promoted from the sweep or reused from another part is
     counted where it trained). Summed from each record's phases (tokenize, build, train and evaluate, save, time
     inference), excluding the command's start-up, which its runs share."""
-    own = ("tokenize_s", "build_model_s", "train_and_evaluate_s", "save_s", "inference_s")
     total = 0.0
     g = st["best"][method][0]
     for r in g["rows"]:
@@ -45,15 +44,22 @@ def compute_hours(output_dir: Path, part: str, st: dict, method: str) -> float:
             continue
         rec = read_record(output_dir, r["run_id"])
         if rec and not rec.get("promoted_from"):
-            total += sum(float(rec.get("phases_s", {}).get(k) or 0.0) for k in own)
+            total += _run_seconds(rec)
     sweep = records.sweep_dir(str(output_dir))
     for path in sorted(records.runs_dir(str(sweep)).glob(f"{part}-{method}-s*.json")):
         rec = read_record(sweep, path.stem)
         cfg = (rec or {}).get("config", {})
         if rec and rec.get("status") == "completed" and cfg.get("profile") == st["key"]["profile"] and \
                 str(cfg.get("train", {}).get("epochs")) == str(st["key"]["epochs"]):
-            total += sum(float(rec.get("phases_s", {}).get(k) or 0.0) for k in own)
+            total += _run_seconds(rec)
     return total / 3600
+
+
+def _run_seconds(rec: dict) -> float:
+    """A run's own seconds from its record's phases: tokenize, build, train and evaluate, save, time inference."""
+    phases = rec.get("phases_s", {})
+    return sum(float(phases.get(k) or 0.0) for k in ("tokenize_s", "build_model_s", "train_and_evaluate_s",
+                                                     "save_s", "inference_s"))
 
 
 def budget_rows(output_dir: Path, part: str, short: dict, long: dict) -> list:
