@@ -100,7 +100,11 @@ def crossed_interval(scores, level: float = 0.95):
     df_seed, df_review, df_resid = c["df"]
     terms = [(c["ms_seed"], df_seed, 1.0), (c["ms_review"], df_review, 1.0), (c["ms_resid"], df_resid, -1.0)]
     est = sum(sign * ms for ms, _, sign in terms)
-    # A negative estimate (resid above seed + review terms, by chance) falls back to the largest single term.
+    # The floor applies when a variance component's estimate comes out negative: MS_seed < MS_resid (seeds differ
+    # less than their review-by-review flips predict, as when seed effects are shared by both methods of a
+    # difference) or MS_review < MS_resid (no review is consistently easier for one method). That component is
+    # then taken as zero: est = MS_review = S sd_review^2 + sd_resid^2, or MS_seed likewise; the larger of the
+    # two is that estimate with the other term dropped. Otherwise est >= both and the floor changes nothing.
     est = np.maximum(est, np.maximum(c["ms_seed"], c["ms_review"]))
     var = est / (S * M)
     denom = sum(ms ** 2 / df for ms, df, _ in terms)

@@ -116,3 +116,18 @@ def run_main(part: str, args: list, capsys) -> tuple:
     rc = importlib.import_module(RECIPES[part]).main(list(map(str, args)))
     out = capsys.readouterr()
     return rc, out.out, out.err
+
+
+def table(section: str, first: str) -> dict:
+    """The markdown table whose header starts with `| first |` in a section: its first column -> {header: cell}."""
+    lines = section.splitlines()
+    opening = f"| {first} |" if first else "| |"
+    start = next(i for i, line in enumerate(lines) if line.startswith(opening))
+    header = [c.strip() for c in lines[start].strip("|").split("|")]
+    rows = {}
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        rows[cells[0]] = dict(zip(header, cells))
+    return rows

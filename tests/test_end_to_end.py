@@ -10,7 +10,7 @@ import pytest
 from common.devices import cpu_has_native_bf16
 from common.records import CSV_COLUMNS
 
-from conftest import LEARN, PART3_METHODS, run_cli, run_main, tiny_args
+from conftest import LEARN, PART3_METHODS, run_cli, run_main, table, tiny_args
 
 EXPECTED_COUNTS = {"part1": {"full", "lora"}, "part2": {"full", "prefix"}, "part3": set(PART3_METHODS)}
 SECTIONS = {"part1": "## Part 1", "part2": "## Part 2", "part3": "## Part 3"}
@@ -43,21 +43,6 @@ def bootstrap_diff(ca, cb, n_boot=2000, seed=0) -> tuple:
     idx = np.random.default_rng(seed).integers(0, len(ca), size=(n_boot, len(ca)))
     values = cb[idx].mean(axis=1) - ca[idx].mean(axis=1)
     return tuple(np.quantile(values, [0.025, 0.975]))
-
-
-def table(section: str, first: str) -> dict:
-    """The markdown table whose header starts with `| first |` in a section: its first column -> {header: cell}."""
-    lines = section.splitlines()
-    opening = f"| {first} |" if first else "| |"
-    start = next(i for i, line in enumerate(lines) if line.startswith(opening))
-    header = [c.strip() for c in lines[start].strip("|").split("|")]
-    rows = {}
-    for line in lines[start + 2:]:
-        if not line.startswith("|"):
-            break
-        cells = [c.strip() for c in line.strip("|").split("|")]
-        rows[cells[0]] = dict(zip(header, cells))
-    return rows
 
 
 @pytest.mark.parametrize("part", ["part1", "part2", "part3"])
@@ -115,23 +100,34 @@ def test_part_end_to_end(part_results, part):
     assert int(peft_rows[0]["trainable_params"]) < int(full_row["trainable_params"])
     summary = (res / "summary.md").read_text()
     section = summary.split(SECTIONS[part])[1].split("\n## ")[0]
-    assert ("Seed report (A100" in section) == (part != "part3") and "mean cross-entropy" in section
-    head = table(section, "Method")
-    assert set(head) == {NAMES[m] for m in EXPECTED_COUNTS[part]}
-    # Every Δ and its interval, recomputed here from the two runs' predictions on the same reviews.
+    findings = summary.split("## Findings")[1].split("\n## ")[0]
+    assert ("Seed report: cost" in section) == (part != "part3")
+    assert "mean cross-entropy" in summary.split("## How to read this report")[1]
+    # The only part here, so the Findings show it: one row per method (¹ marks a trained pooler).
+    head = {k.rstrip("¹²"): v for k, v in table(findings, "Method").items()}
+    detail = {k.rstrip("¹²"): v for k, v in table(section, "Method").items()}
+    assert set(head) == set(detail) == {NAMES[m] for m in EXPECTED_COUNTS[part]}
+    # Every Δ and its interval, recomputed here from the two runs' predictions on the same reviews; a collapsed
+    # run has none.
     full_correct = (lambda p: (p["pred"] == p["label"]).astype(float))(preds_of(res, full_row))
     for row in peft_rows:
         cell = head[NAMES[row["method"]]]["Δ vs full FT, points [95% CI]"]
+        collapsed = row["collapsed"] == "True"
+        assert ("collapsed" in detail[NAMES[row["method"]]]["Accuracy, mean ± sd [95% CI]"]) == collapsed
+        if collapsed:
+            assert cell == "collapsed"
+            continue
         p = preds_of(res, row)
         correct = (p["pred"] == p["label"]).astype(float)
         lo, hi = bootstrap_diff(full_correct, correct)
         assert cell == f"{100 * (correct.mean() - full_correct.mean()):+.2f} [{100 * lo:+.2f}, {100 * hi:+.2f}]"
-        assert ("collapsed" in head[NAMES[row["method"]]]["Accuracy (mean ± std)"]) == (row["collapsed"] == "True")
     if part == "part3":
-        # The pairwise table: row minus column, a star where the paired interval excludes zero.
+        # The pairwise table: row minus column, a star where the paired interval excludes zero; collapsed methods
+        # are left out of it.
         pair = table(section, "")
         correct = {row["method"]: (lambda p: (p["pred"] == p["label"]).astype(float))(preds_of(res, row))
-                   for row in rows}
+                   for row in rows if row["collapsed"] == "False"}
+        assert set(pair) == {NAMES[m] for m in correct}
         for a in correct:
             for b in correct:
                 if a == b:
@@ -150,7 +146,7 @@ def test_part_end_to_end(part_results, part):
         img = matplotlib.image.imread(res / "plots" / f"{part}_{plot}.png")[..., :3]
         assert img.shape[0] > 300 and img.shape[1] > 500
         # Bars never hide each other; lines and points of collapsed methods (all at 50%) can.
-        shown = {"cost": EXPECTED_COUNTS[part],
+        shown = {"cost": EXPECTED_COUNTS[part], "train_loss": EXPECTED_COUNTS[part],
                  "pareto": {row["method"] for row in rows if row["collapsed"] == "False"}}.get(plot, ())
         for method in shown:
             rgb = np.array([int(method_color(method)[i:i + 2], 16) / 255 for i in (1, 3, 5)])

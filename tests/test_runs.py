@@ -12,7 +12,7 @@ import pytest
 
 from common import records
 
-from conftest import RECIPES, ROOT, run_main, tiny_args
+from conftest import RECIPES, ROOT, run_main, table, tiny_args
 
 
 def _append_many(path, who, n):
@@ -179,9 +179,12 @@ def test_a_run_is_computed_once_across_parts(tmp_path, tiny_data, capsys, monkey
         assert rows2[method]["run_id"].startswith("part2-") and rows2[method]["accuracy"] == rows3[method]["accuracy"]
         rec = json.loads(records.record_path(str(out), rows2[method]["run_id"]).read_text())
         assert rec["part"] == "part2" and rec["config"]["part"] == "part2" and rec["reused_from"]
-    part2 = (out / "summary.md").read_text().split("## Part 2")[1].split("## Part 3")[0]
-    assert "| Full FT² |" in part2 and "same computation as part3's runs" in part2
-    assert "Δ vs full FT" in part2  # the paired comparison reads the shared predictions
+    summary = (out / "summary.md").read_text()
+    part2 = summary.split("## Part 2")[1].split("## Part 3")[0]
+    # Part 2's runs are Part 3's: said once, in the Findings, which compare them on the shared predictions.
+    assert "headline runs are the Findings' Prefix tuning and Full FT rows" in " ".join(part2.split())
+    findings = table(summary.split("## Findings")[1], "Method")
+    assert findings["Prefix tuning"]["Δ vs full FT, points [95% CI]"] != "–"  # compared (or said collapsed)
     # --force trains again (no reuse): the user asked for a new computation.
     monkeypatch.setattr(recipe, "run", lambda plan: (_ for _ in ()).throw(RuntimeError("forced")))
     rc, stdout, _ = run_main("part2", tiny_args("part2", tiny_data, out, "--force"), capsys)

@@ -7,6 +7,8 @@ import pytest
 from common import records, stats
 from common.report import write_summary
 
+from conftest import table
+
 
 def test_mcnemar_exact_known_table():
     # 10 reviews only A gets right, 2 only B: p = 2 * P(X <= 2), X ~ Bin(12, 1/2) = 2 * 79 / 4096.
@@ -105,21 +107,34 @@ def test_summary_from_fixture_csvs(tmp_path):
     (out / "plots").mkdir()
     (out / "plots" / "part1_curves.png").write_bytes(b"an earlier layout's plot")
     text = write_summary(str(out)).read_text()
+    findings = text.split("## Findings")[1].split("\n## ")[0]
     part1 = text.split("## Part 1")[1].split("## Part 2")[0]
-    # full: 100, 101, 102 wrong of 1000 -> 89.90% +- 0.10; lora: 200, 201, 202 wrong -> 79.90%
-    assert "| Full FT | 1,000 (100.00%) | 89.90% ± 0.10 |" in part1
-    # The seeds agree, so the intervals are the test sample's: LoRA 79.90 +- 1.96 * sqrt(0.8 * 0.2 / 1000) = +-2.49,
-    # the gap -10 +- 1.96 * sqrt(0.1 * 0.9 / 1000) = +-1.86 (100 reviews differ in every seed).
-    assert "| LoRA | 10 (1.00%) | 79.90% ± 0.10 | [77.41, 82.39] | -10.00 [-11.85, -8.15] | " in part1
-    assert "seeds and test reviews both counted" in part1
-    assert "LoRA (lr 0.001) is 10.00 points below full fine-tuning (lr 0.001) while training 1.00% as many " \
-           "parameters" in part1
-    assert "excludes zero" in part1 and "3 of 3 below 0.05" in part1
-    # The seed report's figures: one column of their own in the headline, once per method.
-    assert part1.count("89.9%, 4m24s") == 1 and part1.count("92.2%") == 1
-    assert "s9" not in part1  # failed rows are not reported
-    assert "Other runs" not in part1  # one setup only
+    # The Findings open the summary: what ran, then one row per method with one denominator for the share.
+    assert text.splitlines().index("## Findings") < 5
+    assert "**What ran:** m, 1,000 parameters, standing in for DistilBERT-base; profile `fixture`: 100 train / 1,000 " \
+           "test reviews, 64 tokens, 1 epoch, fp32 on cpu, seeds 0-2" in " ".join(findings.split())
+    row = table(findings, "Method")
+    assert "Trainable, % of full FT's 1,000" in row["LoRA"]
+    # full: 100, 101, 102 wrong of 1000 -> 89.90% +- 0.10; lora: 200, 201, 202 wrong -> 79.90%. The seeds agree,
+    # so the gap's interval is the test sample's: -10 +- 1.96 * sqrt(0.1 * 0.9 / 1000) = +-1.86 (100 reviews differ
+    # in every seed).
+    assert [row["LoRA"][k] for k in ("Trainable, % of full FT's 1,000", "Accuracy", "Δ vs full FT, points [95% CI]",
+                                     "Verdict", "Seed report: accuracy", "Seed report: Δ")] == \
+        ["1.00%", "79.90%", "-10.00 [-11.85, -8.15]", "below by 10.0", "89.9% (DistilBERT)", "-2.30 (DistilBERT)"]
+    assert row["Full FT"]["Verdict"] == "reference"
+    assert "At 1 epoch, 1 of 1 method with an interval is below full fine-tuning: LoRA." in " ".join(findings.split())
+    # The part's own table keeps what the Findings do not say: LoRA 79.90 +- 1.96 * sqrt(0.8 * 0.2 / 1000) = +-2.49.
+    detail = table(part1, "Method")
+    assert detail["LoRA"]["Accuracy, mean ± sd [95% CI]"] == "79.90% ± 0.10 [77.41, 82.39]"
+    assert detail["LoRA"]["McNemar p < 0.05"].startswith("3 of 3 (p ≤ ")
+    assert "Δ vs full FT, points [95% CI]" not in detail["LoRA"]  # said once, in the Findings
+    assert detail["LoRA"]["Seed report: cost"] == "4m24s, ~2588 MB" and text.count("92.2%") == 1
+    assert "s9" not in text  # failed rows are not reported
     assert "No completed runs yet." in text.split("## Part 2")[1]
+    # Each note once, in the closing section the tables point to.
+    how = text.split("## How to read this report")[1]
+    assert text.count("mean cross-entropy") == 1 and "mean cross-entropy" in how
+    assert text.count("Satterthwaite") == 1 and "Satterthwaite" in how
     for plot in ("train_loss", "val_accuracy", "pareto", "cost"):
         assert f"plots/part1_{plot}.png" in part1 and (out / "plots" / f"part1_{plot}.png").stat().st_size > 5000
     assert not (out / "plots" / "part1_curves.png").exists()  # stale plots of another layout are removed
@@ -157,27 +172,51 @@ def test_headline_is_the_most_recent_setup_with_the_most_seeds(tmp_path):
                      accs=(("lora", 0.7, 10),))                                                 # another lr
     _fixture_results(out, seeds=(0, 1, 2, 3), kernel="fast", precision="bf16", date="2026-11-26T10:00:00+00:00",
                      accs=(("lora", 0.8, 10),))  # the most seeds, but one method only: not a comparison
-    part1 = write_summary(str(out), plots=False).read_text().split("## Part 1")[1].split("## Part 2")[0]
-    head, others = part1.split("### Other runs")
-    assert "fp32, fast dropout kernel; seeds 0, 1, 2.**" in head
-    assert "| LoRA | 10 (1.00%) | 84.90% ± 0.10 |" in head and head.count("| LoRA |") == 1
-    assert "| Full FT |" in head and "0.005" not in head
-    # Every other setup below, labelled by what differs from the headline.
-    assert "#### precision bf16 (headline: fp32); dropout kernel torch (headline: fast)" in others
-    assert "#### precision fp16 (headline: fp32); dropout kernel torch (headline: fast)" in others
-    assert "#### precision bf16 (headline: fp32)\n" in others
-    assert "#### same setup, other learning rates" in others and "| LoRA | 10 (1.00%) | 70.00% (1 seed) |" in others
-    assert "Seed report" not in others  # quoted once, in the headline
-    assert head.index("**Is the gap real?**") < head.index("Loss is the mean")
+    summary = write_summary(str(out), plots=False).read_text()
+    head = summary.split("## Findings")[1].split("\n## ")[0]
+    others = (out / "other_runs.md").read_text()
+    assert "fp32 on cpu, seeds 0-2" in " ".join(head.split())
+    assert table(head, "Method")["LoRA"]["Accuracy"] == "84.90%" and head.count("| LoRA |") == 1
+    assert "| Full FT |" in head and "5e-3" not in summary and "Other runs" not in summary
+    # Every other setup in its own file, linked once, labelled by what differs from the headline.
+    assert summary.count("(other_runs.md)") == 1
+    assert "### precision bf16 (headline: fp32); dropout kernel torch (headline: fast)" in others
+    assert "### precision fp16 (headline: fp32); dropout kernel torch (headline: fast)" in others
+    assert "### precision bf16 (headline: fp32)\n" in others
+    same = others.split("### same setup, other learning rates")[1].split("\n## ")[0]
+    assert table(same, "Method")["LoRA"]["Accuracy, mean ± sd [95% CI]"].startswith("70.00% (1 seed)")
+    assert "Seed report" not in others  # quoted once, in the summary
+
+
+def test_no_duplicate_labels_and_one_rate_format(tmp_path):
+    """Two learning rates of one method in one table are told apart by their rate, written one way."""
+    out = tmp_path / "results"
+    _fixture_results(out, seeds=(0, 1, 2), kernel="fast", date="2026-11-25T10:00:00+00:00")
+    _fixture_results(out, seeds=(0,), kernel="fast", date="2026-11-25T09:00:00+00:00", lr=5e-3,
+                     accs=(("lora", 0.7, 10),))
+    _fixture_results(out, seeds=(0,), kernel="fast", date="2026-11-25T09:00:00+00:00", lr=2.5e-05,
+                     accs=(("lora", 0.75, 10),))
+    write_summary(str(out), plots=False)
+    rows = table((out / "other_runs.md").read_text(), "Method")
+    assert set(rows) == {"LoRA, lr 5e-3", "LoRA, lr 2.5e-5"}
+    from common.report.runs import format_rate
+
+    assert [format_rate(x) for x in (0.0001, "1e-04", 0.00033, 2.5e-05, 0.01, "x")] == \
+        ["1e-4", "1e-4", "3.3e-4", "2.5e-5", "1e-2", "x"]
 
 
 def test_a_collapsed_run_is_called_what_it_is(tmp_path):
     out = tmp_path / "results"
     _fixture_results(out, accs=(("full", 0.9, 1000), ("lora", 0.5, 10)))  # LoRA predicts class 0 throughout
-    part1 = write_summary(str(out), plots=False).read_text().split("## Part 1")[1]
-    assert re.search(r"\| LoRA \| 10 \(1.00%\) \| \d\d\.\d\d% ± 0.00 \*\*collapsed: predicts one class\*\* "
-                     r"\(3 of 3 seeds\) \|", part1)
-    assert "It collapsed (3 of 3 seeds predict one class" in part1
+    text = write_summary(str(out), plots=False).read_text()
+    findings = table(text.split("## Findings")[1], "Method")["LoRA"]
+    detail = table(text.split("## Part 1")[1], "Method")["LoRA"]
+    # No Δ, interval, verdict or McNemar for a failed run: it says collapsed, with how many seeds.
+    assert findings["Δ vs full FT, points [95% CI]"] == findings["Verdict"] == "collapsed"
+    assert re.fullmatch(r"\d\d\.\d\d% ± 0\.00 \*\*collapsed\*\* \(3 of 3 seeds\)",
+                        detail["Accuracy, mean ± sd [95% CI]"])
+    assert detail["McNemar p < 0.05"] == "–" and "e-" not in detail["McNemar p < 0.05"]
+    assert "Collapsed (one class for at least 99% of reviews): LoRA (3 of 3 seeds)" in " ".join(text.split())
     # Rows written before the flag carry none: the report derived it from their predictions.
     from common.report.runs import load_rows
 
@@ -201,10 +240,15 @@ def test_single_seed_uses_bootstrap_and_flags_a_null_gap(tmp_path):
             "run_id": run_id, "part": "part1", "method": method, "model": "m", "profile": "p", "seed": 0,
             "learning_rate": 1e-3, "accuracy": float((pred == label).mean()), "loss": 0.4, "trainable_params": 5,
             "total_params": 10, "trainable_pct": 50, "device": "cpu", "precision": "fp32", "status": "completed"})
-    part1 = write_summary(str(out), plots=False).read_text().split("## Part 1")[1]
-    assert "bootstrap over 400 test reviews (1 seed)" in part1
-    assert "paired bootstrap over test reviews (1 seed)" in part1
-    assert "includes zero" in part1
+    text = write_summary(str(out), plots=False).read_text()
+    lora = table(text.split("## Findings")[1], "Method")["LoRA"]
+    assert lora["Verdict"] == "no difference resolved"
+    lo, hi = map(float, re.search(r"\[(\S+), (\S+)\]", lora["Δ vs full FT, points [95% CI]"]).groups())
+    assert lo < 0 < hi
+    # One seed: the accuracy's interval is a bootstrap over the 400 reviews, about +-1.96 sqrt(.85 .15 / 400) = +-3.5.
+    acc = table(text.split("## Part 1")[1], "Method")["LoRA"]["Accuracy, mean ± sd [95% CI]"]
+    lo, hi = map(float, re.search(r"\(1 seed\) \[(\S+), (\S+)\]", acc).groups())
+    assert 5 < hi - lo < 9
 
 
 def test_make_summary_regenerates_the_summary(tmp_path):
@@ -254,3 +298,40 @@ def test_a_damaged_run_record_is_named_in_a_warning_not_a_traceback(tmp_path, ca
     err = capsys.readouterr().err
     assert f"[warning] {damaged}: damaged run record, left out of the report" in err and err.count("[warning]") == 1
     assert "| LoRA |" in summary and "Traceback" not in err
+
+
+def test_a_damaged_csv_row_is_named_in_a_warning_not_a_traceback(tmp_path, capsys):
+    out = tmp_path / "results"
+    _fixture_results(out)
+    csv_path = out / "part1.csv"
+    lines = csv_path.read_text().splitlines()
+    lines[2] = lines[2][:30]  # a line cut short
+    cells = lines[4].split(",")
+    cells[lines[0].split(",").index("accuracy")] = "n/a"  # a hand edit
+    lines[4] = ",".join(cells)
+    csv_path.write_text("\n".join(lines) + "\n")
+    capsys.readouterr()
+    text = write_summary(str(out), plots=False).read_text()
+    err = capsys.readouterr().err
+    assert f"[warning] {csv_path}: line 3: damaged row (wrong number of fields), left out of the report" in err
+    assert f"[warning] {csv_path}: line 5: damaged row (accuracy or seed not a number)" in err
+    assert "Traceback" not in err and "| LoRA |" in text
+
+
+def test_compare_falls_back_when_seeds_saw_different_reviews(tmp_path):
+    """The crossed interval needs one review order for every seed; seeds scored on other reviews get the
+    t-interval over paired seeds, and say why."""
+    from common.report.comparison import compare
+
+    out = tmp_path / "results"
+    _fixture_results(out)
+    rows = records.read_csv_rows(out / "part1.csv")
+    groups = {m: {"rows": [r for r in rows if r["method"] == m]} for m in ("full", "lora")}
+    assert compare(out, groups["full"], groups["lora"])["ci_how"].startswith("seeds and test reviews")
+    for r in rows:
+        if r["seed"] == "1":  # seed 1 of both methods scored on the reviews in another order
+            p = records.read_predictions(records.predictions_path(str(out), r["run_id"]))
+            records.write_predictions(str(out), r["run_id"], {k: v[::-1] for k, v in p.items()})
+    c = compare(out, groups["full"], groups["lora"])
+    assert c["ci_how"] == "t-interval over 3 paired seeds (seeds scored on different reviews)"
+    assert len(c["mcnemar"]) == 3  # each seed's own pair still lines up

@@ -4,9 +4,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from common import records
+from common.report.cells import delta_cells, table
 from common.report.comparison import compare, diff_text, verdict
-from common.report.plots import curves, method_color, save_figure
-from common.report.runs import PARTS, SETUP_KEYS, method_name, plural, read_record
+from common.report.plots import curves, method_color, save_figure, setup_title
+from common.report.runs import PARTS, SETUP_KEYS, format_rate, method_name, plural, read_record, seed_list
 
 # What may differ between the two budgets of one setup: the epochs (the budget itself), the profile that asked for
 # them, and the machine (hardware does not change what a run computes; precision and dropout kernel do, and must
@@ -70,7 +71,7 @@ def budget_rows(output_dir: Path, part: str, short: dict, long: dict) -> list:
             continue
         g_short, s_short = short["best"][method]
         row = {"method": method, "lr": (g_short["learning_rate"], g_long["learning_rate"]),
-               "change": compare(output_dir, g_short, g_long),
+               "change": compare(output_dir, g_short, g_long), "summaries": (s_short, s_long),
                "collapsed": (bool(s_short["collapsed"]), bool(s_long["collapsed"])),
                "acc": (s_short["acc_mean"], s_long["acc_mean"]),
                "hours": compute_hours(output_dir, part, long, method)}
@@ -81,8 +82,8 @@ def budget_rows(output_dir: Path, part: str, short: dict, long: dict) -> list:
     return rows
 
 
-def budget_sentences(rows: list, short_epochs, long_epochs) -> list:
-    """Which verdicts against full fine-tuning change with the budget and which do not, from the intervals."""
+def budget_verdicts(rows: list) -> tuple:
+    """(changed, kept): each method's verdict against full fine-tuning at the shorter and the longer budget."""
     changed, kept = [], []
     for r in rows:
         if "vs_full" not in r:
@@ -91,6 +92,12 @@ def budget_sentences(rows: list, short_epochs, long_epochs) -> list:
         name = method_name(r["method"])
         (kept if a.split(" by ")[0] == b.split(" by ")[0] else changed).append(
             f"{name} ({a} → {b})" if a != b else f"{name} ({a})")
+    return changed, kept
+
+
+def budget_sentences(rows: list, short_epochs, long_epochs) -> list:
+    """Which verdicts against full fine-tuning change with the budget and which do not, from the intervals."""
+    changed, kept = budget_verdicts(rows)
     out = []
     if changed:
         out.append(f"- Verdicts against full fine-tuning that change from {plural(short_epochs, 'epoch')} to "
@@ -98,6 +105,17 @@ def budget_sentences(rows: list, short_epochs, long_epochs) -> list:
     if kept:
         out.append(f"- Verdicts that hold at both budgets (the size of a gap may move): {'; '.join(kept)}.")
     return out
+
+
+def budget_note(short: dict, long: dict, rows: list) -> str:
+    """One sentence for the Findings: what the longer budget changes."""
+    changed, kept = budget_verdicts(rows)
+    seeds = sorted({x for _, s in long["best"].values() for x in s["seeds"]})
+    text = (f"At {plural(long['key']['epochs'], 'epoch')} (profile `{long['key']['profile']}`, seeds "
+            f"{seed_list(seeds)}; [Budget](#budget)): ")
+    parts = ([f"verdicts that change: {'; '.join(changed)}"] if changed else []) + \
+        ([f"that hold: {', '.join(k.split(' (')[0] for k in kept)}"] if kept else [])
+    return text + ("; ".join(parts) or "no method to compare") + "."
 
 
 def draw_budget_curves(output_dir: Path, part: str, long: dict) -> Path:
@@ -125,8 +143,7 @@ def draw_budget_curves(output_dir: Path, part: str, long: dict) -> Path:
         ax.axvline(last * e / epochs, color="0.6", lw=0.8, ls="--")
     ax.set_xlabel(f"optimizer step ({plural(epochs, 'epoch')}; dashed: epoch ends)")
     ax.set_ylabel("validation accuracy (%)")
-    ax.set_title(f"{PARTS[part][0].split(':')[0]}, {plural(epochs, 'epoch')}: validation accuracy during training "
-                 f"(mean over seeds, band: min–max)",
+    ax.set_title(f"{setup_title(part, long)}\nvalidation accuracy during training (mean over seeds, band: min–max)",
                  fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2, loc="lower right")
@@ -136,40 +153,37 @@ def draw_budget_curves(output_dir: Path, part: str, long: dict) -> Path:
     return save_figure(fig, plot_dir / f"budget_{part}_val_accuracy.png")
 
 
-def budget_section(output_dir: Path, part: str, all_setups: list, plots: bool = True) -> list:
+def budget_data(output_dir: Path, part: str, all_setups: list) -> list:
+    """(shorter, longer, rows) for each pair of budgets of one part."""
+    return [(short, long, budget_rows(output_dir, part, short, long)) for short, long in budget_pairs(all_setups)]
+
+
+def budget_section(output_dir: Path, part: str, pairs: list, plots: bool = True) -> list:
     """The Budget section of one part: a table per pair of budgets, its sentences and its curve plot."""
     lines = []
-    for short, long in budget_pairs(all_setups):
+    for short, long, rows in pairs:
         e1, e2 = short["key"]["epochs"], long["key"]["epochs"]
-        rows = budget_rows(output_dir, part, short, long)
         seeds1 = sorted({x for _, s in short["best"].values() for x in s["seeds"]})
         seeds2 = sorted({x for _, s in long["best"].values() for x in s["seeds"]})
         b1, b2 = plural(e1, "epoch"), plural(e2, "epoch")
         lines += [f"### {PARTS[part][0].split(':')[0]}: {b1} vs {b2}", "",
-                  f"Profiles `{short['key']['profile']}` ({b1}, seeds {_seed_list(seeds1)}) and "
-                  f"`{long['key']['profile']}` ({b2}, seeds {_seed_list(seeds2)}): the same model, data, "
-                  f"test reviews, precision and dropout kernel; each budget's learning rate in its column (picked on "
-                  f"validation where the sweep ran). The change pairs seeds by number on the same test reviews; "
-                  f"compute is the hours its runs took at the longer budget, sweep included.", "",
-                  f"| Method | Δ vs full FT, {b1} [95% CI] | Δ vs full FT, {b2} [95% CI] | "
-                  f"Accuracy, {b1} → {b2} | Change [95% CI] | Learning rate | "
-                  f"Compute, {b2} (h) |", "|---|---|---|---|---|---|---|"]
+                  f"Profiles `{short['key']['profile']}` ({b1}, seeds {seed_list(seeds1)}) and "
+                  f"`{long['key']['profile']}` ({b2}, seeds {seed_list(seeds2)}), otherwise the same setup, each "
+                  f"budget at its own picked rate. The change pairs seeds by number on the same test reviews; "
+                  f"compute is the CPU or GPU hours of the longer budget's runs, sweep included.", ""]
+        body = []
         for r in rows:
             vs = r.get("vs_full")
-            cells = ["–", "–"] if vs is None else [
-                f"{diff_text(c)} {verdict(c, col)}" if not col else "collapsed"
-                for c, col in zip(vs, r["collapsed"])]
+            cells = ["–", "–"] if vs is None else [" ".join(dict.fromkeys(delta_cells(c, s)))
+                                                   for c, s in zip(vs, r["summaries"])]
             acc = " → ".join("–" if a is None else f"{100 * a:.2f}%" for a in r["acc"])
-            lines.append(f"| {method_name(r['method'])} | {cells[0]} | {cells[1]} | {acc} | "
-                         f"{diff_text(r['change'])} | {r['lr'][0]} → {r['lr'][1]} | {r['hours']:.2f} |")
+            change = "collapsed" if any(r["collapsed"]) else diff_text(r["change"])
+            body.append([method_name(r["method"]), cells[0], cells[1], acc, change,
+                         f"{format_rate(r['lr'][0])} → {format_rate(r['lr'][1])}", f"{r['hours']:.2f}"])
+        lines += table(["Method", f"Δ vs full FT, {b1} [95% CI]", f"Δ vs full FT, {b2} [95% CI]",
+                        f"Accuracy, {b1} → {b2}", "Change [95% CI]", "Learning rate", f"Compute, {b2} (h)"], body)
         lines += [""] + budget_sentences(rows, e1, e2) + [""]
         if plots:
             path = draw_budget_curves(output_dir, part, long)
             lines += [f"![{path.stem}](plots/{path.name})", ""]
     return lines
-
-
-def _seed_list(seeds: list) -> str:
-    if len(seeds) > 2 and seeds == list(range(seeds[0], seeds[-1] + 1)):
-        return f"{seeds[0]}-{seeds[-1]}"
-    return ", ".join(map(str, seeds))

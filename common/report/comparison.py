@@ -61,7 +61,7 @@ def compare(output_dir: Path, base: dict, other: dict) -> dict:
     by_seed_b = {int(r["seed"]): r for r in other["rows"]}
     seeds = sorted(set(by_seed_a) & set(by_seed_b))
     out = {"seeds": seeds, "diffs": [], "mcnemar": {}}
-    pairs = []
+    pairs, review_rows = [], []
     for s in seeds:
         out["diffs"].append(_f(by_seed_b[s]["accuracy"]) - _f(by_seed_a[s]["accuracy"]))
         pa, pb = _predictions(output_dir, by_seed_a[s]), _predictions(output_dir, by_seed_b[s])
@@ -69,15 +69,19 @@ def compare(output_dir: Path, base: dict, other: dict) -> dict:
             ca, cb = pa["pred"] == pa["label"], pb["pred"] == pb["label"]
             out["mcnemar"][s] = stats.mcnemar_exact(ca, cb)
             pairs.append((ca, cb))
+            review_rows.append(pa["row"])
     if not seeds:
         return out
     out["diff_mean"] = float(np.mean(out["diffs"]))
-    if len(seeds) > 1 and len(pairs) == len(seeds):
+    # Every seed scored on the same reviews in the same order: only then is [seed, review] a crossed design.
+    aligned = all(np.array_equal(r, review_rows[0]) for r in review_rows)
+    if len(seeds) > 1 and len(pairs) == len(seeds) and aligned:
         d = np.array([cb.astype(float) - ca.astype(float) for ca, cb in pairs])
         out["diff_ci"], out["ci_how"] = tuple(map(float, stats.crossed_interval(d)[:2])), CROSSED_HOW
     elif len(seeds) > 1:
         out["diff_ci"] = stats.t_interval(out["diffs"])
-        out["ci_how"] = f"t-interval over {len(seeds)} paired seeds (no predictions)"
+        why = "no predictions" if len(pairs) < len(seeds) else "seeds scored on different reviews"
+        out["ci_how"] = f"t-interval over {len(seeds)} paired seeds ({why})"
     elif pairs:
         ca, cb = pairs[0]
         out["diff_ci"] = stats.bootstrap_interval(lambda a, b: b.mean() - a.mean(), [ca, cb])

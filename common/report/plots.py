@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from common import records
-from common.report.runs import method_name, read_record
+from common.report.comparison import compare
+from common.report.runs import PARTS, method_name, model_label, plural, read_record, seed_list
 
 # One colour per method, fixed by its name: LoRA is the same red in every figure of every part.
 METHOD_COLORS = {"full": "#1f77b4", "lora": "#d62728", "dora": "#ff7f0e", "ia3": "#2ca02c", "prompt": "#9467bd",
@@ -40,6 +41,17 @@ def curves(output_dir: Path, g: dict, which: str, field: str) -> tuple:
     return np.array(steps), np.array([[s[k] for k in steps] for s in series], dtype=float)
 
 
+def setup_title(part: str, st: dict) -> str:
+    """A figure's first title line: the part, the model, the data, the budget, the seeds."""
+    key = st["key"]
+    seeds = sorted({x for _, s in st["best"].values() for x in s["seeds"]})
+    n = f"{int(key['train_samples']):,}" if str(key["train_samples"]).isdigit() else key["train_samples"]
+    return (f"{PARTS[part][0].split(':')[0]}: {model_label(key['model']).split(' (')[0]}, {n} train reviews, "
+            f"{plural(key['epochs'], 'epoch')}, {key['precision']}, seeds {seed_list(seeds)}")
+
+
+# Fewer validation points than this a run are drawn as points, not joined into a line that would invent a curve.
+MIN_CURVE_POINTS = 8
 PLOT_NAMES = ("train_loss", "val_accuracy", "pareto", "cost")  # each part's plots: plots/<part>_<name>.png
 INPUTS_FILE = "inputs.json"  # part -> hash of what its plots were drawn from
 
@@ -86,87 +98,144 @@ def write_plots(output_dir: Path, part: str, head: dict) -> list:
 
 
 def draw_plots(output_dir: Path, part: str, head: dict) -> list:
-    """The headline setup's plots: training loss, validation accuracy, accuracy vs parameters, cost."""
+    """The headline setup's plots: training loss, validation accuracy, Δ vs full FT against parameters, cost."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import matplotlib.ticker  # noqa: F401 - the parameter axis's labels
 
     plot_dir = output_dir / "plots"
     plot_dir.mkdir(parents=True, exist_ok=True)
     paths = plot_paths(output_dir, part)
     members = list(head["best"].values())
-    colors = {g["method"]: method_color(g["method"]) for g, _ in members}
-    made = []
-    for which, field, scale, ylabel, name in (("train", "loss", 1, "training loss", "train_loss"),
-                                               ("val", "val_accuracy", 100, "validation accuracy (%)",
-                                                "val_accuracy")):
-        fig, ax = plt.subplots(figsize=(6.4, 4))
-        for g, s in members:
-            steps, vals = curves(output_dir, g, which, field)
-            if not len(steps):
-                continue
-            vals = scale * vals
-            label = f"{method_name(g['method'])} (n={len(vals)})"
-            ax.plot(steps, vals.mean(0), color=colors[g["method"]], marker="o" if which == "val" else None,
-                    ms=4, label=label)
+    title = setup_title(part, head)
+    made = [draw_loss(plt, output_dir, members, title, paths["train_loss"]),
+            draw_validation(plt, output_dir, members, title, paths["val_accuracy"]),
+            draw_pareto(plt, output_dir, head, title, paths["pareto"]),
+            draw_cost(plt, members, title, paths["cost"])]
+    for stale in plot_dir.glob(f"{part}_*.png"):  # plots of an earlier report layout would mislead
+        if stale not in made:
+            stale.unlink()
+    return made
+
+
+def draw_loss(plt, output_dir: Path, members: list, title: str, path: Path) -> Path:
+    """Training loss against step: one small panel per method on shared axes (eight bands on one axis tangle)."""
+    n = len(members)
+    cols = min(n, 4)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols + 0.6, 2.2 * rows + 0.9), sharex=True, sharey=True,
+                             squeeze=False)
+    for ax, (g, _) in zip(axes.flat, members):
+        steps, vals = curves(output_dir, g, "train", "loss")
+        color = method_color(g["method"])
+        if len(steps):
+            ax.plot(steps, vals.mean(0), color=color, lw=1.2)
             if len(vals) > 1:
-                ax.fill_between(steps, vals.min(0), vals.max(0), color=colors[g["method"]], alpha=0.2, lw=0)
-        ax.set_xlabel("optimizer step")
-        ax.set_ylabel(ylabel)
-        ax.set_title(f"{part}: {ylabel.split(' (')[0]} (mean over seeds, band: min–max)", fontsize=10)
+                ax.fill_between(steps, vals.min(0), vals.max(0), color=color, alpha=0.25, lw=0)
+        ax.set_title(f"{method_name(g['method'])} (n={len(vals)})", fontsize=9, color=color)
         ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=8)
-        fig.tight_layout()
-        made.append(save_figure(fig, paths[name]))
-    # Accuracy vs trainable parameters: one point per method, 95% interval as whiskers, labelled in place.
-    fig, ax = plt.subplots(figsize=(6.4, 4))
+        ax.tick_params(labelsize=8)
+    for ax in list(axes.flat)[n:]:
+        ax.set_visible(False)
+    fig.supxlabel("optimizer step", fontsize=9)
+    fig.supylabel("training loss", fontsize=9)
+    fig.suptitle(f"{title}\ntraining loss (mean over seeds, band: min–max)", fontsize=9)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def draw_validation(plt, output_dir: Path, members: list, title: str, path: Path) -> Path:
+    """Validation accuracy against step; runs with few evaluations are drawn as points with their seed range."""
+    fig, ax = plt.subplots(figsize=(7.2, 4.4))
+    few = False
+    for i, (g, _) in enumerate(members):
+        steps, vals = curves(output_dir, g, "val", "val_accuracy")
+        if not len(steps):
+            continue
+        vals, color = 100 * vals, method_color(g["method"])
+        label = f"{method_name(g['method'])} (n={len(vals)})"
+        if len(steps) < MIN_CURVE_POINTS:
+            few = True
+            # Side by side around each step, so methods at the same step do not hide each other.
+            x = steps + (i - (len(members) - 1) / 2) * 0.012 * max(steps.max(), 1)
+            ax.errorbar(x, vals.mean(0), yerr=[vals.mean(0) - vals.min(0), vals.max(0) - vals.mean(0)], fmt="o",
+                        color=color, ms=5, capsize=3, label=label)
+        else:
+            ax.plot(steps, vals.mean(0), color=color, marker="o", ms=3, lw=1.3, label=label)
+            if len(vals) > 1:
+                ax.fill_between(steps, vals.min(0), vals.max(0), color=color, alpha=0.15, lw=0)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("validation accuracy (%)")
+    how = "mean, bars: min–max over seeds; too few points for a curve" if few else "mean, band: min–max over seeds"
+    ax.set_title(f"{title}\nvalidation accuracy during training ({how})", fontsize=9)
+    ax.set_xlim(left=0)
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, ncol=2, loc="best")
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def draw_pareto(plt, output_dir: Path, head: dict, title: str, path: Path) -> Path:
+    """Each method's Δ vs full FT (the paired 95% interval the text uses) against its trainable parameters."""
+    import matplotlib.ticker
+
+    fig, ax = plt.subplots(figsize=(7.2, 4.4))
+    base = head["best"].get("full")
     labels = []
-    for g, s in members:
-        x, y = s["trainable_params"], 100 * s["acc_mean"]
-        ci = s.get("acc_ci") or (s["acc_mean"], s["acc_mean"])
-        err = [[y - 100 * max(0.0, ci[0])], [100 * min(1.0, ci[1]) - y]]  # an accuracy stays in [0, 100]
-        ax.errorbar([x], [y], yerr=err, fmt="o", color=colors[g["method"]], capsize=4, ms=7)
-        label = f"{method_name(g['method'])} {y:.1f}%" + \
-            (f" ({s['collapsed']}/{s['n']} collapsed)" if s["collapsed"] else "")
-        labels.append((label, x, y, y - err[0][0], y + err[1][0]))
+    for g, s in head["best"].values():
+        x = s["trainable_params"]
+        if x is None:
+            continue
+        if g["method"] == "full":
+            y, lo, hi = 0.0, 0.0, 0.0
+        else:
+            c = compare(output_dir, base[0], g) if base else {}
+            if s["collapsed"] or not c.get("diff_ci"):
+                continue  # a collapsed run has no interval to draw; the tables say so
+            y, lo, hi = 100 * c["diff_mean"], 100 * c["diff_ci"][0], 100 * c["diff_ci"][1]
+        ax.errorbar([x], [y], yerr=[[y - lo], [hi - y]], fmt="o", color=method_color(g["method"]), capsize=4, ms=7)
+        labels.append((f"{method_name(g['method'])} {y:+.2f}" if g["method"] != "full" else "Full FT (reference)",
+                       x, y, lo, hi))
+    ax.axhline(0, color="0.4", lw=0.8, ls="--")
     ax.set_xscale("log")
-    lo, hi = ax.get_xlim()
-    ax.set_xlim(lo / 2, hi * 4)  # room for the labels right of the points
+    lo_x, hi_x = ax.get_xlim()
+    ax.set_xlim(lo_x / 2, hi_x * 4)  # room for the labels right of the points
+    ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(_count_label))
     ax.set_xlabel("trainable parameters (log scale)")
-    ax.set_ylabel("test accuracy (%), 95% CI")
-    ax.set_title(f"{part}: accuracy vs trainable parameters", fontsize=10)
-    ax.grid(alpha=0.3, which="both")
+    ax.set_ylabel("Δ accuracy vs full FT (points)")
+    ax.set_title(f"{title}\nΔ vs full fine-tuning with its paired 95% interval (seeds and reviews)", fontsize=9)
+    ax.grid(alpha=0.3, which="major")
     fig.tight_layout()
     _place_labels(fig, ax, labels)
-    made.append(save_figure(fig, paths["pareto"]))
-    # Cost: train time and peak memory per method, bar = mean, dots = seeds.
-    fig, axes = plt.subplots(1, 2, figsize=(8, 4))
-    gpu = any(s["peak_mem_allocated_mib"] is not None for _, s in members)
-    mem_key, mem_label = (("peak_mem_allocated_mib", "peak GPU memory allocated (MiB)") if gpu
-                          else ("peak_rss_mib", "peak process memory, RSS (MiB)"))
-    for ax, key, label in ((axes[0], "train_time_s", "train time (s)"), (axes[1], mem_key, mem_label)):
+    return save_figure(fig, path)
+
+
+def draw_cost(plt, members: list, title: str, path: Path) -> Path:
+    """Train time per seed; peak memory beside it only where it compares methods (GPU allocations: a CPU
+    process's RSS carries what the process held before training)."""
+    gpu = all(s["peak_mem_allocated_mib"] is not None for _, s in members)
+    panels = [("train_time_s", "train time per seed (s)")] + \
+        ([("peak_mem_allocated_mib", "peak GPU memory allocated (MiB)")] if gpu else [])
+    fig, axes = plt.subplots(1, len(panels), figsize=(7.2 if len(panels) == 1 else 9.6, 4.4), squeeze=False)
+    for ax, (key, label) in zip(axes[0], panels):
         for i, (g, s) in enumerate(members):
             vals = s[key + "_all"]
             if not vals:
                 continue
-            ax.bar(i, np.mean(vals), color=colors[g["method"]], alpha=0.6, width=0.6)
+            ax.bar(i, np.mean(vals), color=method_color(g["method"]), alpha=0.6, width=0.6)
             ax.scatter([i] * len(vals), vals, color="black", s=12, zorder=3)
         ax.set_xticks(range(len(members)), [method_name(g["method"]) for g, _ in members], fontsize=8, rotation=30,
                       ha="right", rotation_mode="anchor")  # method names are wider than their bars
         ax.set_ylabel(label, fontsize=9)
         ax.grid(alpha=0.3, axis="y")
-    axes[0].set_title("train time (bars: mean, dots: seeds)", fontsize=9)
-    axes[1].set_title("peak memory (bars: mean, dots: seeds)", fontsize=9)
+    note = "" if gpu else " (memory: GPU runs only; a CPU's RSS does not compare methods)"
+    fig.suptitle(f"{title}\ncost per seed: bars mean, dots seeds{note}", fontsize=9)
     fig.tight_layout()
-    made.append(save_figure(fig, paths["cost"]))
-    for stale in plot_dir.glob(f"{part}_*.png"):  # plots of an earlier report layout would mislead
-        if stale not in made:
-            stale.unlink()
-    return made
+    return save_figure(fig, path)
 
 
 def _place_labels(fig, ax, labels: list) -> None:

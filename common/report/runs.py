@@ -2,6 +2,7 @@
 (what a comparison holds fixed), and the headline setup a reader sees first."""
 from __future__ import annotations
 
+import csv
 import json
 import sys
 from collections import OrderedDict
@@ -36,6 +37,23 @@ def plural(n, noun: str) -> str:
     return f"{n} {noun}" + ("" if str(n) == "1" else "s")
 
 
+def format_rate(lr) -> str:
+    """A learning rate in one format everywhere: 1e-4, 2.5e-5, 3.3e-4 (the CSV's 0.0001 and 1e-04 alike)."""
+    x = _f(lr)
+    if x is None:
+        return str(lr)
+    mantissa, exponent = f"{x:.2e}".split("e")
+    return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+
+
+def seed_list(seeds) -> str:
+    """'0-4' for a run of consecutive seeds, else '0, 2, 5'."""
+    seeds = sorted(int(s) for s in seeds)
+    if len(seeds) > 2 and seeds == list(range(seeds[0], seeds[-1] + 1)):
+        return f"{seeds[0]}-{seeds[-1]}"
+    return ", ".join(map(str, seeds))
+
+
 def method_name(method: str) -> str:
     return METHOD_NAMES.get(method, method)
 
@@ -54,6 +72,16 @@ def _f(x):
 _WARNED: set = set()
 
 
+def warn_once(path, what: str, error: Exception = None) -> None:
+    """'[warning] PATH: WHAT' on stderr, once per path and message: a damaged file is named, never a traceback."""
+    key = (str(path), what)
+    if key in _WARNED:
+        return
+    _WARNED.add(key)
+    why = f" ({type(error).__name__}: {str(error).splitlines()[0][:80] if str(error) else ''})" if error else ""
+    print(f"[warning] {path}: {what}{why}", file=sys.stderr)
+
+
 def read_record(output_dir: Path, run_id: str):
     """A run's record, or None; a record that exists but cannot be read is named in a warning (once), never a
     traceback: the report goes on without what it held (curves, validation size)."""
@@ -63,16 +91,28 @@ def read_record(output_dir: Path, run_id: str):
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as e:
-        if path not in _WARNED:
-            _WARNED.add(path)
-            print(f"[warning] {path}: damaged run record, left out of the report ({type(e).__name__}: "
-                  f"{str(e).splitlines()[0][:80]})", file=sys.stderr)
+        warn_once(path, "damaged run record, left out of the report", e)
         return None
 
 
 def _predictions(output_dir: Path, row: dict):
     path = records.predictions_path(str(output_dir), records.source_run_id(row))
-    return records.read_predictions(path) if path.is_file() else None
+    if not path.is_file():
+        return None
+    try:
+        return records.read_predictions(path)
+    except Exception as e:  # noqa: BLE001 - any damage (truncated zip, missing array) leaves the run's statistics out
+        warn_once(path, "damaged predictions file, its intervals and McNemar left out", e)
+        return None
+
+
+def _damage(r: dict):
+    """What makes a completed CSV row unusable (a cut line, a hand edit), or None."""
+    if any(r.get(k) in (None, "") for k in ("run_id", "method", "seed", "accuracy")):
+        return "fields missing"
+    if _f(r["accuracy"]) is None or not str(r["seed"]).lstrip("-").isdigit():
+        return "accuracy or seed not a number"
+    return None
 
 
 def _true(x) -> bool:
@@ -83,7 +123,18 @@ def load_rows(output_dir: Path, part: str) -> list:
     """Completed rows of a part, the last row per run_id (a forced rerun replaces the earlier one). Columns added
     later are filled for older rows with what those rows ran (the only option there was then)."""
     rows = OrderedDict()
-    for r in records.read_csv_rows(output_dir / f"{part}.csv"):
+    path = output_dir / f"{part}.csv"
+    try:
+        raw = records.read_csv_rows(path)
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        warn_once(path, "unreadable CSV, its runs left out of the report", e)
+        raw = []
+    for line, r in enumerate(raw, start=2):  # line 1 is the header (a field with a newline would shift this)
+        cut = None in r or None in r.values()  # more or fewer fields than the header: a cut or merged line
+        if cut or (r.get("status") == "completed" and _damage(r)):
+            warn_once(path, f"line {line}: damaged row ({'wrong number of fields' if cut else _damage(r)}), left out "
+                            f"of the report")
+            continue
         if r.get("status") != "completed":
             continue
         r["dropout_kernel"] = r.get("dropout_kernel") or "torch"  # before the fast kernel existed

@@ -1,0 +1,118 @@
+"""Table cells of the report: one way to write an accuracy, a difference, a verdict, a share, a size, a time."""
+from __future__ import annotations
+
+from common.report.comparison import diff_text, verdict
+from common.report.runs import format_rate, method_name
+
+# The seed report's own figures (one run each, A100, fp16, the full 25,000 / 25,000 split, 256 tokens, 3 epochs),
+# quoted, not produced here. Its memory was probably read from nvidia-smi (reserved + CUDA context).
+SEED_REPORT = {
+    "part1": {"model": "DistilBERT", "accuracy": {"full": "92.2", "lora": "89.9"},
+              "cost": {"full": "~4.5 min, ~3340 MB", "lora": "4m24s, ~2588 MB"}},
+    "part2": {"model": "BERT", "accuracy": {"full": "93.09", "prefix": "90.79"},
+              "cost": {"full": "loss 0.3227, 109,483,778 params", "prefix": "loss 0.2374, 9,866,242 params"}},
+}
+SEED_SETTINGS = "25,000 train / 25,000 test reviews, 256 tokens, 3 epochs, fp16 on one A100, one run per method"
+
+
+def seed_accuracy(method: str) -> str:
+    """The seed report's accuracy for a method, with its model: '92.2% (DistilBERT), 93.09% (BERT)', or –."""
+    cells = [f"{p['accuracy'][method]}% ({p['model']})" for p in SEED_REPORT.values() if method in p["accuracy"]]
+    return ", ".join(cells) or "–"
+
+
+def seed_gap(method: str) -> list:
+    """(points, model) of the seed report's method minus its full FT, one run each, per part that has both."""
+    return [(float(p["accuracy"][method]) - float(p["accuracy"]["full"]), p["model"]) for p in SEED_REPORT.values()
+            if method != "full" and method in p["accuracy"] and "full" in p["accuracy"]]
+
+
+def seed_gap_cell(method: str) -> str:
+    return ", ".join(f"{g:+.2f} ({m})" for g, m in seed_gap(method)) or "–"
+
+
+def is_collapsed(s: dict) -> bool:
+    """Any seed predicting one class: its accuracy measures a failed run, so no interval or test is drawn from it."""
+    return bool(s.get("collapsed"))
+
+
+def accuracy_cell(s: dict, with_ci: bool = True) -> str:
+    """'82.49% ± 0.53 [81.49, 83.50]' over seeds; one seed alone; a collapsed group says so, with no interval."""
+    if s["acc_mean"] is None:
+        return "–"
+    text = f"{100 * s['acc_mean']:.2f}%" + (f" ± {100 * s['acc_std']:.2f}" if s["n"] > 1 else " (1 seed)")
+    if is_collapsed(s):
+        return f"{text} **collapsed** ({s['collapsed']} of {s['n']} seed{'s' if s['n'] > 1 else ''})"
+    ci = s.get("acc_ci")
+    if with_ci and ci and 0.0 <= ci[0] and ci[1] <= 1.0:  # an interval past 0 or 100% would mean nothing
+        text += f" [{100 * ci[0]:.2f}, {100 * ci[1]:.2f}]"
+    return text
+
+
+def delta_cells(c: dict, s: dict) -> tuple:
+    """(Δ [95% CI], verdict) of a method against full FT; a collapsed method has neither."""
+    if is_collapsed(s):
+        return "collapsed", "collapsed"
+    if not c or "diff_mean" not in c:
+        return "–", "–"
+    return diff_text(c), verdict(c)
+
+
+def mcnemar_cell(c: dict, s: dict) -> str:
+    """Seeds whose exact McNemar test finds the two methods' errors different: '5 of 5 (p ≤ 0.023)'."""
+    ps = [m["p_value"] for m in (c or {}).get("mcnemar", {}).values()]
+    if is_collapsed(s) or not ps:
+        return "–"
+    return f"{sum(p < 0.05 for p in ps)} of {len(ps)} (p ≤ {max(ps):.2g})"
+
+
+def share_cell(s: dict, full_params) -> str:
+    """Trainable parameters as a share of full FT's (the one denominator every table uses)."""
+    if s.get("trainable_params") is None or not full_params:
+        return "–"
+    return f"{100 * s['trainable_params'] / full_params:.2f}%"
+
+
+def size_cell(b) -> str:
+    if b is None:
+        return "not kept"
+    return f"{b / 2**20:,.1f} MiB" if b >= 2**20 else f"{b / 2**10:,.0f} KiB"
+
+
+def seconds_cell(x) -> str:
+    return "–" if x is None else f"{x:,.0f} s"
+
+
+def latency_cell(s: dict) -> str:
+    if s.get("latency_ms") is None:
+        return "–"
+    merged = f" ({s['latency_merged_ms']:.1f} merged)" if s.get("latency_merged_ms") is not None else ""
+    return f"{s['latency_ms']:.1f} ms{merged}"
+
+
+def loss_cell(s: dict) -> str:
+    if s["loss_mean"] is None:
+        return "–"
+    return f"{s['loss_mean']:.4f}" + (f" ± {s['loss_std']:.4f}" if s["n"] > 1 else "")
+
+
+def memory_cell(s: dict) -> str:
+    if s.get("peak_mem_allocated_mib") is None:
+        return "–"
+    return f"{s['peak_mem_allocated_mib']:,.0f} MiB"
+
+
+def rate_cell(g: dict, s: dict, flag: str = "") -> str:
+    return format_rate(g["learning_rate"]) + flag + (" (picked)" if s["lr_source"].startswith("swept") else "")
+
+
+def labels(members: list) -> list:
+    """Method names for a table's rows; a method shown twice carries its learning rate (no duplicate labels)."""
+    names = [method_name(g["method"]) for g, _ in members]
+    return [f"{n}, lr {format_rate(g['learning_rate'])}" if names.count(n) > 1 else n
+            for n, (g, _) in zip(names, members)]
+
+
+def table(header: list, rows: list) -> list:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + \
+        ["| " + " | ".join(r) + " |" for r in rows]

@@ -1,0 +1,128 @@
+"""The Findings that open the summary: what ran, one table of the widest headline, and what the numbers resolve."""
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+from common.report.cells import (
+    SEED_REPORT,
+    SEED_SETTINGS,
+    delta_cells,
+    is_collapsed,
+    seconds_cell,
+    seed_accuracy,
+    seed_gap,
+    seed_gap_cell,
+    share_cell,
+    size_cell,
+    table,
+)
+from common.report.comparison import compare
+from common.report.runs import PARTS, method_name, model_label, plural, seed_list
+
+# A gap of this many points is what the seed report is about (92.2 vs 89.9, 93.09 vs 90.79): an interval narrower
+# than it on each side can tell such a gap from none.
+RESOLVES_POINTS = 1.0
+
+
+def widest_part(heads: dict):
+    """The part whose headline compares the most methods (then the most seeds; the later part of equals)."""
+    return max((p for p in heads if heads[p]), key=lambda p: (len(heads[p]["best"]), heads[p]["seeds"], p),
+               default=None)
+
+
+def what_ran(part: str, head: dict, val_reviews) -> str:
+    """One sentence: model, data, budget, precision, device, seeds, and the seed settings beside them."""
+    key = head["key"]
+    seed_models = " and ".join(f"{p['model']}-base ({PARTS[q][0].split(':')[0]})" for q, p in SEED_REPORT.items())
+    seeds = sorted({sd for _, s in head["best"].values() for sd in s["seeds"]})
+    full = head["best"].get("full")
+    total = full[1].get("total_params") if full else None
+    size = "" if not total else f", {total / 1e6:.1f}M parameters" if total >= 1e6 else f", {total:,.0f} parameters"
+    name, seed_model = model_label(key["model"]), PARTS[part][1]
+    model = name + size + ("" if name == seed_model else f", standing in for {seed_model}")
+    if key["init"] != "pretrained":
+        model += f", {key['init']} weights"
+    n = lambda x: f"{int(x):,}" if str(x).isdigit() else str(x)  # noqa: E731
+    val = f"{n(val_reviews)} validation / " if val_reviews is not None else ""
+    return (f"**What ran:** {model}; profile `{key['profile']}`: {n(key['train_samples'])} train / {val}"
+            f"{n(key['test_samples'])} test reviews, {key['max_length']} tokens, {plural(key['epochs'], 'epoch')}, "
+            f"{key['precision']} on {key['device']}, seeds {seed_list(seeds)}, the same test reviews for every run. "
+            f"The seed settings: {seed_models}, {SEED_SETTINGS}.")
+
+
+def findings_rows(output_dir: Path, head: dict) -> list:
+    """Per method of the headline: (group, summary, comparison with full FT or {})."""
+    base = head["best"].get("full")
+    return [(g, s, compare(output_dir, base[0], g) if base and g["method"] != "full" else {})
+            for g, s in head["best"].values()]
+
+
+def findings_table(head: dict, rows: list) -> list:
+    full = head["best"].get("full")
+    full_params = full[1]["trainable_params"] if full else None
+    denom = f"% of full FT's {full_params:,.0f}" if full_params else "% of full FT's"
+    seed = any(seed_accuracy(g["method"]) != "–" for g, _, _ in rows)
+    header = ["Method", f"Trainable, {denom}", "Accuracy", "Δ vs full FT, points [95% CI]", "Verdict",
+              "Train time / seed", "Saved"] + (["Seed report: accuracy", "Seed report: Δ"] if seed else [])
+    body = []
+    for g, s, c in rows:
+        acc = "–" if s["acc_mean"] is None else f"{100 * s['acc_mean']:.2f}%"
+        d, v = delta_cells(c, s) if g["method"] != "full" else ("–", "reference")
+        cells = [method_name(g["method"]) + ("¹" if g["train_pooler"] else ""), share_cell(s, full_params), acc,
+                 d, v, seconds_cell(s["train_time_s"]), size_cell(s["saved_bytes"])]
+        if seed:
+            cells += [seed_accuracy(g["method"]), seed_gap_cell(g["method"])]
+        body.append(cells)
+    return table(header, body)
+
+
+def findings_bullets(head: dict, rows: list, budget_note: str = "") -> list:
+    """At most five sentences on what the intervals resolve, generated from them."""
+    epochs = plural(head["key"]["epochs"], "epoch")
+    peft = [(g, s, c) for g, s, c in rows if g["method"] != "full" and c.get("diff_ci") and not is_collapsed(s)]
+    below = [(g, c) for g, s, c in peft if c["diff_ci"][1] < 0]
+    above = [(g, c) for g, s, c in peft if c["diff_ci"][0] > 0]
+    tied = [(g, c) for g, s, c in peft if c["diff_ci"][0] <= 0 <= c["diff_ci"][1]]
+    names = lambda xs: ", ".join(method_name(g["method"]) for g, _ in xs)  # noqa: E731
+    out = []
+    if peft:
+        text = (f"At {epochs}, {len(below)} of {plural(len(peft), 'method')} with an interval "
+                f"{'is' if len(below) == 1 else 'are'} below full fine-tuning" + (f": {names(below)}" if below else ""))
+        if above:
+            text += f"; above it: {names(above)}"
+        if tied:
+            worst = max(-100 * c["diff_ci"][0] for _, c in tied)
+            text += (f". Not resolved from it: {names(tied)}; their intervals rule out a loss of more than "
+                     f"{worst:.1f} points")
+        out.append(text + ".")
+        halves = sorted(50 * (c["diff_ci"][1] - c["diff_ci"][0]) for _, _, c in peft)
+        fine = sum(h < RESOLVES_POINTS for h in halves)
+        out.append(f"The intervals' half-widths run from {halves[0]:.2f} to {halves[-1]:.2f} points; {fine} of "
+                   f"{len(halves)} are under {RESOLVES_POINTS:.0f} point, fine enough to resolve the 1-2 point gaps "
+                   f"the seed report is about.")
+    collapsed = [(g, s) for g, s, _ in rows if is_collapsed(s)]
+    if collapsed:
+        out.append("Collapsed (one class for at least 99% of reviews): " + ", ".join(
+            f"{method_name(g['method'])} ({s['collapsed']} of {plural(s['n'], 'seed')})" for g, s in collapsed)
+            + ": failed runs, not measures of their methods.")
+    seen = []
+    for g, s, c in rows:
+        ci = c.get("diff_ci") if not is_collapsed(s) else None
+        for gap, model in seed_gap(g["method"]) if ci else []:
+            where = "inside" if 100 * ci[0] <= gap <= 100 * ci[1] else ("below" if gap < 100 * ci[0] else "above")
+            seen.append(f"{method_name(g['method'])}'s {gap:+.2f} ({model}) lies {where} this interval")
+    if seen:
+        out.append("The seed report's gaps (one run each, no interval): " + "; ".join(seen) + ". Its model, data "
+                   "and budget differ (above), so these are two measurements, not a replication.")
+    if budget_note:
+        out.append(budget_note)
+    return ["- " + b for b in out[:5]]
+
+
+def findings_section(output_dir: Path, part: str, head: dict, val_reviews, budget_note: str = "") -> tuple:
+    """The Findings lines, and the rows they show (the part sections leave out what is said here)."""
+    rows = findings_rows(output_dir, head)
+    lines = ["## Findings", "", *textwrap.wrap(what_ran(part, head, val_reviews), 118, break_on_hyphens=False), "",
+             *findings_table(head, rows), "", *findings_bullets(head, rows, budget_note), ""]
+    return lines, rows
