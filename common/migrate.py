@@ -7,15 +7,21 @@ breaks: each gets the selection it was made for, rebuilt from the record of the 
 picks written before paths were kept portable name the data files, the output folder and the script by absolute
 paths of the machine that made them: each becomes the path as it reads from the project folder (`../shared/...`,
 `results`, `python -m common.sweep`). Run identities are hashes of neither, so none changes.
+
+One identity change, made on purpose: a run whose config names the value of a runtime setting (the budget
+profile's `dropout_kernel: fast`) is the same computation as one whose `auto` resolved to it, and now has the same
+identity (records.RUNTIME_WORDS). Such records are renamed to it, with every file and reference that names them.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import re
 from pathlib import Path
 
 from common import records
+from common.env import PACKAGES
 from common.picks import load_picks, picks_path, selection
 from common.process import exit_process
 
@@ -83,6 +89,54 @@ def relative_paths(output_dir: str) -> list:
     return changed
 
 
+def _identity(doc: dict, rule_words: bool) -> str:
+    """A record's identity recomputed from what it holds, by today's rule or (rule_words=False) by the rule before
+    RUNTIME_WORDS, which hashed the config's words as written."""
+    env = doc.get("env", {})
+    versions = {"python": env.get("python"), **{k: env.get(k) for k in PACKAGES}}
+    runtime = doc.get("runtime")
+    if rule_words:
+        return records.run_identity(doc["config"], doc["data"].get("fingerprints"), versions, runtime)
+    blob = json.dumps({"config": records.identity_config(doc["config"]), "data": doc["data"].get("fingerprints"),
+                       "versions": versions, "runtime": runtime or {}}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:10]
+
+
+def reidentify(output_dir: str) -> dict:
+    """old run id -> new, for records whose identity changes under RUNTIME_WORDS; renames their files and rewrites
+    every CSV, record and picks file that names them. A record is renamed only when the old rule reproduces its
+    stored identity (proof that it is read right); the rest are left alone."""
+    out = Path(output_dir)
+    renames = {}
+    for path in sorted(out.glob("**/runs/*.json")):
+        try:
+            doc = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if not doc.get("runtime") or "identity" not in doc or doc["identity"] != _identity(doc, False):
+            continue
+        new = _identity(doc, True)
+        if new != doc["identity"]:
+            renames[doc["run_id"]] = doc["run_id"].replace(doc["identity"], new)
+    if not renames:
+        return renames
+    pattern = re.compile("|".join(map(re.escape, renames)))
+    for path in sorted([*out.glob("**/*.json"), *out.glob("**/*.csv")]):
+        text = path.read_text()
+        if pattern.search(text):
+            records.write_atomic(path, pattern.sub(lambda m: renames[m.group(0)], text).encode())
+    for path in sorted(out.glob("**/*")):
+        for old, new in renames.items():
+            if old in path.name and path.exists():
+                path.rename(path.with_name(path.name.replace(old, new)))
+    for new_id in renames.values():  # each renamed record's own identity field
+        for path in out.glob(f"**/runs/{new_id}.json"):
+            doc = json.loads(path.read_text())
+            doc["identity"] = new_id.rsplit("-", 1)[1]
+            records.write_json(path, doc)
+    return renames
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m common.migrate", description=__doc__.splitlines()[0])
     ap.add_argument("--output-dir", default="results")
@@ -91,6 +145,9 @@ def main(argv=None) -> int:
     print(f"[migrate] {len(done)} pick(s) given their selection: {', '.join(done) or 'none needed'}")
     changed = relative_paths(a.output_dir)
     print(f"[migrate] {len(changed)} record(s) with portable paths")
+    renamed = reidentify(a.output_dir)
+    print(f"[migrate] {len(renamed)} run(s) renamed to the identity of the runtime they ran with"
+          + "".join(f"\n  {old} -> {new}" for old, new in renamed.items()))
     return 0
 
 

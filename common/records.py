@@ -61,11 +61,23 @@ def identity_config(config: dict) -> dict:
     return out
 
 
+# Settings whose value the runtime carries (devices.Runtime.identity): with a runtime, the identity hashes what they
+# resolved to and not the word that asked for it, so `auto` that became the fast kernel and an explicit `fast` are
+# one computation, as they are. Hashed as "auto", the word every committed run with a runtime holds for the
+# device and precision and the study's runs hold for the kernel, so their identities stay as they were.
+RUNTIME_WORDS = (("train", "device"), ("train", "precision"), ("train", "dropout_kernel"))
+
+
 def run_identity(config: dict, fingerprints: dict, versions: dict, runtime: dict = None) -> str:
     """Hash of what determines the result: resolved config, data file hashes, package versions, and the runtime
     choices that `auto` settings resolved to on this machine (device type, precision, dropout kernel): the same
     YAML run in fp32 on one CPU and in bf16 on another computes different numbers, so it is a different run."""
-    blob = json.dumps({"config": identity_config(config), "data": fingerprints, "versions": versions,
+    cfg = identity_config(config)
+    if runtime:
+        for section, key in RUNTIME_WORDS:
+            if key in cfg.get(section, {}):
+                cfg[section][key] = "auto"
+    blob = json.dumps({"config": cfg, "data": fingerprints, "versions": versions,
                        "runtime": runtime or {}}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:10]
 

@@ -60,6 +60,9 @@ def test_identity_follows_the_resolved_runtime_and_the_active_method_only():
     ident = lambda c, rt=None: records.run_identity(c, {"train": "x"}, {"torch": "1"}, rt)  # noqa: E731
     cpu_fp32 = {"device_type": "cpu", "precision": "fp32", "dropout_kernel": "fast"}
     assert ident(cfg, cpu_fp32) != ident(cfg, {**cpu_fp32, "precision": "bf16"})  # auto resolved differently
+    # A value named by hand and an auto that resolved to it are one computation, one identity.
+    named = {**cfg, "train": {**cfg["train"], "dropout_kernel": "fast", "precision": "fp32"}}
+    assert ident(named, cpu_fp32) == ident(cfg, cpu_fp32) != ident(named, {**cpu_fp32, "dropout_kernel": "torch"})
     # The settings of methods a run does not use are not part of it; those of its own method are.
     full_other_lora = {**cfg, "peft": {**cfg["peft"], "lora": {**cfg["peft"]["lora"], "r": 64}}}
     assert ident(full_other_lora) == ident(cfg)

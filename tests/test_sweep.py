@@ -162,9 +162,12 @@ def test_a_fresh_clone_plans_the_study_with_the_committed_picks():
                               set=[f"data.dir={IMDB}", "train.precision=bf16", "train.seeds=[0]"])
     plans = plan_runs("part3", args)
     assert len(plans) == 8
+    committed = {r["run_id"] for r in csv.DictReader(open(ROOT / "results/part3.csv"))}
     for plan in plans:
         assert plan.lr_source.startswith("sweep"), (plan.cfg.peft.method, plan.lr_source)
         assert plan.cfg.train.learning_rate == picks[f"part3/{plan.cfg.peft.method}/study"]["learning_rate"]
+        # The same runs as the committed study's, so a fresh clone finds them done instead of training them again.
+        assert plan.run_id in committed, plan.run_id
 
 
 def test_a_pick_not_used_names_the_fields_that_differ(tmp_path, capsys):
