@@ -79,6 +79,20 @@ def _connect():
     return ray
 
 
+def check_runtime_fits(plans: list, cluster_gpus: float) -> None:
+    """Each run's runtime was decided once, at planning, on this machine, and a task runs with it as it is. A plan
+    for CPU sent to a GPU worker would train there on the CPU, and one for CUDA sent to a CPU-only cluster could
+    not run: both are refused here, before any task starts, naming what to change."""
+    for plan in plans:
+        device = plan.runtime.device
+        if cluster_gpus >= 1 and device == "cpu":
+            raise UserError(f"--engine ray: {plan.run_id} was planned for the CPU (this machine has no GPU), but the "
+                            f"cluster gives each run a GPU. Start the command on a machine of the cluster with a GPU, "
+                            f"so that planning decides for the GPU")
+        if cluster_gpus < 1 and device != "cpu":
+            raise UserError(f"--engine ray: {plan.run_id} was planned for {device}, but the cluster has no GPU")
+
+
 def run_ray(plans: list, force: bool, progress: Progress = None) -> list:
     """Every run not yet completed becomes a Ray task with one GPU (or IMDB_PEFT_CPUS_PER_TASK CPUs where the
     cluster has no GPU). A task that fails or whose worker dies is recorded failed here and the rest go on."""
@@ -101,6 +115,7 @@ def run_ray(plans: list, force: bool, progress: Progress = None) -> list:
         return results
     ray = _connect()
     gpus = ray.cluster_resources().get("GPU", 0)
+    check_runtime_fits([plans[i] for i in todo], gpus)
     cpus = int(os.environ.get(CPUS_PER_TASK_ENV, "1"))
     # No retries: a killed run is reported as failed, not silently started again.
     options = {"num_gpus": 1, "max_retries": 0} if gpus >= 1 else {"num_cpus": cpus, "max_retries": 0}

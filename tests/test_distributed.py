@@ -142,3 +142,20 @@ def test_only_rank_0_keeps_weights_and_times_inference(monkeypatch, rank, keeps)
                            runtime=None)
     result = recipe.run(plan)
     assert calls == (["save", "inference"] if keeps else []) and ("saved" in result) == keeps
+
+
+def test_ray_refuses_runs_planned_for_another_kind_of_machine():
+    """The runtime is decided once, at planning, where the command starts: a CPU plan is not sent to GPU workers
+    (it would train on their CPUs) nor a CUDA plan to a CPU-only cluster."""
+    from types import SimpleNamespace
+
+    from common.engines import check_runtime_fits
+    from common.errors import UserError
+
+    plan = lambda device: SimpleNamespace(run_id=f"part1-lora-s0-{device}", runtime=SimpleNamespace(device=device))  # noqa: E731
+    check_runtime_fits([plan("cpu")], 0)
+    check_runtime_fits([plan("cuda")], 4)
+    with pytest.raises(UserError, match="part1-lora-s0-cpu was planned for the CPU .* cluster gives each run a GPU"):
+        check_runtime_fits([plan("cpu")], 2)
+    with pytest.raises(UserError, match="planned for cuda, but the cluster has no GPU"):
+        check_runtime_fits([plan("cuda")], 0)
