@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The README's quick start on a fresh clone, timed step by step; writes the table the README links to.
+#   bash bench/quickstart.sh [OUT.md]     (run from the project; clones it next to ../shared into a temporary folder)
+# Time it on an idle machine: a second busy process makes torch's threads fight for the cores.
+set -euo pipefail
+here="$(cd "$(dirname "$0")/.." && pwd)"
+out="${1:-$here/results/bench/$(date -u +%Y-%m-%d)-quickstart.md}"
+work="$(mktemp -d "$here/../quickstart.XXXXXX")"   # beside the project, so ../shared is beside the clone too
+trap 'rm -rf "$work"' EXIT
+git clone -q "$here" "$work/imdb-peft"
+cd "$work/imdb-peft"
+commit="$(git rev-parse --short HEAD)"
+cpu="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//') ($(nproc) cores)"
+flags="$(grep -m1 -o -w -e avx512_bf16 -e amx_bf16 /proc/cpuinfo | sort -u | tr '\n' ' ')"
+rows=()
+step() {  # step "command" : runs it, keeps its seconds and exit code and the last line it printed
+  local start end rc=0
+  start=$(date +%s.%N)
+  bash -c "$1" > "$work/step.log" 2>&1 || rc=$?
+  end=$(date +%s.%N)
+  rows+=("| \`$1\` | $(printf '%.0f' "$(echo "$end - $start" | bc)") | $rc | $(grep -v '^\s*$' "$work/step.log" \
+    | grep -E 'passed|failed|progress|summary|error' | tail -1 | cut -c1-100 | tr '|' '/') |")
+  [ "$rc" = 0 ] || { cat "$work/step.log" | tail -20; }
+}
+step "make setup"
+step "make test"
+step "make part1 PROFILE=quick DATA_DIR=../shared/data/imdb"
+{
+  echo "# The README's quick start on a fresh clone"
+  echo
+  echo "Command: \`bash bench/quickstart.sh\` at commit $commit, $(date -u +%Y-%m-%dT%H:%MZ), $cpu; CPU flags: ${flags:-none}."
+  echo "Each step as the README gives it, in a fresh clone beside \`../shared\`, nothing else running."
+  echo
+  echo "| Step | Seconds | Exit code | Last line |"
+  echo "|---|---|---|---|"
+  printf '%s\n' "${rows[@]}"
+} > "$out"
+cat "$out"

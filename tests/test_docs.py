@@ -1,0 +1,74 @@
+"""The README and docs/ against what they describe: links, make targets and variables, config keys, line lengths."""
+import re
+
+from conftest import ROOT
+
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
+# Environment variables the docs name beside the Makefile's own (read by the code, not by make).
+ENV_VARS = {"RAY_ADDRESS", "RAY_NUM_CPUS", "IMDB_PEFT_CPUS_PER_TASK", "TOKENIZERS_PARALLELISM", "CUDA_VISIBLE_DEVICES"}
+
+
+def _anchor(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces as hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def _makefile():
+    text = (ROOT / "Makefile").read_text()
+    phony = set(re.search(r"^\.PHONY:(.*)$", text, re.M).group(1).split())
+    variables = set(re.findall(r"^([A-Z_]+) \?=", text, re.M))
+    return phony, variables
+
+
+def test_every_link_in_the_readme_and_docs_resolves():
+    broken = []
+    for doc in DOCS:
+        for target in LINK.findall(doc.read_text()):
+            if target.startswith(("http://", "https://", "mailto:")):
+                continue
+            path, _, anchor = target.partition("#")
+            file = (doc.parent / path).resolve() if path else doc
+            if not file.exists():
+                broken.append(f"{doc.relative_to(ROOT)}: {target}")
+            elif anchor and file.suffix == ".md":
+                headings = {_anchor(h) for h in re.findall(r"^#+ (.*)$", file.read_text(), re.M)}
+                if anchor not in headings:
+                    broken.append(f"{doc.relative_to(ROOT)}: {target} (no such heading)")
+    assert not broken, broken
+
+
+def test_each_doc_is_linked_once_from_the_readme():
+    readme = (ROOT / "README.md").read_text()
+    for doc in sorted((ROOT / "docs").glob("*.md")):
+        assert readme.count(f"](docs/{doc.name})") == 1, doc.name
+
+
+def test_readme_make_targets_and_variables_match_the_makefile():
+    readme = (ROOT / "README.md").read_text()
+    phony, variables = _makefile()
+    named = set(re.findall(r"\bmake ([a-z][a-z0-9-]*)", readme))
+    assert named <= phony, named - phony  # every target the README names exists
+    assert phony <= named, phony - named  # and every target is in the README
+    shown = set(re.findall(r"\b([A-Z][A-Z_]{2,})=", readme)) | set(re.findall(r"`([A-Z][A-Z_]{2,})`", readme))
+    assert variables <= shown, variables - shown  # every variable is explained
+    unknown = {v for v in shown - variables - ENV_VARS if not v.startswith(("HF_", "SLURM"))}
+    assert not unknown, unknown
+
+
+def test_every_set_key_shown_exists_in_the_schema():
+    from common.schema import key_docs
+
+    keys = {k for k, *_ in key_docs()}
+    shown = {k for doc in DOCS for k in re.findall(r"--set[ =\"']+([a-z_]+(?:\.[a-z_0-9]+)+)=", doc.read_text())}
+    assert shown and shown <= keys, shown - keys
+
+
+def test_readme_lines_fit_and_say_nothing_of_how_the_project_was_built():
+    lines = (ROOT / "README.md").read_text().splitlines()
+    assert len(lines) <= 250
+    long = [f"{i}: {len(line)}" for i, line in enumerate(lines, 1) if len(line) > 120]
+    assert not long, long
+    for doc in DOCS:
+        text = doc.read_text().lower()
+        assert not re.search(r"\blent\b|\bsessions?\b", text), doc.name
