@@ -170,7 +170,8 @@ def budget_section(output_dir: Path, part: str, pairs: list, plots: bool = True)
                   f"Profiles `{short['key']['profile']}` ({b1}, seeds {seed_list(seeds1)}) and "
                   f"`{long['key']['profile']}` ({b2}, seeds {seed_list(seeds2)}), otherwise the same setup, each "
                   f"budget at its own picked rate. The change pairs seeds by number on the same test reviews; "
-                  f"compute is the CPU or GPU hours of the longer budget's runs, sweep included.", ""]
+                  f"compute is the CPU or GPU hours of the longer budget's runs, sweep included; each rate's "
+                  f"validation accuracy is in `other_runs.md`.", ""]
         body = []
         for r in rows:
             vs = r.get("vs_full")

@@ -341,8 +341,9 @@ def write_summary(output_dir: str = "results", plots: bool = True) -> Path:
     budget = [line for part in PARTS for line in budget_section(out, part, budgets[part], plots)]
     if budget:
         lines += ["## Budget", ""] + budget
-    shown = {st["key"]["profile"] for st in heads.values() if st} | \
-        {lg["key"]["profile"] for pairs in budgets.values() for _, lg, _ in pairs}
+    # The headlines' picks here; the longer budget's (its rates are in the Budget table) and the rest with the
+    # other runs.
+    shown = {st["key"]["profile"] for st in heads.values() if st}
     lr = lr_lines(out, lambda profile: profile in shown)
     if lr:
         lines += ["## Learning-rate selection", ""] + lr
@@ -362,7 +363,7 @@ def write_other_runs(out: Path, all_setups: dict, heads: dict, shown: set) -> Pa
         lines += other_runs_lines(out, part, all_setups[part], heads[part])
     lr = lr_lines(out, lambda profile: profile not in shown)
     if lr:
-        lines += ["## Other learning-rate picks", ""] + lr
+        lines += ["## Learning-rate picks of other profiles", ""] + lr
     path = out / OTHER_RUNS
     records.write_atomic(path, ("\n".join(lines) + "\n").encode())
     return path
