@@ -87,8 +87,12 @@ def findings_bullets(head: dict, rows: list, budget_note: str = "") -> list:
     names = lambda xs: ", ".join(method_name(g["method"]) for g, _ in xs)  # noqa: E731
     out = []
     if peft:
-        text = (f"At {epochs}, {len(below)} of {plural(len(peft), 'method')} with an interval "
-                f"{'is' if len(below) == 1 else 'are'} below full fine-tuning" + (f": {names(below)}" if below else ""))
+        if len(peft) == 1 and below:
+            text = f"At {epochs}, {names(below)} is below full fine-tuning with an interval that excludes zero"
+        else:
+            text = (f"At {epochs}, {len(below)} of the {plural(len(peft), 'PEFT method')} "
+                    f"{'is' if len(below) == 1 else 'are'} below full fine-tuning with an interval that excludes zero"
+                    + (f": {names(below)}" if below else ""))
         if above:
             text += f"; above it: {names(above)}"
         if tied:
@@ -117,7 +121,8 @@ def findings_bullets(head: dict, rows: list, budget_note: str = "") -> list:
                    "and budget differ (above), so these are two measurements, not a replication.")
     if budget_note:
         out.append(budget_note)
-    return ["- " + b for b in out[:5]]
+    return [line for b in out[:5] for line in textwrap.wrap(b, 116, initial_indent="- ", subsequent_indent="  ",
+                                                              break_on_hyphens=False)]
 
 
 def findings_section(output_dir: Path, part: str, head: dict, val_reviews, budget_note: str = "") -> tuple:

@@ -155,12 +155,10 @@ def part_section(output_dir: Path, part: str, head, findings: dict, plots: bool)
         names = " and ".join(method_name(g["method"]) for g, _ in members)
         lines += wrap(f"This part's headline runs are the Findings' {names} rows: the same computations, recorded "
                       f"for this part too (`reused_from` in its CSV where they were not trained again). The seed "
-                      f"report's figures for them:") + [""]
-        ref = SEED_REPORT.get(part, {})
-        lines += table(["Method", "Seed report: accuracy", "Seed report: cost"],
-                       [[method_name(g["method"]), f"{ref['accuracy'][g['method']]}%" if g["method"] in
-                         ref.get("accuracy", {}) else "–", ref.get("cost", {}).get(g["method"], "–")]
-                        for g, _ in members]) + [""]
+                      f"report's other figures for them:") + [""]
+        cost = SEED_REPORT.get(part, {}).get("cost", {})
+        lines += table(["Method", "Seed report: cost"], [[method_name(g["method"]), cost.get(g["method"], "–")]
+                                                          for g, _ in members]) + [""]
         for stale in plot_paths(output_dir, part).values():  # its plots would be the Findings part's, again
             stale.unlink(missing_ok=True)
         return lines
