@@ -7,7 +7,7 @@ from common import records
 from common.report.cells import delta_cells, table
 from common.report.comparison import compare, diff_text, verdict
 from common.report.plots import curves, method_color, save_figure, setup_title
-from common.report.runs import PARTS, SETUP_KEYS, format_rate, method_name, plural, read_record, seed_list
+from common.report.runs import PARTS, SETUP_KEYS, format_rate, method_name, plural, read_record, seed_list, setup_seeds
 
 # What may differ between the two budgets of one setup: the epochs (the budget itself), the profile that asked for
 # them, and the machine (hardware does not change what a run computes; precision and dropout kernel do, and must
@@ -110,9 +110,8 @@ def budget_sentences(rows: list, short_epochs, long_epochs) -> list:
 def budget_note(short: dict, long: dict, rows: list) -> str:
     """One sentence for the Findings: what the longer budget changes."""
     changed, kept = budget_verdicts(rows)
-    seeds = sorted({x for _, s in long["best"].values() for x in s["seeds"]})
     text = (f"At {plural(long['key']['epochs'], 'epoch')} (profile `{long['key']['profile']}`, seeds "
-            f"{seed_list(seeds)}; [Budget](#budget)): ")
+            f"{seed_list(setup_seeds(long))}; [Budget](#budget)): ")
     parts = ([f"verdicts that change: {'; '.join(changed)}"] if changed else []) + \
         ([f"that hold: {', '.join(k.split(' (')[0] for k in kept)}"] if kept else [])
     return text + ("; ".join(parts) or "no method to compare") + "."
@@ -163,8 +162,7 @@ def budget_section(output_dir: Path, part: str, pairs: list, plots: bool = True)
     lines = []
     for short, long, rows in pairs:
         e1, e2 = short["key"]["epochs"], long["key"]["epochs"]
-        seeds1 = sorted({x for _, s in short["best"].values() for x in s["seeds"]})
-        seeds2 = sorted({x for _, s in long["best"].values() for x in s["seeds"]})
+        seeds1, seeds2 = setup_seeds(short), setup_seeds(long)
         b1, b2 = plural(e1, "epoch"), plural(e2, "epoch")
         lines += [f"### {PARTS[part][0].split(':')[0]}: {b1} vs {b2}", "",
                   f"Profiles `{short['key']['profile']}` ({b1}, seeds {seed_list(seeds1)}) and "

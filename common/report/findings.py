@@ -18,7 +18,7 @@ from common.report.cells import (
     table,
 )
 from common.report.comparison import compare
-from common.report.runs import PARTS, method_name, model_label, plural, seed_list
+from common.report.runs import PARTS, method_name, model_label, plural, reviews_text, seed_list, setup_seeds
 
 # A gap of this many points is what the seed report is about (92.2 vs 89.9, 93.09 vs 90.79): an interval narrower
 # than it on each side can tell such a gap from none.
@@ -35,7 +35,6 @@ def what_ran(part: str, head: dict, val_reviews) -> str:
     """One sentence: model, data, budget, precision, device, seeds, and the seed settings beside them."""
     key = head["key"]
     seed_models = " and ".join(f"{p['model']}-base ({PARTS[q][0].split(':')[0]})" for q, p in SEED_REPORT.items())
-    seeds = sorted({sd for _, s in head["best"].values() for sd in s["seeds"]})
     full = head["best"].get("full")
     total = full[1].get("total_params") if full else None
     size = "" if not total else f", {total / 1e6:.1f}M parameters" if total >= 1e6 else f", {total:,.0f} parameters"
@@ -43,11 +42,9 @@ def what_ran(part: str, head: dict, val_reviews) -> str:
     model = name + size + ("" if name == seed_model else f", standing in for {seed_model}")
     if key["init"] != "pretrained":
         model += f", {key['init']} weights"
-    n = lambda x: f"{int(x):,}" if str(x).isdigit() else str(x)  # noqa: E731
-    val = f"{n(val_reviews)} validation / " if val_reviews is not None else ""
-    return (f"**What ran:** {model}; profile `{key['profile']}`: {n(key['train_samples'])} train / {val}"
-            f"{n(key['test_samples'])} test reviews, {key['max_length']} tokens, {plural(key['epochs'], 'epoch')}, "
-            f"{key['precision']} on {key['device']}, seeds {seed_list(seeds)}, the same test reviews for every run. "
+    return (f"**What ran:** {model}; profile `{key['profile']}`: {reviews_text(key, val_reviews)}, "
+            f"{key['max_length']} tokens, {plural(key['epochs'], 'epoch')}, {key['precision']} on {key['device']}, "
+            f"seeds {seed_list(setup_seeds(head))}, the same test reviews for every run. "
             f"The seed settings: {seed_models}, {SEED_SETTINGS}.")
 
 

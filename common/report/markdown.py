@@ -41,7 +41,9 @@ from common.report.runs import (
     pick_headline,
     plural,
     read_record,
+    reviews_text,
     seed_list,
+    setup_seeds,
     setups,
     validation_reviews,
     warn_once,
@@ -65,10 +67,8 @@ def setup_heading(part: str, key: dict, seeds: list, val_reviews=None) -> str:
     model = name if name == seed_model else f"{name} in place of {seed_model}"
     if key["init"] != "pretrained":
         model += f" ({key['init']} weights)"
-    n = lambda x: f"{int(x):,}" if str(x).isdigit() else str(x)  # noqa: E731
-    val = f"{n(val_reviews)} validation / " if val_reviews is not None else ""
-    return (f"{model}; profile `{key['profile']}`: {n(key['train_samples'])} train / {val}{n(key['test_samples'])} "
-            f"test reviews, {key['max_length']} tokens, {plural(key['epochs'], 'epoch')}; {key['device']}, "
+    return (f"{model}; profile `{key['profile']}`: {reviews_text(key, val_reviews)}, {key['max_length']} tokens, "
+            f"{plural(key['epochs'], 'epoch')}; {key['device']}, "
             f"{key['precision']}, {key['dropout_kernel']} dropout kernel; seeds {seed_list(seeds)}")
 
 
@@ -147,7 +147,7 @@ def part_section(output_dir: Path, part: str, head, findings: dict, plots: bool)
     lines = [f"## {PARTS[part][0]}", ""]
     if head is None:
         return lines + ["No completed runs yet.", ""]
-    seeds = sorted({sd for _, s in head["best"].values() for sd in s["seeds"]})
+    seeds = setup_seeds(head)
     members = list(head["best"].values())
     base = head["best"].get("full")
     covered = findings["part"] != part and _sources(head) <= findings["sources"]

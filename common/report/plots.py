@@ -9,7 +9,7 @@ import numpy as np
 
 from common import records
 from common.report.comparison import compare
-from common.report.runs import PARTS, method_name, model_label, plural, read_record, seed_list
+from common.report.runs import PARTS, count_text, method_name, model_label, plural, read_record, seed_list, setup_seeds
 
 # One colour per method, fixed by its name: LoRA is the same red in every figure of every part.
 METHOD_COLORS = {"full": "#1f77b4", "lora": "#d62728", "dora": "#ff7f0e", "ia3": "#2ca02c", "prompt": "#9467bd",
@@ -44,10 +44,9 @@ def curves(output_dir: Path, g: dict, which: str, field: str) -> tuple:
 def setup_title(part: str, st: dict) -> str:
     """A figure's first title line: the part, the model, the data, the budget, the seeds."""
     key = st["key"]
-    seeds = sorted({x for _, s in st["best"].values() for x in s["seeds"]})
-    n = f"{int(key['train_samples']):,}" if str(key["train_samples"]).isdigit() else key["train_samples"]
-    return (f"{PARTS[part][0].split(':')[0]}: {model_label(key['model']).split(' (')[0]}, {n} train reviews, "
-            f"{plural(key['epochs'], 'epoch')}, {key['precision']}, seeds {seed_list(seeds)}")
+    return (f"{PARTS[part][0].split(':')[0]}: {model_label(key['model']).split(' (')[0]}, "
+            f"{count_text(key['train_samples'])} train reviews, {plural(key['epochs'], 'epoch')}, {key['precision']}, "
+            f"seeds {seed_list(setup_seeds(st))}")
 
 
 # Fewer validation points than this a run are drawn as points, not joined into a line that would invent a curve.

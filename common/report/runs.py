@@ -46,6 +46,22 @@ def format_rate(lr) -> str:
     return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
 
 
+def count_text(x) -> str:
+    """'3,000' for a count, the value as it is otherwise (a CSV cell may hold a word)."""
+    return f"{int(x):,}" if str(x).isdigit() else str(x)
+
+
+def reviews_text(key: dict, val_reviews=None) -> str:
+    """A setup's data in words: '3,000 train / 1,000 validation / 5,000 test reviews'."""
+    val = f"{count_text(val_reviews)} validation / " if val_reviews is not None else ""
+    return f"{count_text(key['train_samples'])} train / {val}{count_text(key['test_samples'])} test reviews"
+
+
+def setup_seeds(st: dict) -> list:
+    """Every seed the headline groups of a setup ran."""
+    return sorted({x for _, s in st["best"].values() for x in s["seeds"]})
+
+
 def seed_list(seeds) -> str:
     """'0-4' for a run of consecutive seeds, else '0, 2, 5'."""
     seeds = sorted(int(s) for s in seeds)
@@ -130,10 +146,11 @@ def load_rows(output_dir: Path, part: str) -> list:
         warn_once(path, "unreadable CSV, its runs left out of the report", e)
         raw = []
     for line, r in enumerate(raw, start=2):  # line 1 is the header (a field with a newline would shift this)
-        cut = None in r or None in r.values()  # more or fewer fields than the header: a cut or merged line
-        if cut or (r.get("status") == "completed" and _damage(r)):
-            warn_once(path, f"line {line}: damaged row ({'wrong number of fields' if cut else _damage(r)}), left out "
-                            f"of the report")
+        # More or fewer fields than the header: a cut or merged line.
+        damage = "wrong number of fields" if None in r or None in r.values() else \
+            _damage(r) if r.get("status") == "completed" else None
+        if damage:
+            warn_once(path, f"line {line}: damaged row ({damage}), left out of the report")
             continue
         if r.get("status") != "completed":
             continue
