@@ -5,8 +5,10 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 out="${1:-$here/results/bench/$(date -u +%Y-%m-%d)-quickstart.md}"
-work="$(mktemp -d "$here/../quickstart.XXXXXX")"   # beside the project, so ../shared is beside the clone too
+shared="$(cd "$here/../shared" && pwd)" || { echo "quickstart.sh: no ../shared beside $here" >&2; exit 2; }
+work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
+ln -s "$shared" "$work/shared"   # the clone's ../shared, as the README expects
 git clone -q "$here" "$work/imdb-peft"
 cd "$work/imdb-peft"
 commit="$(git rev-parse --short HEAD)"
