@@ -16,12 +16,13 @@ cpu="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//') ($(npr
 flags="$(grep -m1 -o -w -e avx512_bf16 -e amx_bf16 /proc/cpuinfo | sort -u | tr '\n' ' ')"
 rows=()
 step() {  # step "command" : runs it, keeps its seconds and exit code and the last line it printed
-  local start end rc=0
+  local start end last rc=0
   start=$(date +%s.%N)
   bash -c "$1" > "$work/step.log" 2>&1 || rc=$?
   end=$(date +%s.%N)
-  rows+=("| \`$1\` | $(printf '%.0f' "$(echo "$end - $start" | bc)") | $rc | $(grep -v '^\s*$' "$work/step.log" \
-    | grep -E 'passed|failed|progress|summary|error' | tail -1 | cut -c1-100 | tr '|' '/') |")
+  # `|| true`: a step that prints none of these words leaves the cell empty rather than stopping the script
+  last="$( { grep -E 'passed|failed|progress|summary|error' "$work/step.log" || true; } | tail -1 | cut -c1-100 | tr '|' '/')"
+  rows+=("| \`$1\` | $(printf '%.0f' "$(echo "$end - $start" | bc)") | $rc | $last |")
   [ "$rc" = 0 ] || { cat "$work/step.log" | tail -20; }
 }
 step "make setup"
