@@ -13,7 +13,7 @@ git clone -q "$here" "$work/imdb-peft"
 cd "$work/imdb-peft"
 commit="$(git rev-parse --short HEAD)"
 cpu="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//') ($(nproc) cores)"
-flags="$(grep -m1 -o -w -e avx512_bf16 -e amx_bf16 /proc/cpuinfo | sort -u | tr '\n' ' ')"
+flags="$(grep -m1 -o -w -e avx512_bf16 -e amx_bf16 /proc/cpuinfo | sort -u | tr '\n' ' ' | sed 's/ $//')"
 rows=()
 step() {  # step "command" : runs it, keeps its seconds and exit code and the last line it printed
   local start end last rc=0
