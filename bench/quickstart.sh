@@ -13,17 +13,18 @@ git clone -q "$here" "$work/imdb-peft"
 cd "$work/imdb-peft"
 commit="$(git rev-parse --short HEAD)"
 cpu="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//') ($(nproc) cores)"
-flags="$(grep -m1 -o -w -e avx512_bf16 -e amx_bf16 /proc/cpuinfo | sort -u | tr '\n' ' ' | sed 's/ $//')"
+# `|| true` here and below: grep finds nothing on a CPU without these flags, which must not stop the script
+flags="$( { grep -m1 -o -w -e avx512_bf16 -e amx_bf16 /proc/cpuinfo || true; } | sort -u | paste -sd' ' -)"
 rows=()
 step() {  # step "command" : runs it, keeps its seconds and exit code and the last line it printed
   local start end last rc=0
   start=$(date +%s.%N)
   bash -c "$1" > "$work/step.log" 2>&1 || rc=$?
   end=$(date +%s.%N)
-  # `|| true`: a step that prints none of these words leaves the cell empty rather than stopping the script
+  # a step that prints none of these words leaves the cell empty
   last="$( { grep -E 'passed|failed|progress|summary|error' "$work/step.log" || true; } | tail -1 | cut -c1-100 | tr '|' '/')"
   rows+=("| \`$1\` | $(printf '%.0f' "$(echo "$end - $start" | bc)") | $rc | $last |")
-  [ "$rc" = 0 ] || { cat "$work/step.log" | tail -20; }
+  [ "$rc" = 0 ] || tail -20 "$work/step.log"
 }
 step "make setup"
 step "make test"
