@@ -156,6 +156,24 @@ def profile_chain(profile: str) -> list:
     return list(reversed(chain))
 
 
+def profile_methods(profile: str) -> Optional[list]:
+    """The methods a profile runs (its `only_methods`, the nearest profile in the chain that sets it wins), or None
+    for every method the command names: a profile made for a few methods cannot start hours of the others."""
+    only, where = None, None
+    for ppath in profile_chain(profile):
+        doc = read_yaml(ppath, f"profile '{profile}'")
+        if "only_methods" in doc:
+            only, where = doc["only_methods"], ppath
+    if only is None:
+        return None
+    if not isinstance(only, list) or not only or not all(isinstance(m, str) for m in only):
+        raise UserError(f"{where}: only_methods: must be a non-empty list of method names, got {only!r}")
+    unknown = sorted(set(only) - set(METHODS))
+    if unknown:
+        raise UserError(f"{where}: only_methods: unknown method(s) {unknown}; known: {list(METHODS)}")
+    return list(only)
+
+
 def load_config(path: str, profile: str = "default", sets: tuple = (), part: Optional[str] = None,
                 sources: Optional[dict] = None) -> RunCfg:
     """Dataclass defaults <- config YAML <- profile (common, then its per-method block) <- --set, validated.
@@ -169,6 +187,7 @@ def load_config(path: str, profile: str = "default", sets: tuple = (), part: Opt
         prof = read_yaml(ppath, f"profile '{profile}'")
         shown = _shown(ppath)
         prof.pop("extends", None)
+        prof.pop("only_methods", None)  # which configs run at all: profile_methods, read at planning
         per_method = prof.pop("methods", {}) or {}
         replaced += [(k, old, new, shown) for k, old, new in _replaced(doc, prof, str(cfg_path), sources)]
         doc = _merge(doc, prof, shown, sources)
@@ -321,6 +340,7 @@ def validate(cfg: RunCfg, sources: dict, default_src: str, check_paths: bool = T
     at_least("data.max_length", cfg.data.max_length, 8)
     at_least("data.train_samples", cfg.data.train_samples, 2)
     at_least("data.test_samples", cfg.data.test_samples, 2)
+    at_least("data.test_drawn_as_train_samples", cfg.data.test_drawn_as_train_samples, 2)
     at_least("data.val_samples", cfg.data.val_samples, 0)
     choice("peft.method", cfg.peft.method, METHODS)
     at_least("peft.lora.r", cfg.peft.lora.r, 1)

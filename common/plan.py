@@ -6,10 +6,11 @@ import json
 from dataclasses import dataclass
 
 from common import distributed, records
-from common.config import explain, load_config
+from common.config import explain, load_config, profile_methods
 from common.data import Splits, load_splits
 from common.devices import Runtime, check_cpu_budget, resolve_runtime
 from common.env import git_state, package_versions
+from common.errors import UserError
 from common.models import build_model, count_parameters, load_model_config, parameter_table
 from common.picks import apply_pick
 from common.schema import RunCfg, expand_seeds
@@ -41,6 +42,16 @@ def plan_runs(part: str, args, output_dir_override: str = None) -> list:
     for path in args.config:
         sources: dict = {}
         cfgs.append((path, load_config(path, args.profile, tuple(args.set), part=part, sources=sources), sources))
+    only = profile_methods(args.profile)
+    if only is not None:
+        skipped = [path for path, cfg, _ in cfgs if cfg.peft.method not in only]
+        cfgs = [c for c in cfgs if c[1].peft.method in only]
+        if skipped:
+            distributed.say(f"[plan] profile {args.profile} runs only {', '.join(only)} (its only_methods): "
+                            f"not {', '.join(skipped)}")
+        if not cfgs:
+            raise UserError(f"--profile {args.profile}: only_methods: {only} names none of the configs given "
+                            f"({', '.join(args.config)})")
     versions = package_versions()
     plans, split_cache = [], {}
     for path, base, sources in cfgs:

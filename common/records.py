@@ -38,7 +38,7 @@ IDENTITY_EXCLUDE = {("part",), ("output",), ("train", "allow_cpu"), ("train", "u
 # model.last_layer's auto computes the same numbers as before up to rounding (common/readout.py), as a fused
 # optimizer kernel does; the record's `kernels` says which ran.
 IDENTITY_OMIT_AT_DEFAULT = {("peft", "train_pooler"): False, ("peft", "prefix", "init"): "random",
-                            ("model", "last_layer"): "auto"}
+                            ("model", "last_layer"): "auto", ("data", "test_drawn_as_train_samples"): None}
 
 
 def _strip(d: dict, prefix=()) -> dict:

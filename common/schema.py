@@ -65,6 +65,11 @@ class DataCfg:
     val_samples: int = 1000
     # Seed of sampling and the validation split: fixed across training seeds, so every seed sees the same data.
     seed: int = 1234
+    # The test sample is drawn from the sampling stream after the training sample, whose draw moves that stream by an
+    # amount that depends on train_samples: 24,000 training reviews would test on other reviews than 3,000 (1,012 of
+    # 5,000 shared). Set, the test reviews are drawn as a run with this many training reviews draws them, so setups
+    # that differ in train_samples test on the same reviews and pair review by review (profile `data`: 3,000).
+    test_drawn_as_train_samples: Optional[int] = None
     cache_dir: str = ".cache/tokenized"
 
 

@@ -1,6 +1,7 @@
 """Training: length-bucketed batches, HF Trainer, validation and test metrics, time and memory."""
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 
@@ -183,11 +184,13 @@ def train_and_evaluate(model, tokenizer, encoded: dict, cfg: RunCfg, evaluate_te
             memory.release_freed()
             memory.reset_peak_rss()
             rss_start = memory.rss_mib()
+        load_start = os.getloadavg() if hasattr(os, "getloadavg") else None
         t0 = time.perf_counter()
         trainer.train()
         if device == "cuda":
             torch.cuda.synchronize()
         train_wall = time.perf_counter() - t0
+        load_end = os.getloadavg() if hasattr(os, "getloadavg") else None
         history = trainer.state.log_history
         val_time = sum(h.get("eval_runtime", 0.0) for h in history)
         evals = [h["step"] for h in history if "eval_loss" in h]
@@ -231,6 +234,11 @@ def train_and_evaluate(model, tokenizer, encoded: dict, cfg: RunCfg, evaluate_te
     })
     # Where train_and_evaluate's time went: optimizer steps, the validation passes during training, the final
     # model's validation pass when the last one fell before the end, the test pass.
+    # The machine's load averages (1, 5, 15 min) around training, and its cores: a run that shared the CPU with
+    # other work trains slower, and its time says so only beside these (a lone 2-thread run holds the load near 2).
+    if load_start is not None:
+        m["cpu_load"] = {"cores": os.cpu_count(), "start": [round(x, 2) for x in load_start],
+                         "end": [round(x, 2) for x in load_end]}
     out["phases_s"] = {"train_s": round(train_time, 3), "validation_s": round(val_time, 3),
                        "final_validation_s": round(final_eval, 3), "test_s": m.get("eval_time_s", 0.0)}
     if device == "cuda":
