@@ -101,7 +101,7 @@ def test_part_end_to_end(part_results, part):
     summary = (res / "summary.md").read_text()
     section = summary.split(SECTIONS[part])[1].split("\n## ")[0]
     findings = summary.split("## Findings")[1].split("\n## ")[0]
-    assert ("Seed report: cost" in section) == (part != "part3")
+    assert ("Reference report: cost" in section) == (part != "part3")
     assert "mean cross-entropy" in summary.split("## How to read this report")[1]
     # The only part here, so the Findings show it: one row per method (¹ marks a trained pooler).
     head = {k.rstrip("¹²"): v for k, v in table(findings, "Method").items()}
@@ -135,8 +135,6 @@ def test_part_end_to_end(part_results, part):
                 lo, hi = bootstrap_diff(correct[b], correct[a])
                 star = "*" if lo > 0 or hi < 0 else ""
                 assert pair[NAMES[a]][NAMES[b]] == f"{100 * (correct[a].mean() - correct[b].mean()):+.1f}{star}"
-        # Some methods collapse at these rates on a random frozen encoder: the report must still say so.
-        assert any(row["collapsed"] == "True" for row in rows)
     # Each plot shows every method in the method's own colour (fixed by its name, the same in every figure).
     import matplotlib.image
 

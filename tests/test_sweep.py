@@ -13,13 +13,40 @@ def _val_correct(out, run_id):
         return (z["pred"] == z["label"]).astype(float), z["pred"]
 
 
-def test_sweep_picks_on_validation_and_the_part_uses_the_picks(signal_data, tmp_path, capsys):
-    """On reviews the tiny models learn: a rate too low to learn much in 30 steps, one that learns, and one far too
-    high (it collapses to one class). The pick, its runner-up interval and the edge rule are recomputed here."""
+# The rate whose runs collapse by construction (collapse_at_dead_rate): no training outcome decides it.
+DEAD_RATE = 1.0
+
+
+@pytest.fixture
+def collapse_at_dead_rate(monkeypatch):
+    """Runs at DEAD_RATE return logits that ignore the review (times 0, plus a constant favouring class 0): every
+    prediction is class 0, on any CPU and at any precision. The loss is the model's own, so the run trains,
+    validates and is scored as any other; how a rate that collapses is handled is what is tested, not whether a
+    large rate happens to collapse on this machine's numerics."""
+    from common import recipe
+
+    build = recipe.build_model
+
+    def one_class(module, inputs, out):
+        out["logits"] = out["logits"] * 0 + out["logits"].new_tensor([4.0, -4.0])
+        return out
+
+    def build_model(cfg, *a, **kw):
+        model = build(cfg, *a, **kw)
+        if cfg.train.learning_rate == DEAD_RATE:
+            model.register_forward_hook(one_class)
+        return model
+
+    monkeypatch.setattr(recipe, "build_model", build_model)
+
+
+def test_sweep_picks_on_validation_and_the_part_uses_the_picks(signal_data, tmp_path, capsys, collapse_at_dead_rate):
+    """On reviews the tiny models learn: a rate too low to learn much in 30 steps, one that learns, and one whose
+    runs predict one class (by construction). The pick, its runner-up interval and the edge rule are recomputed."""
     from common import sweep
 
     out = tmp_path / "results"
-    grids = {"full": [3e-3, 1e-2, 1.0], "lora": [1e-2, 3e-2, 1.0]}
+    grids = {"full": [3e-3, 1e-2, DEAD_RATE], "lora": [1e-2, 3e-2, DEAD_RATE]}
     profile = tmp_path / "grids.yaml"
     profile.write_text(f"extends: {LEARN['part1']}\nmethods:\n" + "".join(
         f"  {m}: {{train: {{lr_grid: {g}}}}}\n" for m, g in grids.items()))
@@ -34,8 +61,9 @@ def test_sweep_picks_on_validation_and_the_part_uses_the_picks(signal_data, tmp_
     for key, p in picks.items():
         grid = grids[key.split("/")[1]]
         by_lr = {sc["learning_rate"]: sc for sc in p["scores"]}
-        # 1.0 is far too high: every prediction one class, so it is never picked.
-        assert by_lr[1.0]["collapsed"] and p["learning_rate"] != 1.0
+        # The dead rate predicts one class on every review, so it is never picked.
+        assert by_lr[DEAD_RATE]["collapsed"] and by_lr[DEAD_RATE]["val_accuracy"] == 0.5
+        assert p["learning_rate"] != DEAD_RATE
         for sc in p["scores"]:  # each score is what its run's validation predictions say
             correct, pred = _val_correct(out, sc["run_id"])
             assert sc["val_accuracy"] == pytest.approx(correct.mean())
@@ -192,3 +220,27 @@ def test_a_pick_not_used_names_the_fields_that_differ(tmp_path, capsys):
     err = capsys.readouterr().err
     assert new.train.learning_rate == cfg.train.learning_rate
     assert "not used: it differs in peft.lora.r (8 there, 4 here), precision ('bf16' there, 'fp32' here)" in err
+
+
+def test_a_pick_is_found_by_every_part_that_plans_the_same_computation(tmp_path):
+    """Part 3's study sweep picks LoRA's rate; in an output folder holding only Part 3's picks, Part 1's LoRA (the
+    same computation: same model, data, settings) plans at that rate, not at its YAML's."""
+    import argparse
+
+    from common.plan import plan_runs
+
+    from conftest import IMDB, ROOT
+
+    out = tmp_path / "results"
+    committed = json.loads((ROOT / "results/sweep/picks.json").read_text())
+    only_part3 = {k: v for k, v in committed.items() if k.startswith("part3/")}
+    (out / "sweep").mkdir(parents=True)
+    (out / "sweep" / "picks.json").write_text(json.dumps(only_part3))
+    args = argparse.Namespace(config=["configs/part1_distilbert_lora.yaml"], profile="study", dry_run=True,
+                              set=[f"data.dir={IMDB}", "train.precision=bf16", "train.seeds=[0]", f"output.dir={out}"])
+    plan = plan_runs("part1", args)[0]
+    pick = only_part3["part3/lora/study"]
+    assert plan.lr_source.startswith("sweep") and plan.cfg.train.learning_rate == pick["learning_rate"] == 1e-3
+    # Without it, the profile's rate (3e-3): the pick is what moved it.
+    (out / "sweep" / "picks.json").write_text("{}")
+    assert plan_runs("part1", args)[0].cfg.train.learning_rate == 3e-3
