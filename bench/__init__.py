@@ -1,4 +1,4 @@
-"""Benchmarks: scripts that print ratios against a baseline run in the same session (never timed tests)."""
+"""Benchmarks: scripts that print ratios against a baseline run alongside, on the same machine (never timed tests)."""
 import shlex
 import sys
 from pathlib import Path

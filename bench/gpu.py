@@ -1,12 +1,12 @@
-"""`make bench`: the project's training path vs ../shared/bench/seed_reference.py, same card, same session.
+"""`make bench`: the project's training path vs ../shared/bench/seed_reference.py, same card, same process.
 
   python -m bench.gpu [--steps 300] [--data ../shared/data/imdb] [--methods distilbert-full,...] [--out results/bench]
 
 For each method (DistilBERT full and LoRA, BERT full and prefix) it runs the project's real training path
 (the plans and recipe `run` that `make part1`/`make part2` use, `model.init: random` from the published
-configs, real IMDb text) for a fixed number of steps, then the seed recipe for the same method and steps,
+configs, real IMDb text) for a fixed number of steps, then the reference recipe for the same method and steps,
 and prints one table: ms/step, train samples/s, MFU on real (non-pad) tokens, peak allocated/reserved MiB,
-and the project/seed ratio. A Markdown table and a JSON copy go to --out with card, date, versions, command.
+and the project / reference recipe ratio. A Markdown table and a JSON copy go to --out with card, date, versions, command.
 Without a GPU it runs on the CPU (use few steps): a test of the wrapper, not a measurement.
 """
 from __future__ import annotations
@@ -34,7 +34,7 @@ METHODS = {  # name -> (part, config, seed_reference --model, --method)
     "distilbert-lora": ("part1", "configs/part1_distilbert_lora.yaml", "distilbert", "lora"),
     "bert-full": ("part2", "configs/part2_bert_full.yaml", "bert", "full"),
     "bert-prefix": ("part2", "configs/part2_bert_prefix.yaml", "bert", "prefix"),
-    # Part 3's other families: the seed recipe has no such method, so the project's path alone (no ratio).
+    # Part 3's other families: the reference recipe has no such method, so the project's path alone (no ratio).
     **{f"bert-{m}": ("part3", f"configs/part3_bert_{m}.yaml", "bert", None)
        for m in ("lora", "dora", "ia3", "prompt", "ptuning", "adapter")},
 }
@@ -75,12 +75,12 @@ def run_project(name: str, steps: int, data: str, vocab: str, extra: list) -> di
             "eval_s": m.get("eval_time_s"), "trainable_params": plan.params["trainable"]}
 
 
-def run_seed(name: str, steps: int, data: str, vocab: str, eval_size: int) -> dict:
+def run_reference(name: str, steps: int, data: str, vocab: str, eval_size: int, reference: str) -> dict:
     _, _, model, method = METHODS[name]
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "seed.json"
+        out = Path(tmp) / "reference.json"
         # It runs in a temporary folder: every path absolute (sys.executable is relative under a relative PATH).
-        cmd = [str(Path(sys.executable).absolute()), str(SHARED / "bench" / "seed_reference.py"),
+        cmd = [str(Path(sys.executable).absolute()), str(Path(reference).absolute()),
                "--data", str(Path(data).absolute()), "--vocab", str(Path(vocab).absolute()),
                "--model", model, "--method", method, "--max-steps", str(steps), "--eval-size", str(eval_size),
                "--out", str(out)]
@@ -98,7 +98,7 @@ def run_seed(name: str, steps: int, data: str, vocab: str, eval_size: int) -> di
 
 
 def mfu(r: dict, peak) -> float | None:
-    # Useful FLOPs only (real tokens): the padding the seed pushes through counts as waste, not work.
+    # Useful FLOPs only (real tokens): the padding the reference recipe pushes through counts as waste, not work.
     return None if not peak else r["useful_flops"] / (r["train_s"] * peak * 1e12)
 
 
@@ -106,11 +106,12 @@ def table(rows: list, device: str, steps: int) -> str:
     def f(x, fmt):
         return "–" if x is None else fmt.format(x)
 
-    lines = [f"Device: {device}; {steps} steps of batch 16 per method; ratio = project / seed (lower is faster).", "",
+    lines = [f"Device: {device}; {steps} steps of batch 16 per method; "
+             "ratio = project / reference recipe (lower is faster).", "",
              "| Method | Path | Precision | ms/step | samples/s | MFU (real tokens) | Peak alloc MiB | "
              "Peak reserved MiB | ms/step ratio | alloc ratio |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        for path in ("project", "seed"):
+        for path in ("project", "reference"):
             x = r[path]
             if x is None:
                 continue
@@ -129,10 +130,12 @@ def main(argv=None) -> int:
     ap.add_argument("--vocab", default=str(SHARED / "data" / "vocab" / "bert-base-uncased-vocab.txt"))
     ap.add_argument("--methods", default=",".join(DEFAULT_METHODS),
                     help=f"comma-separated, from {', '.join(METHODS)}; 'all' for every one")
+    ap.add_argument("--reference", default=str(SHARED / "bench" / "seed_reference.py"),
+                    help="the reference recipe's script (../shared/bench/seed_reference.py)")
     ap.add_argument("--eval-size", type=int, default=512)
     ap.add_argument("--set", action="append", default=[], help="extra config overrides for the project path")
     ap.add_argument("--out", default="results/bench")
-    ap.add_argument("--tag", default="", help="appended to the report's file name (two tables in one session)")
+    ap.add_argument("--tag", default="", help="appended to the report's file name (two tables from one day)")
     a = ap.parse_args(argv)
     names = list(METHODS) if a.methods == "all" else a.methods.split(",")
     unknown = [n for n in names if n not in METHODS]
@@ -145,17 +148,19 @@ def main(argv=None) -> int:
     rows = []
     for name in names:
         row = {"method": name, "project": run_project(name, a.steps, a.data, a.vocab, a.set),
-               "seed": run_seed(name, a.steps, a.data, a.vocab, a.eval_size) if METHODS[name][3] else None}
-        for path in ("project", "seed"):
+               "reference": run_reference(name, a.steps, a.data, a.vocab, a.eval_size, a.reference)
+               if METHODS[name][3] else None}
+        for path in ("project", "reference"):
             if row[path] is not None:
                 row[path]["mfu"] = mfu(row[path], peak)
-        p, s = row["project"], row["seed"] or {}
+        p, s = row["project"], row["reference"] or {}
         row["ratio_ms"] = p["ms_per_step"] / s["ms_per_step"] if s else None
         row["ratio_alloc"] = (p["peak_alloc_mib"] / s["peak_alloc_mib"]) if p["peak_alloc_mib"] and s.get(
             "peak_alloc_mib") else None
         rows.append(row)
-        seed_txt = f", seed {s['ms_per_step']:.1f} ms/step, ratio {row['ratio_ms']:.2f}" if s else " (no seed recipe)"
-        print(f"[bench] {name}: project {p['ms_per_step']:.1f} ms/step{seed_txt}", flush=True)
+        ref_txt = (f", reference recipe {s['ms_per_step']:.1f} ms/step, ratio {row['ratio_ms']:.2f}" if s
+                   else " (no reference recipe)")
+        print(f"[bench] {name}: project {p['ms_per_step']:.1f} ms/step{ref_txt}", flush=True)
     text = table(rows, env["device"], a.steps)
     print(text)
     stamp = f"{now_iso()[:10]}-{env['device'].split('(')[0].strip().replace(' ', '_')}" + (f"-{a.tag}" if a.tag else "")
