@@ -9,20 +9,13 @@ from common import records
 from common.env import package_versions
 from common.schema import RunCfg, flatten, with_learning_rate
 
-# A pick is about the science: which rate trains this model on this data with this method, budget and precision
-# best. The machine (device), kernels that compute the same maths (attention path, last-layer form, optimizer kernel,
-# compile, workers) and the dropout kernel's random stream (another stream, as another seed is) do not change that,
-# so they do not stop a pick from being reused; nor do package versions.
-NOT_SCIENCE = {"train.learning_rate", "train.seed", "train.device", "train.precision", "train.dropout_kernel",
-               "train.optim", "train.torch_compile", "train.dataloader_workers", "model.attn_implementation",
-               "model.last_layer"}
 
 
 def selection(cfg, fingerprints: dict, runtime: dict) -> dict:
     """What a pick was made for, key by key: the run's identity config (common/records.py; cfg a RunCfg or a
     record's config) less NOT_SCIENCE, the data files' fingerprints, and the precision the run resolved to."""
     config = cfg.to_dict() if isinstance(cfg, RunCfg) else cfg
-    fields = {k: v for k, v in flatten(records.identity_config(config)).items() if k not in NOT_SCIENCE}
+    fields = {k: v for k, v in flatten(records.identity_config(config)).items() if k not in records.NOT_SCIENCE}
     fields.update({f"data.fingerprints.{k}": v for k, v in fingerprints.items()})
     fields["precision"] = runtime.get("precision")
     return json.loads(json.dumps(fields))  # as picks.json holds it (lists, not tuples)
@@ -61,7 +54,13 @@ def apply_pick(cfg: RunCfg, fingerprints: dict, runtime: dict, lr_origin: str = 
     (lr_origin: the part YAML, the profile, or --set). --set train.learning_rate always wins over a pick."""
     if not cfg.train.use_sweep_lr or lr_origin.startswith("--set"):
         return cfg, lr_origin
-    pick = load_picks(cfg.output.dir).get(pick_name(cfg))
+    picks = load_picks(cfg.output.dir)
+    pick = picks.get(pick_name(cfg))
+    if not pick or differing(pick.get("selection") or {}, selection(cfg, fingerprints, runtime)):
+        # A pick is for a computation, not a part: Part 1's LoRA in the study is Part 3's LoRA run to the digit, so
+        # a sweep of either part serves both (selections leave out the part and the profile's name).
+        here = selection(cfg, fingerprints, runtime)
+        pick = next((p for p in picks.values() if p.get("selection") == here), pick)
     if not pick:
         return cfg, lr_origin
     if "selection" in pick:

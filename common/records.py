@@ -41,6 +41,15 @@ IDENTITY_OMIT_AT_DEFAULT = {("peft", "train_pooler"): False, ("peft", "prefix", 
                             ("model", "last_layer"): "auto", ("data", "test_drawn_as_train_samples"): None}
 
 
+# A pick is about the science: which rate trains this model on this data with this method, budget and precision
+# best. The machine (device), kernels that compute the same maths (attention path, last-layer form, optimizer kernel,
+# compile, workers) and the dropout kernel's random stream (another stream, as another seed is) do not change that,
+# so they do not stop a pick from being reused; nor do package versions.
+NOT_SCIENCE = {"train.learning_rate", "train.seed", "train.device", "train.precision", "train.dropout_kernel",
+               "train.optim", "train.torch_compile", "train.dataloader_workers", "model.attn_implementation",
+               "model.last_layer"}
+
+
 def _strip(d: dict, prefix=()) -> dict:
     out = {}
     for k, v in d.items():

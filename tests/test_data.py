@@ -195,3 +195,33 @@ def test_first_run_online_fetches_the_default_data_dir_then_reads_it(tmp_path, m
         assert "data.dir" in str(e) and "make data" in str(e)
     else:
         raise AssertionError("a missing folder the user named must be refused")
+
+
+def test_more_training_reviews_test_on_the_same_reviews_when_asked(tiny_data):
+    """The test sample is drawn after the training sample, so a larger training sample moves it; with
+    data.test_drawn_as_train_samples the larger setup tests on the smaller one's reviews (profile `data`: the
+    study's 5,000), and its validation reviews are the same in both."""
+    small = load_splits(DataCfg(dir=str(tiny_data), val_samples=10, train_samples=10, test_samples=20))
+    large = load_splits(DataCfg(dir=str(tiny_data), val_samples=10, train_samples=50, test_samples=20))
+    paired = load_splits(DataCfg(dir=str(tiny_data), val_samples=10, train_samples=50, test_samples=20,
+                                 test_drawn_as_train_samples=10))
+    assert list(large.test.row) != list(small.test.row)  # what the setting is for
+    assert list(paired.test.row) == list(small.test.row) and list(paired.val.row) == list(small.val.row)
+    assert list(paired.train.row) == list(large.train.row)  # the training sample itself is the larger one
+    assert set(small.train.row) <= set(large.train.row)
+
+
+def test_a_profile_runs_only_its_methods_and_a_wrong_list_is_refused(tiny_data, tmp_path, capsys):
+    from common.config import profile_methods
+
+    from conftest import TINY
+
+    prof = tmp_path / "few.yaml"
+    prof.write_text(f"extends: {TINY['part1']}\nonly_methods: [lora]\n")
+    assert profile_methods(str(prof)) == ["lora"] and profile_methods("study") is None
+    rc, out, _ = run_main("part1", tiny_args("part1", tiny_data, tmp_path / "res", "--dry-run", profile=prof), capsys)
+    assert rc == 0 and "runs only lora" in out and '"run_id": "part1-lora-' in out and "part1-full-" not in out
+    prof.write_text(f"extends: {TINY['part1']}\nonly_methods: [lora, qlora]\n")
+    rc, _, err = run_main("part1", tiny_args("part1", tiny_data, tmp_path / "res", "--dry-run", profile=prof), capsys)
+    assert rc == 2 and f"{prof}: only_methods: unknown method(s) ['qlora']" in err
+    assert not (tmp_path / "res").exists()

@@ -152,9 +152,41 @@ def draw_budget_curves(output_dir: Path, part: str, long: dict) -> Path:
     return save_figure(fig, plot_dir / f"budget_{part}_val_accuracy.png")
 
 
+# Keys that differ between two budgets by construction or per run, or that change speed and not the science
+# (records.NOT_SCIENCE; the precision and dropout kernel a setup resolved to are part of its key), so the sentence on
+# what else differs skips them.
+_PER_RUN_KEYS = {"train.epochs", "train.seeds", "profile", "output.dir", "train.lr_grid", "data.dir", "data.cache_dir",
+                 "train.allocator", *records.NOT_SCIENCE}
+
+
+def setup_differences(output_dir: Path, short: dict, long: dict) -> list:
+    """'key (short's value, long's value)' for every config value and the device that differ between the two
+    setups' full fine-tuning runs, other than the budget itself and what each run sets for itself."""
+    from common.schema import flatten
+
+    recs = [read_record(output_dir, st["best"]["full"][0]["rows"][0]["run_id"]) or {} for st in (short, long)]
+    a, b = (flatten(r.get("config", {})) for r in recs)
+    def shown(v):
+        return "not recorded" if v is None else repr(v)
+
+    out = [f"{k} ({shown(a.get(k))}, {shown(b.get(k))})" for k in sorted(set(a) | set(b))
+           if k not in _PER_RUN_KEYS and a.get(k) != b.get(k)]
+    devices = [r.get("env", {}).get("device") for r in recs]
+    if devices[0] != devices[1]:
+        out.append(f"the machine ({devices[0]}, {devices[1]})")
+    return out
+
+
 def budget_data(output_dir: Path, part: str, all_setups: list) -> list:
     """(shorter, longer, rows) for each pair of budgets of one part."""
     return [(short, long, budget_rows(output_dir, part, short, long)) for short, long in budget_pairs(all_setups)]
+
+
+def also(differences: list) -> str:
+    """The clause on what else differs between two budgets, or that nothing else does."""
+    if not differences:
+        return "nothing else different; "
+    return "also different in " + ", ".join(differences) + "; "
 
 
 def budget_section(output_dir: Path, part: str, pairs: list, plots: bool = True) -> list:
@@ -166,7 +198,8 @@ def budget_section(output_dir: Path, part: str, pairs: list, plots: bool = True)
         b1, b2 = plural(e1, "epoch"), plural(e2, "epoch")
         lines += [f"### {PARTS[part][0].split(':')[0]}: {b1} vs {b2}", "",
                   f"Profiles `{short['key']['profile']}` ({b1}, seeds {seed_list(seeds1)}) and "
-                  f"`{long['key']['profile']}` ({b2}, seeds {seed_list(seeds2)}), otherwise the same setup, each "
+                  f"`{long['key']['profile']}` ({b2}, seeds {seed_list(seeds2)}): the same model, data and test "
+                  f"reviews, {also(setup_differences(output_dir, short, long))}each "
                   f"budget at its own picked rate. The change pairs seeds by number on the same test reviews; "
                   f"compute is the CPU or GPU hours of the longer budget's runs, sweep included; each rate's "
                   f"validation accuracy is in `other_runs.md`.", ""]
