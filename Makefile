@@ -1,7 +1,7 @@
 # Thin wrappers: every target calls Python; logic lives in common/ and the part recipes.
 #   make setup | make test | make part1 | make part2 | make part3 | make summary | make sweep PART=part1 | make bench
 #   | make bench-cpu | make data | make tensorboard | make clean-cache
-# Variables: PROFILE (default|quick|study|budget|path), DATA_DIR, SEEDS=0,1,2, FORCE=1, ARGS="--set train.epochs=1",
+# Variables: PROFILE (default|quick|study|budget|data|path), DATA_DIR, SEEDS (e.g. 0,1,2), FORCE=1, ARGS="--set train.epochs=1",
 #   PART (sweep), NPROC=4, ENGINE=ray, STEPS (bench), LOGDIR and PORT (tensorboard)
 PYTHON ?= python3
 VENV ?= .venv

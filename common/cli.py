@@ -15,8 +15,8 @@ from common.timing import phase, process_age_s
 
 # Part -> the module a user runs (`python -m ...`). The folder names are the user's: theirs are numbered one ahead
 # of the study's parts (part2_lora holds Part 1, part3_prefix Part 2), so Part 3 lives in part4_peft_methods.
-PROFILE_HELP = ("default (the seed settings) | quick (CPU-sized) | study (the committed results) | budget (the study "
-                "at 3 epochs) | a profile YAML path")
+PROFILE_HELP = ("default (the reference settings) | quick (CPU-sized) | study (the committed results) | budget (the study "
+                "at 3 epochs) | data (the study at 24,000 training reviews) | a profile YAML path")
 ENTRY_POINTS = {"part1": "part2_lora.train", "part2": "part3_prefix.train", "part3": "part4_peft_methods.train"}
 
 

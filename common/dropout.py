@@ -3,7 +3,7 @@
 Why: on a CPU, torch's dropout draws each mask element with bernoulli_, about 7 ns per element here; a BERT
 LoRA step of MiniLM-L6 at batch 16 x 128 tokens masks 38.5M elements (attention probabilities 6 x 16x12x128x128
 = 18.9M, hidden states 13 x 16x128x384 = 10.2M, LoRA inputs 12 x 16x128x384 = 9.4M), and bernoulli_ took 45% of
-the step on the 2-core development machine (torch.profiler). This kernel draws 64-bit words from the same
+the step on a 2-core CPU (torch.profiler). This kernel draws 64-bit words from the same
 torch generator (so `train.seed` still fixes every mask) and cuts each into four 16-bit uniforms. Only the
 random stream differs: the drop probability is p rounded to a multiple of 1/65536 (0.1 -> 0.1000061) and kept
 values are scaled by 1/(1-p) of that rounded p, so the output is unbiased exactly as torch's is. On CUDA

@@ -56,7 +56,7 @@ def device_name(device: str) -> str:
 @functools.lru_cache(maxsize=None)
 def cpu_model() -> str:
     """The CPU's model name and whether it runs bf16 natively: speed figures are only comparable on the same one
-    (the development machines alternate between CPUs with and without AVX512-BF16/AMX)."""
+    (CPUs with and without AVX512-BF16/AMX train at different precisions and speeds)."""
     name, flags = "", set()
     try:
         with open("/proc/cpuinfo") as f:

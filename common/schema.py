@@ -127,7 +127,7 @@ class PeftCfg:
     # full = the null PEFT config: every weight trains, same code path as the adapters.
     method: str = "full"
     # Also train the BERT pooler (dense + tanh over [CLS], which BertForSequenceClassification classifies), saved
-    # with the adapter as a peft `modules_to_save` module. Off at the seed settings: bert-base-uncased's pooler was
+    # with the adapter as a peft `modules_to_save` module. Off at the reference settings: bert-base-uncased's pooler was
     # trained by next-sentence prediction. On in the quick profile for prefix tuning: all-MiniLM-L6-v2 was trained
     # with mean pooling, so its pooler is barely trained (weights std 0.009) and a frozen one gives the head almost
     # no signal; prefix tuning then collapses to one class. Costs 384*384 + 384 = 147,840 parameters on MiniLM-L6
@@ -163,10 +163,10 @@ class TrainCfg:
     # auto | fp16 | bf16 | fp32. auto: bf16 where the GPU or CPU runs it natively, else fp16 on CUDA, fp32 on CPU.
     precision: str = "auto"
     device: str = "auto"
-    # Seed-sized runs on a CPU take hours: refused unless this is set.
+    # Reference-sized runs on a CPU take hours: refused unless this is set.
     allow_cpu: bool = False
     gradient_checkpointing: bool = False
-    # dynamic: pad each batch to its longest review (same maths, fewer pad tokens); max_length: the seed's padding.
+    # dynamic: pad each batch to its longest review (same maths, fewer pad tokens); max_length: the reference's padding.
     padding: str = "dynamic"
     # Batches of similar length (shuffled buckets): less padding still; changes which reviews share a batch.
     length_buckets: bool = True

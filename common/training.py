@@ -163,7 +163,7 @@ def train_and_evaluate(model, tokenizer, encoded: dict, cfg: RunCfg, evaluate_te
     t = cfg.train
     # On CUDA pad each batch to a multiple of 16: length-grouped batches otherwise have odd lengths, which
     # miss tensor-core-friendly GEMM shapes and the aligned-mask fast paths of fused attention (a likely cause of
-    # the seed's slow group_by_length run; not yet confirmed on a GPU), and it bounds distinct shapes to 256/16.
+    # the reference's slow group_by_length run; not yet confirmed on a GPU), and it bounds distinct shapes to 256/16.
     collator = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=16 if device == "cuda" else None)
     lengths = np.asarray(encoded["train"]["length"])  # read once: buckets, and the real-token count below
     bucket = lengths if t.length_buckets and t.padding == "dynamic" else None

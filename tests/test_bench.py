@@ -18,13 +18,13 @@ def test_gpu_bench_wrapper_on_cpu(tmp_path, capsys):
     rec = json.loads(js.read_text())
     row = rec["rows"][0]
     assert row["method"] == "distilbert-lora" and row["ratio_ms"] > 0
-    assert row["project"]["trainable_params"] == row["seed"]["trainable_params"] == 739_586
+    assert row["project"]["trainable_params"] == row["reference"]["trainable_params"] == 739_586
     assert row["project"]["real_tokens"] > 0 and rec["env"]["transformers"] == "4.57.6"
     text = md.read_text()
     assert "Command: `" in text and "| distilbert-lora | project |" in text and "| distilbert-lora | seed |" in text
-    # A Part 3 method the seed recipe lacks: the project's path alone, no ratio.
+    # A Part 3 method the reference recipe lacks: the project's path alone, no ratio.
     ia3 = rec["rows"][1]
-    assert ia3["seed"] is None and ia3["ratio_ms"] is None and ia3["project"]["trainable_params"] == 66_050
+    assert ia3["reference"] is None and ia3["ratio_ms"] is None and ia3["project"]["trainable_params"] == 66_050
     assert "| bert-ia3 | project |" in text and "| bert-ia3 | seed |" not in text
 
 

@@ -39,7 +39,7 @@ def test_quick_profile_gives_every_method_a_rate_and_grid_and_the_pooler(method)
         assert cfg.train.learning_rate in cfg.train.lr_grid and len(cfg.train.lr_grid) == 3
         # Same footing at the head: every method that reads MiniLM's barely trained pooler trains it (full FT does).
         assert cfg.peft.train_pooler == (method != "full")
-    # Off at the seed settings: the seed's parameter counts stay.
+    # Off at the reference settings: the reference's parameter counts stay.
     assert not load_config(str(ROOT / f"configs/part3_bert_{method}.yaml")).peft.train_pooler
 
 

@@ -13,7 +13,7 @@ def simulate_studies(n_seeds: int, n_studies: int = 2000, n_reviews: int = 400, 
     """correct[study, seed, review] for two methods, and the true accuracy difference (B - A).
 
     Review i is right for method m under seed s when mu_m + c_i + g_mi + w_ms + e_msi > 0: c a review's difficulty
-    (shared), g its method-specific part, w the seed's effect, e the rest; all normal, so a method's accuracy over
+    (shared), g its method-specific part, w the reference's effect, e the rest; all normal, so a method's accuracy over
     reviews and seeds is Phi(mu_m / sqrt(V)), V the sum of the variances: a known truth. The defaults give ~88%
     vs ~86% (a 2.6-point gap), a seed sd of about one point, and methods that disagree on ~15% of reviews, like the
     committed Part 3 runs. seed_corr > 0 makes a seed's effect shared by the two methods to that correlation (a

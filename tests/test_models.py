@@ -131,7 +131,7 @@ def test_train_pooler_is_counted_and_refused_where_there_is_no_pooler(tiny_data,
             "--set", "data.val_samples=2"]
     rc, stdout, err = run_main("part2", args + ["--set", "peft.train_pooler=true"], capsys)
     assert rc == 0, err
-    # bert-base's pooler: 768 x 768 weights + 768 biases on top of the seed's 9,866,242.
+    # bert-base's pooler: 768 x 768 weights + 768 biases on top of the reference's 9,866,242.
     assert last_json(stdout)["trainable_params"] == 9_866_242 + 768 * 768 + 768
     err = _refused("part1", "configs/part1_distilbert_lora.yaml", tiny_data, tmp_path, "peft.train_pooler=true",
                    capsys=capsys)

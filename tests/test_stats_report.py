@@ -119,7 +119,7 @@ def test_summary_from_fixture_csvs(tmp_path):
     # so the gap's interval is the test sample's: -10 +- 1.96 * sqrt(0.1 * 0.9 / 1000) = +-1.86 (100 reviews differ
     # in every seed).
     assert [row["LoRA"][k] for k in ("Trainable, % of full FT's 1,000", "Accuracy", "Δ vs full FT, points [95% CI]",
-                                     "Verdict", "Seed report: accuracy", "Seed report: Δ")] == \
+                                     "Verdict", "Reference report: accuracy", "Reference report: Δ")] == \
         ["1.00%", "79.90%", "-10.00 [-11.85, -8.15]", "below by 10.0", "89.9% (DistilBERT)", "-2.30 (DistilBERT)"]
     assert row["Full FT"]["Verdict"] == "reference"
     assert "At 1 epoch, LoRA is below full fine-tuning with an interval that excludes zero." \
@@ -129,7 +129,7 @@ def test_summary_from_fixture_csvs(tmp_path):
     assert detail["LoRA"]["Accuracy, mean ± sd [95% CI]"] == "79.90% ± 0.10 [77.41, 82.39]"
     assert detail["LoRA"]["McNemar p < 0.05"].startswith("3 of 3 (p ≤ ")
     assert "Δ vs full FT, points [95% CI]" not in detail["LoRA"]  # said once, in the Findings
-    assert detail["LoRA"]["Seed report: cost"] == "4m24s, ~2588 MB" and text.count("92.2%") == 1
+    assert detail["LoRA"]["Reference report: cost"] == "4m24s, ~2588 MB" and text.count("92.2%") == 1
     assert "s9" not in text  # failed rows are not reported
     assert "No completed runs yet." in text.split("## Part 2")[1]
     # Each note once, in the closing section the tables point to.
@@ -186,7 +186,7 @@ def test_headline_is_the_most_recent_setup_with_the_most_seeds(tmp_path):
     assert "### precision bf16 (headline: fp32)\n" in others
     same = others.split("### same setup, other learning rates")[1].split("\n## ")[0]
     assert table(same, "Method")["LoRA"]["Accuracy, mean ± sd [95% CI]"].startswith("70.00% (1 seed)")
-    assert "Seed report" not in others  # quoted once, in the summary
+    assert "Reference report" not in others  # quoted once, in the summary
 
 
 def test_no_duplicate_labels_and_one_rate_format(tmp_path):

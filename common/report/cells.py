@@ -4,31 +4,31 @@ from __future__ import annotations
 from common.report.comparison import diff_text, verdict
 from common.report.runs import format_rate, method_name
 
-# The seed report's own figures (one run each, A100, fp16, the full 25,000 / 25,000 split, 256 tokens, 3 epochs),
+# The reference report's own figures (one run each, A100, fp16, the full 25,000 / 25,000 split, 256 tokens, 3 epochs),
 # quoted, not produced here. Its memory was probably read from nvidia-smi (reserved + CUDA context).
-SEED_REPORT = {
+REFERENCE_REPORT = {
     "part1": {"model": "DistilBERT", "accuracy": {"full": "92.2", "lora": "89.9"},
               "cost": {"full": "~4.5 min, ~3340 MB", "lora": "4m24s, ~2588 MB"}},
     "part2": {"model": "BERT", "accuracy": {"full": "93.09", "prefix": "90.79"},
               "cost": {"full": "loss 0.3227, 109,483,778 params", "prefix": "loss 0.2374, 9,866,242 params"}},
 }
-SEED_SETTINGS = "25,000 train / 25,000 test reviews, 256 tokens, 3 epochs, fp16 on one A100, one run per method"
+REFERENCE_SETTINGS = "25,000 train / 25,000 test reviews, 256 tokens, 3 epochs, fp16 on one A100, one run per method"
 
 
-def seed_accuracy(method: str) -> str:
-    """The seed report's accuracy for a method, with its model: '92.2% (DistilBERT), 93.09% (BERT)', or –."""
-    cells = [f"{p['accuracy'][method]}% ({p['model']})" for p in SEED_REPORT.values() if method in p["accuracy"]]
+def reference_accuracy(method: str) -> str:
+    """The reference report's accuracy for a method, with its model: '92.2% (DistilBERT), 93.09% (BERT)', or –."""
+    cells = [f"{p['accuracy'][method]}% ({p['model']})" for p in REFERENCE_REPORT.values() if method in p["accuracy"]]
     return ", ".join(cells) or "–"
 
 
-def seed_gap(method: str) -> list:
-    """(points, model) of the seed report's method minus its full FT, one run each, per part that has both."""
-    return [(float(p["accuracy"][method]) - float(p["accuracy"]["full"]), p["model"]) for p in SEED_REPORT.values()
+def reference_gap(method: str) -> list:
+    """(points, model) of the reference report's method minus its full FT, one run each, per part that has both."""
+    return [(float(p["accuracy"][method]) - float(p["accuracy"]["full"]), p["model"]) for p in REFERENCE_REPORT.values()
             if method != "full" and method in p["accuracy"] and "full" in p["accuracy"]]
 
 
-def seed_gap_cell(method: str) -> str:
-    return ", ".join(f"{g:+.2f} ({m})" for g, m in seed_gap(method)) or "–"
+def reference_gap_cell(method: str) -> str:
+    return ", ".join(f"{g:+.2f} ({m})" for g, m in reference_gap(method)) or "–"
 
 
 def is_collapsed(s: dict) -> bool:

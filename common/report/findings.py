@@ -5,14 +5,14 @@ import textwrap
 from pathlib import Path
 
 from common.report.cells import (
-    SEED_REPORT,
-    SEED_SETTINGS,
+    REFERENCE_REPORT,
+    REFERENCE_SETTINGS,
     delta_cells,
     is_collapsed,
+    reference_accuracy,
+    reference_gap,
+    reference_gap_cell,
     seconds_cell,
-    seed_accuracy,
-    seed_gap,
-    seed_gap_cell,
     share_cell,
     size_cell,
     table,
@@ -20,7 +20,7 @@ from common.report.cells import (
 from common.report.comparison import compare
 from common.report.runs import PARTS, method_name, model_label, plural, reviews_text, seed_list, setup_seeds
 
-# A gap of this many points is what the seed report is about (92.2 vs 89.9, 93.09 vs 90.79): an interval narrower
+# A gap of this many points is what the reference report is about (92.2 vs 89.9, 93.09 vs 90.79): an interval narrower
 # than it on each side can tell such a gap from none.
 RESOLVES_POINTS = 1.0
 
@@ -32,20 +32,20 @@ def widest_part(heads: dict):
 
 
 def what_ran(part: str, head: dict, val_reviews) -> str:
-    """One sentence: model, data, budget, precision, device, seeds, and the seed settings beside them."""
+    """One sentence: model, data, budget, precision, device, seeds, and the reference settings beside them."""
     key = head["key"]
-    seed_models = " and ".join(f"{p['model']}-base ({PARTS[q][0].split(':')[0]})" for q, p in SEED_REPORT.items())
+    reference_models = " and ".join(f"{p['model']}-base ({PARTS[q][0].split(':')[0]})" for q, p in REFERENCE_REPORT.items())
     full = head["best"].get("full")
     total = full[1].get("total_params") if full else None
     size = "" if not total else f", {total / 1e6:.1f}M parameters" if total >= 1e6 else f", {total:,.0f} parameters"
-    name, seed_model = model_label(key["model"]), PARTS[part][1]
-    model = name + size + ("" if name == seed_model else f", standing in for {seed_model}")
+    name, reference_model = model_label(key["model"]), PARTS[part][1]
+    model = name + size + ("" if name == reference_model else f", standing in for {reference_model}")
     if key["init"] != "pretrained":
         model += f", {key['init']} weights"
     return (f"**What ran:** {model}; profile `{key['profile']}`: {reviews_text(key, val_reviews)}, "
             f"{key['max_length']} tokens, {plural(key['epochs'], 'epoch')}, {key['precision']} on {key['device']}, "
             f"seeds {seed_list(setup_seeds(head))}, the same test reviews for every run. "
-            f"The seed settings: {seed_models}, {SEED_SETTINGS}.")
+            f"The reference settings: {reference_models}, {REFERENCE_SETTINGS}.")
 
 
 def findings_rows(output_dir: Path, head: dict) -> list:
@@ -59,17 +59,17 @@ def findings_table(head: dict, rows: list) -> list:
     full = head["best"].get("full")
     full_params = full[1]["trainable_params"] if full else None
     denom = f"% of full FT's {full_params:,.0f}" if full_params else "% of full FT's"
-    seed = any(seed_accuracy(g["method"]) != "–" for g, _, _ in rows)
+    reference = any(reference_accuracy(g["method"]) != "–" for g, _, _ in rows)
     header = ["Method", f"Trainable, {denom}", "Accuracy", "Δ vs full FT, points [95% CI]", "Verdict",
-              "Train time / seed", "Saved"] + (["Seed report: accuracy", "Seed report: Δ"] if seed else [])
+              "Train time / seed", "Saved"] + (["Reference report: accuracy", "Reference report: Δ"] if reference else [])
     body = []
     for g, s, c in rows:
         acc = "–" if s["acc_mean"] is None else f"{100 * s['acc_mean']:.2f}%"
         d, v = delta_cells(c, s) if g["method"] != "full" else ("–", "reference")
         cells = [method_name(g["method"]) + ("¹" if g["train_pooler"] else ""), share_cell(s, full_params), acc,
                  d, v, seconds_cell(s["train_time_s"]), size_cell(s["saved_bytes"])]
-        if seed:
-            cells += [seed_accuracy(g["method"]), seed_gap_cell(g["method"])]
+        if reference:
+            cells += [reference_accuracy(g["method"]), reference_gap_cell(g["method"])]
         body.append(cells)
     return table(header, body)
 
@@ -101,7 +101,7 @@ def findings_bullets(head: dict, rows: list, budget_note: str = "") -> list:
         fine = sum(h < RESOLVES_POINTS for h in halves)
         out.append(f"The intervals' half-widths run from {halves[0]:.2f} to {halves[-1]:.2f} points; {fine} of "
                    f"{len(halves)} are under {RESOLVES_POINTS:.0f} point, fine enough to resolve the 1-2 point gaps "
-                   f"the seed report is about.")
+                   f"the reference report is about.")
     collapsed = [(g, s) for g, s, _ in rows if is_collapsed(s)]
     if collapsed:
         out.append("Collapsed (one class for at least 99% of reviews): " + ", ".join(
@@ -110,11 +110,11 @@ def findings_bullets(head: dict, rows: list, budget_note: str = "") -> list:
     seen = []
     for g, s, c in rows:
         ci = c.get("diff_ci") if not is_collapsed(s) else None
-        for gap, model in seed_gap(g["method"]) if ci else []:
+        for gap, model in reference_gap(g["method"]) if ci else []:
             where = "inside" if 100 * ci[0] <= gap <= 100 * ci[1] else ("below" if gap < 100 * ci[0] else "above")
             seen.append(f"{method_name(g['method'])}'s {gap:+.2f} ({model}) lies {where} this interval")
     if seen:
-        out.append("The seed report's gaps (one run each, no interval): " + "; ".join(seen) + ". Its model, data "
+        out.append("The reference report's gaps (one run each, no interval): " + "; ".join(seen) + ". Its model, data "
                    "and budget differ (above), so these are two measurements, not a replication.")
     if budget_note:
         out.append(budget_note)

@@ -10,7 +10,7 @@ from common import records, stats
 from common.env import now_iso
 from common.report.budget import budget_data, budget_note, budget_section
 from common.report.cells import (
-    SEED_REPORT,
+    REFERENCE_REPORT,
     accuracy_cell,
     delta_cells,
     is_collapsed,
@@ -62,9 +62,9 @@ def wrap(text: str, width: int = 118) -> list:
 
 def setup_heading(part: str, key: dict, seeds: list, val_reviews=None) -> str:
     """What actually ran, in words: the model (and whose place it takes), data, device, precision, seeds."""
-    seed_model = PARTS[part][1]
+    reference_model = PARTS[part][1]
     name = model_label(key["model"])
-    model = name if name == seed_model else f"{name} in place of {seed_model}"
+    model = name if name == reference_model else f"{name} in place of {reference_model}"
     if key["init"] != "pretrained":
         model += f" ({key['init']} weights)"
     return (f"{model}; profile `{key['profile']}`: {reviews_text(key, val_reviews)}, {key['max_length']} tokens, "
@@ -81,7 +81,7 @@ def differences(key: dict, head: dict) -> str:
 # ------------------------------------------------------------------------------------------------ tables
 
 
-def part_table(output_dir: Path, part: str, members: list, base, said: bool, seed: bool) -> list:
+def part_table(output_dir: Path, part: str, members: list, base, said: bool, reference: bool) -> list:
     """One row per group. said: the Findings already give this part's share, Δ, verdict, time and size, so the
     table keeps only what they do not."""
     full_params = base[1]["trainable_params"] if base else None
@@ -90,7 +90,8 @@ def part_table(output_dir: Path, part: str, members: list, base, said: bool, see
         ([] if said else ["Train time / seed", "Saved"]) + ["Latency, batch 1"]
     gpu = any(s.get("peak_mem_allocated_mib") is not None for _, s in members)
     header += ["Peak GPU memory"] if gpu else []
-    header += (["Seed report: accuracy"] if seed and not said else []) + (["Seed report: cost"] if seed else [])
+    header += (["Reference report: accuracy"] if reference and not said else []) + \
+        (["Reference report: cost"] if reference else [])
     body = []
     for name, (g, s) in zip(labels(members), members):
         c = compare(output_dir, base[0], g) if base and g["method"] != "full" else {}
@@ -102,8 +103,8 @@ def part_table(output_dir: Path, part: str, members: list, base, said: bool, see
         if not said:
             row += [seconds_cell(s["train_time_s"]), size_cell(s["saved_bytes"])]
         row += [latency_cell(s)] + ([memory_cell(s)] if gpu else [])
-        if seed:
-            ref = SEED_REPORT.get(part, {})
+        if reference:
+            ref = REFERENCE_REPORT.get(part, {})
             acc = ref.get("accuracy", {}).get(g["method"])
             row += ([] if said else [f"{acc}%" if acc else "–"]) + [ref.get("cost", {}).get(g["method"], "–")]
         body.append(row)
@@ -154,10 +155,10 @@ def part_section(output_dir: Path, part: str, head, findings: dict, plots: bool)
     if covered:
         names = " and ".join(method_name(g["method"]) for g, _ in members)
         lines += wrap(f"This part's headline runs are the Findings' {names} rows: the same computations, recorded "
-                      f"for this part too (`reused_from` in its CSV where they were not trained again). The seed "
+                      f"for this part too (`reused_from` in its CSV where they were not trained again). The reference "
                       f"report's other figures for them:") + [""]
-        cost = SEED_REPORT.get(part, {}).get("cost", {})
-        lines += table(["Method", "Seed report: cost"], [[method_name(g["method"]), cost.get(g["method"], "–")]
+        cost = REFERENCE_REPORT.get(part, {}).get("cost", {})
+        lines += table(["Method", "Reference report: cost"], [[method_name(g["method"]), cost.get(g["method"], "–")]
                                                           for g, _ in members]) + [""]
         for stale in plot_paths(output_dir, part).values():  # its plots would be the Findings part's, again
             stale.unlink(missing_ok=True)
@@ -166,7 +167,7 @@ def part_section(output_dir: Path, part: str, head, findings: dict, plots: bool)
     if not said:
         lines += wrap(f"Setup: {setup_heading(part, head['key'], seeds, validation_reviews(output_dir, head_rows(head)))}"
                       f".") + [""]
-    lines += part_table(output_dir, part, members, base, said, seed=part in SEED_REPORT) + [""]
+    lines += part_table(output_dir, part, members, base, said, reference=part in REFERENCE_REPORT) + [""]
     reused = sorted({r["reused_from"].split("-")[0] for r in head_rows(head) if r.get("reused_from")})
     if reused:
         lines += wrap(f"² Runs made for {' or '.join(reused)} with the same model, data and settings, recorded here "
@@ -192,7 +193,7 @@ def other_runs_lines(output_dir: Path, part: str, all_setups: list, head) -> lis
         st_rows = [r for g, _ in members for r in g["rows"]]
         lines += [f"### {differences(st['key'], head['key'])}", "",
                   *wrap(f"{setup_heading(part, st['key'], sd, validation_reviews(output_dir, st_rows))}."), ""]
-        lines += part_table(output_dir, part, members, st["best"].get("full"), said=False, seed=False) + [""]
+        lines += part_table(output_dir, part, members, st["best"].get("full"), said=False, reference=False) + [""]
     return lines
 
 
@@ -287,12 +288,14 @@ def how_to_read(output_dir: Path, n_runs: int) -> list:
         "**¹ Pooler**: the BERT pooler trained too (`peft.train_pooler`), counted in the trainable parameters. "
         "all-MiniLM-L6-v2 was trained with mean pooling, so its pooler (the dense + tanh over [CLS] that the "
         "classifier reads) is barely trained; full fine-tuning trains it, so every method that reads it does too, "
-        "standing in for the head layer the seed settings train. Frozen, it cost LoRA 2-5 points and made "
-        "prompt-style methods collapse. Off at the seed settings, which keep the seed's counts.",
+        "standing in for the head layer the reference settings train. Frozen, it cost LoRA 2-5 points and made "
+        "prompt-style methods collapse. Off at the reference settings, which keep the reference's counts.",
         "**Loss** is the mean cross-entropy over the test reviews. It can disagree with accuracy: it also charges "
         "for confidence, heavily for confident mistakes. A lower loss with a lower accuracy is calibration, not "
         "evidence of being \"more stable\".",
-        "**Train time** is the mean over seeds of the training loop. **Memory** is shown for GPU runs only "
+        "**Train time** is the median over seeds of the training loop: a seed that shared the machine with other "
+        "work moves a mean, not a median (each run's own time and the machine's load around it are in its record, "
+        "`metrics.train_time_s` and, in runs from 2026-12-06 on, `metrics.cpu_load`). **Memory** is shown for GPU runs only "
         "(`torch.cuda.max_memory_allocated`): a CPU process's peak RSS includes what it held before training "
         "(libraries, data, earlier runs of the same command), so it does not compare methods; the records keep it "
         "(`metrics.peak_rss_mib`, `metrics.rss_start_mib`).",
@@ -300,7 +303,7 @@ def how_to_read(output_dir: Path, n_runs: int) -> list:
         "full fine-tuning keeps nothing unless `output.save_model: full`). **Latency**: one review per forward pass "
         "after 3 warm-up passes (median of 32), on one CPU thread or the run's GPU; merged: LoRA-style weights "
         "folded into the base model.",
-        "**Seed report** figures are quoted from it (one run each on an A100, full data, 3 epochs), not produced "
+        "**Reference report** figures are quoted from it (one run each on an A100, full data, 3 epochs), not produced "
         "here; its memory was probably read from nvidia-smi and does not compare with these runs.",
         "**Learning rates** are picked by `make sweep` on the validation split (never the test split), one run per "
         "rate at seed 0: the best final validation accuracy, ties to the lower validation loss, then the smaller "

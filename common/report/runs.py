@@ -10,7 +10,7 @@ from pathlib import Path
 
 from common import records, stats
 
-# Part -> (title, the seed study's model for that part).
+# Part -> (title, the reference study's model for that part).
 PARTS = OrderedDict([
     ("part1", ("Part 1: full fine-tuning vs LoRA", "DistilBERT-base")),
     ("part2", ("Part 2: full fine-tuning vs prefix tuning", "BERT-base")),
