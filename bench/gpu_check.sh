@@ -47,7 +47,7 @@ timed() {  # name, log, command...: the command's own lines, then its exit statu
 }
 case "$STEP" in
 speed)
-  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
+  { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || echo "no nvidia-smi"; } | tee "$OUT/gpu.txt"
   python3 -c "import torch, transformers, peft; print(torch.__version__, transformers.__version__, peft.__version__)" \
     | tee -a "$OUT/gpu.txt"
   timed bench speed.log python3 -m bench.gpu --steps "$STEPS" --data "$DATA" --vocab "$VOCAB" \
