@@ -10,7 +10,6 @@ from common.env import package_versions
 from common.schema import RunCfg, flatten, with_learning_rate
 
 
-
 def selection(cfg, fingerprints: dict, runtime: dict) -> dict:
     """What a pick was made for, key by key: the run's identity config (common/records.py; cfg a RunCfg or a
     record's config) less NOT_SCIENCE, the data files' fingerprints, and the precision the run resolved to."""
