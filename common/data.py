@@ -142,7 +142,7 @@ def load_splits(cfg: DataCfg) -> Splits:
     train = frames["train"]
     val = sample_balanced(train, cfg.val_samples, rng, str(files["train"]), "data.val_samples") if cfg.val_samples \
         else train.iloc[:0]
-    rest = train.drop(index=val.index)
+    pool = rest = train.drop(index=val.index)
     before_train = rng.bit_generator.state  # the stream as the training draw finds it (test_drawn_as_train_samples)
     if cfg.train_samples is not None:
         where = f"{files['train']} (after holding out data.val_samples={cfg.val_samples})"
@@ -157,7 +157,7 @@ def load_splits(cfg: DataCfg) -> Splits:
         if cfg.test_drawn_as_train_samples is not None:  # replay the smaller training draw, keep only its stream
             rng = np.random.default_rng(cfg.seed)
             rng.bit_generator.state = before_train
-            sample_balanced(train.drop(index=val.index), cfg.test_drawn_as_train_samples, rng, str(files["train"]),
+            sample_balanced(pool, cfg.test_drawn_as_train_samples, rng, str(files["train"]),
                             "data.test_drawn_as_train_samples")
         test = sample_balanced(test, cfg.test_samples, rng, str(files["test"]), "data.test_samples")
     return Splits(train=_split(rest), val=_split(val), test=_split(test), files={k: str(v) for k, v in files.items()},

@@ -55,15 +55,14 @@ def apply_pick(cfg: RunCfg, fingerprints: dict, runtime: dict, lr_origin: str = 
         return cfg, lr_origin
     picks = load_picks(cfg.output.dir)
     pick = picks.get(pick_name(cfg))
-    if not pick or differing(pick.get("selection") or {}, selection(cfg, fingerprints, runtime)):
+    here = selection(cfg, fingerprints, runtime)
+    if not pick or pick.get("selection") != here:
         # A pick is for a computation, not a part: Part 1's LoRA in the study is Part 3's LoRA run to the digit, so
         # a sweep of either part serves both (selections leave out the part and the profile's name).
-        here = selection(cfg, fingerprints, runtime)
         pick = next((p for p in picks.values() if p.get("selection") == here), pick)
     if not pick:
         return cfg, lr_origin
     if "selection" in pick:
-        here = selection(cfg, fingerprints, runtime)
         diff = differing(pick["selection"], here)
         why = "it differs in " + ", ".join(
             f"{k} ({pick['selection'].get(k)!r} there, {here.get(k)!r} here)"

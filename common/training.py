@@ -151,6 +151,11 @@ def build_training_args(cfg: RunCfg, runtime: Runtime, out_dir: str, has_val: bo
     )
 
 
+def _load_averages():
+    """The machine's 1, 5 and 15-minute load averages, or None where the system has none (Windows)."""
+    return os.getloadavg() if hasattr(os, "getloadavg") else None
+
+
 def train_and_evaluate(model, tokenizer, encoded: dict, cfg: RunCfg, evaluate_test: bool = True,
                        log_dir=None, runtime: Runtime = None) -> dict:
     """Train with HF Trainer; return metrics, test predictions, learning curves, time and memory. log_dir: where
@@ -184,13 +189,13 @@ def train_and_evaluate(model, tokenizer, encoded: dict, cfg: RunCfg, evaluate_te
             memory.release_freed()
             memory.reset_peak_rss()
             rss_start = memory.rss_mib()
-        load_start = os.getloadavg() if hasattr(os, "getloadavg") else None
+        load_start = _load_averages()
         t0 = time.perf_counter()
         trainer.train()
         if device == "cuda":
             torch.cuda.synchronize()
         train_wall = time.perf_counter() - t0
-        load_end = os.getloadavg() if hasattr(os, "getloadavg") else None
+        load_end = _load_averages()
         history = trainer.state.log_history
         val_time = sum(h.get("eval_runtime", 0.0) for h in history)
         evals = [h["step"] for h in history if "eval_loss" in h]

@@ -8,6 +8,7 @@ from common.report.cells import delta_cells, table
 from common.report.comparison import compare, diff_text, verdict
 from common.report.plots import curves, method_color, save_figure, setup_title
 from common.report.runs import PARTS, SETUP_KEYS, format_rate, method_name, plural, read_record, seed_list, setup_seeds
+from common.schema import flatten
 
 # What may differ between the two budgets of one setup: the epochs (the budget itself), the profile that asked for
 # them, and the machine (hardware does not change what a run computes; precision and dropout kernel do, and must
@@ -159,17 +160,16 @@ _PER_RUN_KEYS = {"train.epochs", "train.seeds", "profile", "output.dir", "train.
                  "train.allocator", *records.NOT_SCIENCE}
 
 
+def _shown(value) -> str:
+    return "not recorded" if value is None else repr(value)  # a key added after the run was made
+
+
 def setup_differences(output_dir: Path, short: dict, long: dict) -> list:
     """'key (short's value, long's value)' for every config value and the device that differ between the two
     setups' full fine-tuning runs, other than the budget itself and what each run sets for itself."""
-    from common.schema import flatten
-
     recs = [read_record(output_dir, st["best"]["full"][0]["rows"][0]["run_id"]) or {} for st in (short, long)]
     a, b = (flatten(r.get("config", {})) for r in recs)
-    def shown(v):
-        return "not recorded" if v is None else repr(v)
-
-    out = [f"{k} ({shown(a.get(k))}, {shown(b.get(k))})" for k in sorted(set(a) | set(b))
+    out = [f"{k} ({_shown(a.get(k))}, {_shown(b.get(k))})" for k in sorted(set(a) | set(b))
            if k not in _PER_RUN_KEYS and a.get(k) != b.get(k)]
     devices = [r.get("env", {}).get("device") for r in recs]
     if devices[0] != devices[1]:
