@@ -21,11 +21,11 @@ def test_gpu_bench_wrapper_on_cpu(tmp_path, capsys):
     assert row["project"]["trainable_params"] == row["reference"]["trainable_params"] == 739_586
     assert row["project"]["real_tokens"] > 0 and rec["env"]["transformers"] == "4.57.6"
     text = md.read_text()
-    assert "Command: `" in text and "| distilbert-lora | project |" in text and "| distilbert-lora | seed |" in text
+    assert "Command: `" in text and "| distilbert-lora | project |" in text and "| distilbert-lora | reference |" in text
     # A Part 3 method the reference recipe lacks: the project's path alone, no ratio.
     ia3 = rec["rows"][1]
     assert ia3["reference"] is None and ia3["ratio_ms"] is None and ia3["project"]["trainable_params"] == 66_050
-    assert "| bert-ia3 | project |" in text and "| bert-ia3 | seed |" not in text
+    assert "| bert-ia3 | project |" in text and "| bert-ia3 | reference |" not in text
 
 
 def test_gpu_bench_rejects_unknown_method(tmp_path, capsys):
