@@ -72,7 +72,8 @@ def test_sweep_never_picks_a_collapsed_rate_when_another_learned():
 
 
 def _fixture_results(out, seeds=(0, 1, 2), kernel=None, precision="fp32", date="2026-11-27T10:00:00+00:00",
-                     accs=(("full", 0.9, 1000), ("lora", 0.8, 10)), lr=1e-3, epochs=1, profile="fixture"):
+                     accs=(("full", 0.9, 1000), ("lora", 0.8, 10)), lr=1e-3, epochs=1, profile="fixture",
+                     train_samples=100):
     """Full FT right on 90% of 1,000 test reviews, LoRA on 80% (LoRA's errors a superset): a known gap."""
     rng = np.random.default_rng(0)
     label = rng.integers(0, 2, 1000)
@@ -82,7 +83,7 @@ def _fixture_results(out, seeds=(0, 1, 2), kernel=None, precision="fp32", date="
             wrong[: int(round(1000 * (1 - acc))) + seed] = True
             pred = np.where(wrong, 1 - label, label) if acc > 0.5 else np.zeros(1000, int)  # 0.5: constant
             run_id = f"part1-{method}-s{seed}-fixture" + (f"-{kernel}" if kernel else "") + f"-{precision}-{lr}" + \
-                ("" if epochs == 1 else f"-e{epochs}")
+                ("" if epochs == 1 else f"-e{epochs}") + ("" if train_samples == 100 else f"-n{train_samples}")
             records.write_predictions(str(out), run_id, {"row": np.arange(1000), "label": label, "pred": pred,
                                                          "prob_pos": np.where(pred == 1, 0.9, 0.1)})
             records.write_json(records.record_path(str(out), run_id), {
@@ -95,7 +96,8 @@ def _fixture_results(out, seeds=(0, 1, 2), kernel=None, precision="fp32", date="
                 "seed": seed, "learning_rate": lr, "lr_source": "config", "accuracy": float((pred == label).mean()),
                 "loss": 0.3, "trainable_params": params, "total_params": 1000, "trainable_pct": params / 10,
                 "train_time_s": 10, "peak_rss_mib": 500, "device": "cpu", "precision": precision, "date": date,
-                "train_samples": 100, "test_samples": 1000, "max_length": 64, "epochs": epochs, "status": "completed",
+                "train_samples": train_samples, "test_samples": 1000, "max_length": 64, "epochs": epochs,
+                "status": "completed",
                 **({"dropout_kernel": kernel} if kernel else {})})
 
 
@@ -267,26 +269,48 @@ def test_make_summary_regenerates_the_summary(tmp_path):
     assert summary.startswith("# imdb-peft") and "| LoRA |" in summary and "| Full FT |" in summary
 
 
-def test_the_budget_section_compares_one_setup_at_two_budgets(tmp_path):
-    """The same setup at 1 and 3 epochs: each method's Δ vs full FT at both, its own change, and what changed."""
+def test_the_training_section_shows_each_verdict_at_every_budget(tmp_path):
+    """One setup at 100 reviews x 1 epoch, x 3 epochs and 800 reviews x 1 epoch: each method's Δ vs full FT at
+    each, the change of that Δ with its interval, a dash where a method did not run, what moved, the plots."""
     out = tmp_path / "results"
-    _fixture_results(out, accs=(("full", 0.9, 1000), ("lora", 0.8, 10)))
-    _fixture_results(out, seeds=(0, 1, 2), accs=(("full", 0.92, 1000), ("lora", 0.92, 10)), epochs=3,
+    _fixture_results(out, accs=(("full", 0.9, 1000), ("lora", 0.8, 10), ("prefix", 0.85, 20)))
+    _fixture_results(out, accs=(("full", 0.92, 1000), ("lora", 0.92, 10), ("prefix", 0.9, 20)), epochs=3,
                      profile="longer")
+    _fixture_results(out, accs=(("full", 0.93, 1000), ("lora", 0.91, 10)), profile="more", train_samples=800)
     summary = write_summary(str(out), plots=True).read_text()
-    budget = summary.split("## Budget")[1].split("\n## ")[0]
-    assert "### Part 1: 1 epoch vs 3 epochs" in budget
-    head = [line for line in budget.splitlines() if line.startswith("| Method |")][0]
-    assert "Δ vs full FT, 1 epoch [95% CI]" in head and "Δ vs full FT, 3 epochs [95% CI]" in head
-    lora = [line for line in budget.splitlines() if line.startswith("| LoRA |")][0].split(" | ")
+    section = summary.split("## How verdicts move with training")[1].split("\n## ")[0]
+    assert "### Part 1: 100 × 1 epoch, 100 × 3 epochs, 800 × 1 epoch" in section
+    rows = table(section, "Method")
+    lora, prefix = rows["LoRA"], rows["Prefix tuning"]
     # 1 epoch: LoRA wrong on 200 + seed reviews, full FT on 100 + seed: -10.00 points at every seed.
-    assert lora[1].startswith("-10.00 [") and lora[1].endswith("below by 10.0")
-    assert lora[2].startswith("+0.00") and "no difference resolved" in lora[2]
-    # Its own change: 80.00% -> 92.00% (mean over seeds 0-2: 200 + s wrong -> 80 + s wrong), +12 points.
-    assert lora[3] == "79.90% → 91.90%" and lora[4].startswith("+12.00 [")
-    assert "Verdicts against full fine-tuning that change from 1 epoch to 3 epochs: LoRA (below by 10.0 → no " \
-           "difference resolved)." in budget
-    assert (out / "plots" / "budget_part1_val_accuracy.png").stat().st_size > 1000
+    assert lora["Δ vs full FT, 100 × 1 epoch [95% CI]"].startswith("-10.00 [")
+    assert lora["Δ vs full FT, 100 × 1 epoch [95% CI]"].endswith("below by 10.0")
+    assert lora["Δ vs full FT, 100 × 3 epochs [95% CI]"] == "+0.00 [+0.00, +0.00] no difference resolved"
+    # The change of Δ, review by review: 0 - (-10) = +10 points; at 800 reviews -2 - (-10) = +8.
+    assert lora["Change of Δ, 100 × 1 epoch → 100 × 3 epochs [95% CI]"].startswith("+10.00 [")
+    assert lora["Change of Δ, 100 × 1 epoch → 800 × 1 epoch [95% CI]"].startswith("+8.00 [")
+    assert lora["Δ vs full FT, 800 × 1 epoch [95% CI]"].startswith("-2.00 [")
+    # Prefix tuning did not run at 800 reviews: a dash, never a guess.
+    assert prefix["Δ vs full FT, 800 × 1 epoch [95% CI]"] == "–"
+    assert prefix["Change of Δ, 100 × 1 epoch → 800 × 1 epoch [95% CI]"] == "–"
+    assert rows["Full FT"]["Δ vs full FT, 100 × 1 epoch [95% CI]"] == "reference"
+    cost = table("| Method | Accuracy" + section.split("| Method | Accuracy", 1)[1], "Method")
+    assert cost["LoRA"]["Accuracy, 100 × 1 epoch / 100 × 3 epochs / 800 × 1 epoch"] == "79.90% / 91.90% / 90.90%"
+    assert cost["Prefix tuning"]["Learning rate, 100 × 1 epoch / 100 × 3 epochs / 800 × 1 epoch"] == "1e-3 / 1e-3 / –"
+    text = " ".join(section.split())
+    assert "Verdicts that change from 100 × 1 epoch to 100 × 3 epochs: LoRA (below by 10.0 → no difference " \
+           "resolved)." in text
+    # At 800 reviews LoRA is still below full FT, by less: the same verdict.
+    assert "Verdicts that hold at 800 × 1 epoch (the size of a gap may move): LoRA (below by 10.0 → below by 2.0)." \
+        in text
+    # -2.3 against [-11.9, -8.1], [0, 0] and -2 +- 1.96 sqrt(.02 .98 / 1000) = [-2.9, -1.1].
+    assert "The reference report's -2.30 for LoRA (DistilBERT, one run) lies above the interval at 100 × 1 epoch; " \
+           "below the interval at 100 × 3 epochs; inside the interval at 800 × 1 epoch." in text
+    findings = " ".join(summary.split("## Findings")[1].split("\n## ")[0].split())
+    assert "at 100 × 3 epochs (`longer`, seeds 0-2) the verdicts that change: LoRA (below by 10.0 → no difference " \
+           "resolved)" in findings
+    for name in ("budget_part1_delta", "budget_part1_100x3_val_accuracy", "budget_part1_800x1_val_accuracy"):
+        assert f"![{name}](plots/{name}.png)" in section and (out / "plots" / f"{name}.png").stat().st_size > 1000
 
 
 def test_a_damaged_run_record_is_named_in_a_warning_not_a_traceback(tmp_path, capsys):

@@ -1,60 +1,61 @@
-"""The Budget section: one setup trained for fewer and for more epochs, each method's verdict at both budgets."""
+"""How verdicts move with training: the headline setup beside the same setup trained longer or on more reviews."""
 from __future__ import annotations
 
 from pathlib import Path
 
 from common import records
-from common.report.cells import delta_cells, table
-from common.report.comparison import compare, diff_text, verdict
-from common.report.plots import curves, method_color, save_figure, setup_title
-from common.report.runs import PARTS, SETUP_KEYS, format_rate, method_name, plural, read_record, seed_list, setup_seeds
+from common.report.cells import delta_cells, reference_gap, table
+from common.report.comparison import change, compare, diff_text, verdict
+from common.report.plots import count_label, curves, method_color, save_figure, setup_title
+from common.report.runs import (
+    PARTS,
+    SETUP_KEYS,
+    count_text,
+    format_rate,
+    method_name,
+    plural,
+    read_record,
+    seed_list,
+    setup_seeds,
+)
 from common.schema import flatten
 
-# What may differ between the two budgets of one setup: the epochs (the budget itself), the profile that asked for
-# them, and the machine (hardware does not change what a run computes; precision and dropout kernel do, and must
-# match).
-BUDGET_FREE_KEYS = ("epochs", "profile", "device")
+SECTION = "How verdicts move with training"
+ANCHOR = "#" + SECTION.lower().replace(" ", "-")
+# What may differ between the budgets of one setup: the budget itself (epochs, training reviews), the profile that
+# asked for it, and the machine (hardware does not change what a run computes; precision and dropout kernel do, and
+# must match). The test reviews must match: every Δ here is paired review by review.
+BUDGET_KEYS = ("epochs", "train_samples")
+BUDGET_FREE_KEYS = BUDGET_KEYS + ("profile", "device")
 
 
-def _same_but_budget(a: dict, b: dict) -> bool:
-    return all(a[k] == b[k] for k in SETUP_KEYS if k not in BUDGET_FREE_KEYS)
+def budget_of(st: dict) -> tuple:
+    return tuple(int(st["key"][k]) for k in BUDGET_KEYS)
 
 
-def budget_pairs(all_setups: list) -> list:
-    """(shorter, longer) setups that differ only in epochs, both with full fine-tuning; for each longer budget the
-    shorter one comparing the most methods with the most seeds."""
-    pairs = []
-    for long in all_setups:
-        if "full" not in long["best"]:
-            continue
-        shorter = [st for st in all_setups if st is not long and "full" in st["best"]
-                   and _same_but_budget(st["key"], long["key"]) and int(st["key"]["epochs"]) < int(long["key"]["epochs"])]
-        if shorter:
-            pairs.append((max(shorter, key=lambda st: (len(st["best"]), st["seeds"], st["date"])), long))
-    return pairs
+def examples_seen(st: dict) -> int:
+    """Training examples the budget shows the model: reviews x epochs (3,000 x 3 = 9,000)."""
+    epochs, reviews = budget_of(st)
+    return epochs * reviews
 
 
-def compute_hours(output_dir: Path, part: str, st: dict, method: str) -> float:
-    """Hours of one method's runs in a setup: its sweep's runs (every rate, from the sweep records of the same
-    profile and epochs) and its final runs that trained (a run promoted from the sweep or reused from another part is
-    counted where it trained). Summed from each record's phases (tokenize, build, train and evaluate, save, time
-    inference), excluding the command's start-up, which its runs share."""
-    total = 0.0
-    g = st["best"][method][0]
-    for r in g["rows"]:
-        if r.get("reused_from"):
-            continue
-        rec = read_record(output_dir, r["run_id"])
-        if rec and not rec.get("promoted_from"):
-            total += _run_seconds(rec)
-    sweep = records.sweep_dir(str(output_dir))
-    for path in sorted(records.runs_dir(str(sweep)).glob(f"{part}-{method}-s*.json")):
-        rec = read_record(sweep, path.stem)
-        cfg = (rec or {}).get("config", {})
-        if rec and rec.get("status") == "completed" and cfg.get("profile") == st["key"]["profile"] and \
-                str(cfg.get("train", {}).get("epochs")) == str(st["key"]["epochs"]):
-            total += _run_seconds(rec)
-    return total / 3600
+def budget_label(st: dict) -> str:
+    """'3,000 × 3 epochs': training reviews times epochs, the two axes of a budget."""
+    epochs, reviews = budget_of(st)
+    return f"{count_text(reviews)} × {plural(epochs, 'epoch')}"
+
+
+def budget_setups(all_setups: list, head) -> list:
+    """The headline, then every other budget of the same setup that has full fine-tuning, fewest examples seen
+    first; of several setups at one budget, the one comparing the most methods with the most seeds."""
+    if head is None or "full" not in head["best"]:
+        return []
+    same = [st for st in all_setups if st is not head and "full" in st["best"] and budget_of(st) != budget_of(head)
+            and all(st["key"][k] == head["key"][k] for k in SETUP_KEYS if k not in BUDGET_FREE_KEYS)]
+    best = {}
+    for st in sorted(same, key=lambda st: (len(st["best"]), st["seeds"], st["date"])):
+        best[budget_of(st)] = st  # the last one sorted wins
+    return [head, *sorted(best.values(), key=examples_seen)] if best else []
 
 
 def _run_seconds(rec: dict) -> float:
@@ -64,62 +65,207 @@ def _run_seconds(rec: dict) -> float:
                                                      "save_s", "inference_s"))
 
 
-def budget_rows(output_dir: Path, part: str, short: dict, long: dict) -> list:
-    """Per method in both setups: Δ vs full FT at each budget, the method's own change, verdicts, rates, hours."""
+def compute_hours(output_dir: Path, part: str, st: dict, method: str) -> float:
+    """Hours of one method's runs in a setup: its sweep's runs (every rate, from the sweep records of the same
+    profile and epochs) and its final runs that trained (a run promoted from the sweep or reused from another part is
+    counted where it trained). Summed from each record's phases, excluding the command's start-up."""
+    total = 0.0
+    for r in st["best"][method][0]["rows"]:
+        rec = None if r.get("reused_from") else read_record(output_dir, r["run_id"])
+        if rec and not rec.get("promoted_from"):
+            total += _run_seconds(rec)
+    sweep = records.sweep_dir(str(output_dir))
+    for path in sorted(records.runs_dir(str(sweep)).glob(f"{part}-{method}-s*.json")):
+        rec = read_record(sweep, path.stem) or {}
+        cfg = rec.get("config", {})
+        if rec.get("status") == "completed" and cfg.get("profile") == st["key"]["profile"] and \
+                str(cfg.get("train", {}).get("epochs")) == str(st["key"]["epochs"]) and \
+                str(cfg.get("data", {}).get("train_samples")) == str(st["key"]["train_samples"]):
+            total += _run_seconds(rec)
+    return total / 3600
+
+
+def budget_rows(output_dir: Path, part: str, columns: list) -> list:
+    """Per method of the headline: at each budget its Δ vs full FT (None where it did not run), the change of that
+    Δ from the headline's, its accuracy, rate and compute hours."""
+    head = columns[0]
     rows = []
-    for method, (g_long, s_long) in long["best"].items():
-        if method not in short["best"]:
-            continue
-        g_short, s_short = short["best"][method]
-        row = {"method": method, "lr": (g_short["learning_rate"], g_long["learning_rate"]),
-               "change": compare(output_dir, g_short, g_long), "summaries": (s_short, s_long),
-               "collapsed": (bool(s_short["collapsed"]), bool(s_long["collapsed"])),
-               "acc": (s_short["acc_mean"], s_long["acc_mean"]),
-               "hours": compute_hours(output_dir, part, long, method)}
-        if method != "full":
-            row["vs_full"] = (compare(output_dir, short["best"]["full"][0], g_short),
-                              compare(output_dir, long["best"]["full"][0], g_long))
+    for method in head["best"]:
+        row = {"method": method, "cells": []}
+        for st in columns:
+            if method not in st["best"]:
+                row["cells"].append(None)
+                continue
+            g, s = st["best"][method]
+            cell = {"summary": s, "lr": g["learning_rate"], "collapsed": bool(s["collapsed"]),
+                    "hours": compute_hours(output_dir, part, st, method)}
+            if method != "full":
+                cell["vs_full"] = compare(output_dir, st["best"]["full"][0], g)
+                first = row["cells"][0] if row["cells"] else None
+                if first and not (cell["collapsed"] or first["collapsed"]):
+                    g0 = head["best"][method][0]
+                    cell["change"] = change(output_dir, head["best"]["full"][0], g0, st["best"]["full"][0], g)
+            row["cells"].append(cell)
         rows.append(row)
     return rows
 
 
-def budget_verdicts(rows: list) -> tuple:
-    """(changed, kept): each method's verdict against full fine-tuning at the shorter and the longer budget."""
+def _verdict(cell) -> str:
+    return verdict(cell["vs_full"], cell["collapsed"]) if cell and "vs_full" in cell else "–"
+
+
+def _kind(text: str) -> str:
+    return text.split(" by ")[0]  # 'below by 1.3' and 'below by 2.4' are the same verdict
+
+
+def verdict_moves(rows: list, i: int) -> tuple:
+    """(changed, kept) at column i against the headline: 'LoRA (below by 1.3 → no difference resolved)'."""
     changed, kept = [], []
     for r in rows:
-        if "vs_full" not in r:
+        a, b = _verdict(r["cells"][0]), _verdict(r["cells"][i])
+        if r["method"] == "full" or "–" in (a, b):
             continue
-        a, b = (verdict(c, col) for c, col in zip(r["vs_full"], r["collapsed"]))
-        name = method_name(r["method"])
-        (kept if a.split(" by ")[0] == b.split(" by ")[0] else changed).append(
-            f"{name} ({a} → {b})" if a != b else f"{name} ({a})")
+        (kept if _kind(a) == _kind(b) else changed).append(f"{method_name(r['method'])} ({a} → {b})" if a != b
+                                                           else f"{method_name(r['method'])} ({a})")
     return changed, kept
 
 
-def budget_sentences(rows: list, short_epochs, long_epochs) -> list:
-    """Which verdicts against full fine-tuning change with the budget and which do not, from the intervals."""
-    changed, kept = budget_verdicts(rows)
+def budget_note(columns: list, rows: list) -> str:
+    """One sentence for the Findings: which verdicts change at each other budget."""
+    parts = []
+    for i, st in enumerate(columns[1:], start=1):
+        changed, kept = verdict_moves(rows, i)
+        moved = "; ".join(changed) if changed else "none"
+        parts.append(f"at {budget_label(st)} (`{st['key']['profile']}`, seeds {seed_list(setup_seeds(st))}) "
+                     f"the verdicts that change: {moved} ({len(kept)} hold)")
+    return f"With more training ([{SECTION.lower()}]({ANCHOR})): " + "; ".join(parts) + "."
+
+
+def _reference_bullets(rows: list, columns: list) -> list:
+    """Where the reference report's own gap falls in each budget's interval, per method it measured."""
     out = []
-    if changed:
-        out.append(f"- Verdicts against full fine-tuning that change from {plural(short_epochs, 'epoch')} to "
-                   f"{plural(long_epochs, 'epoch')}: {'; '.join(changed)}.")
-    if kept:
-        out.append(f"- Verdicts that hold at both budgets (the size of a gap may move): {'; '.join(kept)}.")
+    for r in rows:
+        for gap, model in reference_gap(r["method"]):
+            where = []
+            for st, cell in zip(columns, r["cells"]):
+                ci = (cell or {}).get("vs_full", {}).get("diff_ci") if cell and not cell["collapsed"] else None
+                side = "–" if not ci else "inside" if 100 * ci[0] <= gap <= 100 * ci[1] else \
+                    "below" if gap < 100 * ci[0] else "above"
+                where.append(f"{side if side == '–' else side + ' the interval'} at {budget_label(st)}")
+            out.append(f"- The reference report's {gap:+.2f} for {method_name(r['method'])} ({model}, one run) lies "
+                       f"{'; '.join(where)}.")
     return out
 
 
-def budget_note(short: dict, long: dict, rows: list) -> str:
-    """One sentence for the Findings: what the longer budget changes."""
-    changed, kept = budget_verdicts(rows)
-    text = (f"At {plural(long['key']['epochs'], 'epoch')} (profile `{long['key']['profile']}`, seeds "
-            f"{seed_list(setup_seeds(long))}; [Budget](#budget)): ")
-    parts = ([f"verdicts that change: {'; '.join(changed)}"] if changed else []) + \
-        ([f"that hold: {', '.join(k.split(' (')[0] for k in kept)}"] if kept else [])
-    return text + ("; ".join(parts) or "no method to compare") + "."
+# Keys that differ between two budgets by construction or per run, or that change speed and not the science
+# (records.NOT_SCIENCE; the precision and dropout kernel a setup resolved to are part of its key), so the sentence on
+# what else differs skips them.
+_PER_RUN_KEYS = {"train.epochs", "data.train_samples", "train.seeds", "profile", "output.dir", "train.lr_grid",
+                 "data.dir", "data.cache_dir", "train.allocator", *records.NOT_SCIENCE}
 
 
-def draw_budget_curves(output_dir: Path, part: str, long: dict) -> Path:
-    """Validation accuracy against optimizer step for every method of the longer budget, mean over seeds (band:
+def _shown(value) -> str:
+    return "not recorded" if value is None else repr(value)  # a key added after the run was made
+
+
+def setup_differences(output_dir: Path, head: dict, st: dict) -> list:
+    """'key (headline's value, this budget's value)' for every config value and the device that differ between the
+    two setups' full fine-tuning runs, other than the budget itself and what each run sets for itself."""
+    recs = [read_record(output_dir, x["best"]["full"][0]["rows"][0]["run_id"]) or {} for x in (head, st)]
+    a, b = (flatten(r.get("config", {})) for r in recs)
+    out = [f"{k} ({_shown(a.get(k))}, {_shown(b.get(k))})" for k in sorted(set(a) | set(b))
+           if k not in _PER_RUN_KEYS and a.get(k) != b.get(k)]
+    devices = [r.get("env", {}).get("device") for r in recs]
+    if devices[0] != devices[1]:
+        out.append(f"the machine ({devices[0]}, {devices[1]})")
+    return out
+
+
+def _delta_cell(cell) -> str:
+    if cell is None:
+        return "–"
+    if "vs_full" not in cell:
+        return "reference"
+    return " ".join(dict.fromkeys(delta_cells(cell["vs_full"], cell["summary"])))
+
+
+def budget_tables(rows: list, columns: list) -> list:
+    """The verdict table (Δ vs full FT and its change from the headline per budget), then what each cost."""
+    labels = [budget_label(st) for st in columns]
+    header = ["Method", f"Δ vs full FT, {labels[0]} [95% CI]"]
+    for label in labels[1:]:
+        header += [f"Δ vs full FT, {label} [95% CI]", f"Change of Δ, {labels[0]} → {label} [95% CI]"]
+    body = []
+    for r in rows:
+        line = [method_name(r["method"]), _delta_cell(r["cells"][0])]
+        for cell in r["cells"][1:]:
+            line += [_delta_cell(cell), diff_text(cell["change"]) if cell and "change" in cell else "–"]
+        body.append(line)
+    cost = [[method_name(r["method"]),
+             " / ".join("–" if c is None or c["summary"]["acc_mean"] is None else
+                        f"{100 * c['summary']['acc_mean']:.2f}%" for c in r["cells"]),
+             " / ".join("–" if c is None else format_rate(c["lr"]) for c in r["cells"]),
+             " / ".join("–" if c is None else f"{c['hours']:.2f}" for c in r["cells"][1:])] for r in rows]
+    joined = " / ".join(labels)
+    # Compute for the longer budgets only: the headline's runs are counted where they trained (Parts 1 and 2).
+    return table(header, body) + [""] + table(
+        ["Method", f"Accuracy, {joined}", f"Learning rate, {joined}", f"Compute (h), {' / '.join(labels[1:])}"], cost)
+
+
+def draw_moves(output_dir: Path, part: str, columns: list, rows: list) -> Path:
+    """Δ vs full FT against training examples seen (log scale), a line per method with its 95% intervals: every
+    method on the left, the ones within a few points of full FT enlarged on the right."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.9))
+    xs = [examples_seen(st) for st in columns]
+    peft = [r for r in rows if r["method"] != "full"]
+    lines = []
+    for i, r in enumerate(peft):
+        # Side by side around each budget (x 0.9-1.1), so intervals at one budget do not hide each other.
+        shift = 1 + 0.2 * (i - (len(peft) - 1) / 2) / max(len(peft) - 1, 1)
+        pts = [(x * shift, 100 * c["vs_full"]["diff_mean"], 100 * c["vs_full"]["diff_ci"][0],
+                100 * c["vs_full"]["diff_ci"][1]) for x, c in zip(xs, r["cells"])
+               if c and not c["collapsed"] and c["vs_full"].get("diff_ci")]
+        if pts:
+            lines.append((r["method"], [list(v) for v in zip(*pts)]))
+    gaps = sorted({(round(g, 2), method_name(r["method"]), m) for r in peft for g, m in reference_gap(r["method"])})
+    # The enlarged panel: methods whose every interval lies within ZOOM points of full FT.
+    zoom = -6.0
+    for ax, keep in zip(axes, (lambda lo: True, lambda lo: min(lo) >= zoom)):
+        for method, (x, y, lo, hi) in lines:
+            if keep(lo):
+                ax.errorbar(x, y, yerr=[[a - b for a, b in zip(y, lo)], [b - a for a, b in zip(y, hi)]],
+                            color=method_color(method), marker="o", ms=5, capsize=3, lw=1.3, label=method_name(method))
+        ax.axhline(0, color="0.3", lw=0.9, label="Full FT")
+        for g in sorted({g for g, _, _ in gaps}):
+            who = ", ".join(f"{n} ({m})" for v, n, m in gaps if v == g)
+            ax.axhline(g, color="0.5", lw=0.9, ls="--", label=f"reference report {g:+.2f}: {who}")
+        ax.set_xscale("log")
+        ax.set_xticks(xs, [f"{count_label(x)}\n{budget_label(st)}" for x, st in zip(xs, columns)], fontsize=8)
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.set_xlim(min(xs) / 1.5, max(xs) * 1.5)
+        ax.set_xlabel("training examples seen (reviews × epochs, log scale)", fontsize=9)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("Δ accuracy vs full FT (points)")
+    axes[0].set_title("every method", fontsize=9)
+    axes[1].set_title(f"the methods whose intervals stay within {-zoom:.0f} points, enlarged", fontsize=9)
+    handles, names = axes[0].get_legend_handles_labels()
+    fig.legend(handles, names, fontsize=8, loc="lower center", ncol=5, frameon=False)
+    fig.suptitle(f"{setup_title(part, columns[0]).split(',')[0]}: Δ vs full fine-tuning as training grows (paired 95% "
+                 "intervals over seeds and test reviews; no point where a method did not run)", fontsize=9)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    plot_dir = output_dir / "plots"
+    plot_dir.mkdir(parents=True, exist_ok=True)
+    return save_figure(fig, plot_dir / f"budget_{part}_delta.png")
+
+
+def draw_budget_curves(output_dir: Path, part: str, st: dict) -> Path:
+    """Validation accuracy against optimizer step for every method of one budget, mean over seeds (band:
     min-max), epoch ends marked."""
     import matplotlib
 
@@ -127,9 +273,9 @@ def draw_budget_curves(output_dir: Path, part: str, long: dict) -> Path:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7.2, 4.4))
-    epochs = int(long["key"]["epochs"])
+    epochs = int(st["key"]["epochs"])
     last = 0
-    for method, (g, _) in long["best"].items():
+    for method, (g, _) in st["best"].items():
         steps, vals = curves(output_dir, g, "val", "val_accuracy")
         if not len(steps):
             continue
@@ -141,81 +287,55 @@ def draw_budget_curves(output_dir: Path, part: str, long: dict) -> Path:
         last = max(last, int(steps[-1]))
     for e in range(1, epochs):
         ax.axvline(last * e / epochs, color="0.6", lw=0.8, ls="--")
-    ax.set_xlabel(f"optimizer step ({plural(epochs, 'epoch')}; dashed: epoch ends)")
+    ends = "; dashed: epoch ends" if epochs > 1 else ""
+    ax.set_xlabel(f"optimizer step ({plural(epochs, 'epoch')}{ends})")
     ax.set_ylabel("validation accuracy (%)")
-    ax.set_title(f"{setup_title(part, long)}\nvalidation accuracy during training (mean over seeds, band: min–max)",
+    ax.set_title(f"{setup_title(part, st)}\nvalidation accuracy during training (mean over seeds, band: min–max)",
                  fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2, loc="lower right")
     fig.tight_layout()
     plot_dir = output_dir / "plots"
     plot_dir.mkdir(parents=True, exist_ok=True)
-    return save_figure(fig, plot_dir / f"budget_{part}_val_accuracy.png")
+    epochs_, reviews = budget_of(st)
+    return save_figure(fig, plot_dir / f"budget_{part}_{reviews}x{epochs_}_val_accuracy.png")
 
 
-# Keys that differ between two budgets by construction or per run, or that change speed and not the science
-# (records.NOT_SCIENCE; the precision and dropout kernel a setup resolved to are part of its key), so the sentence on
-# what else differs skips them.
-_PER_RUN_KEYS = {"train.epochs", "train.seeds", "profile", "output.dir", "train.lr_grid", "data.dir", "data.cache_dir",
-                 "train.allocator", *records.NOT_SCIENCE}
+def budget_data(output_dir: Path, part: str, all_setups: list, head) -> tuple:
+    """(columns, rows) of one part: its budgets, headline first, and each method's cells; ([], []) with one."""
+    columns = budget_setups(all_setups, head)
+    return (columns, budget_rows(output_dir, part, columns)) if columns else ([], [])
 
 
-def _shown(value) -> str:
-    return "not recorded" if value is None else repr(value)  # a key added after the run was made
-
-
-def setup_differences(output_dir: Path, short: dict, long: dict) -> list:
-    """'key (short's value, long's value)' for every config value and the device that differ between the two
-    setups' full fine-tuning runs, other than the budget itself and what each run sets for itself."""
-    recs = [read_record(output_dir, st["best"]["full"][0]["rows"][0]["run_id"]) or {} for st in (short, long)]
-    a, b = (flatten(r.get("config", {})) for r in recs)
-    out = [f"{k} ({_shown(a.get(k))}, {_shown(b.get(k))})" for k in sorted(set(a) | set(b))
-           if k not in _PER_RUN_KEYS and a.get(k) != b.get(k)]
-    devices = [r.get("env", {}).get("device") for r in recs]
-    if devices[0] != devices[1]:
-        out.append(f"the machine ({devices[0]}, {devices[1]})")
-    return out
-
-
-def budget_data(output_dir: Path, part: str, all_setups: list) -> list:
-    """(shorter, longer, rows) for each pair of budgets of one part."""
-    return [(short, long, budget_rows(output_dir, part, short, long)) for short, long in budget_pairs(all_setups)]
-
-
-def also(differences: list) -> str:
-    """The clause on what else differs between two budgets, or that nothing else does."""
-    if not differences:
-        return "nothing else different; "
-    return "also different in " + ", ".join(differences) + "; "
-
-
-def budget_section(output_dir: Path, part: str, pairs: list, plots: bool = True) -> list:
-    """The Budget section of one part: a table per pair of budgets, its sentences and its curve plot."""
-    lines = []
-    for short, long, rows in pairs:
-        e1, e2 = short["key"]["epochs"], long["key"]["epochs"]
-        seeds1, seeds2 = setup_seeds(short), setup_seeds(long)
-        b1, b2 = plural(e1, "epoch"), plural(e2, "epoch")
-        lines += [f"### {PARTS[part][0].split(':')[0]}: {b1} vs {b2}", "",
-                  f"Profiles `{short['key']['profile']}` ({b1}, seeds {seed_list(seeds1)}) and "
-                  f"`{long['key']['profile']}` ({b2}, seeds {seed_list(seeds2)}): the same model, data and test "
-                  f"reviews, {also(setup_differences(output_dir, short, long))}each "
-                  f"budget at its own picked rate. The change pairs seeds by number on the same test reviews; "
-                  f"compute is the CPU or GPU hours of the longer budget's runs, sweep included; each rate's "
-                  f"validation accuracy is in `other_runs.md`.", ""]
-        body = []
-        for r in rows:
-            vs = r.get("vs_full")
-            cells = ["–", "–"] if vs is None else [" ".join(dict.fromkeys(delta_cells(c, s)))
-                                                   for c, s in zip(vs, r["summaries"])]
-            acc = " → ".join("–" if a is None else f"{100 * a:.2f}%" for a in r["acc"])
-            change = "collapsed" if any(r["collapsed"]) else diff_text(r["change"])
-            body.append([method_name(r["method"]), cells[0], cells[1], acc, change,
-                         f"{format_rate(r['lr'][0])} → {format_rate(r['lr'][1])}", f"{r['hours']:.2f}"])
-        lines += table(["Method", f"Δ vs full FT, {b1} [95% CI]", f"Δ vs full FT, {b2} [95% CI]",
-                        f"Accuracy, {b1} → {b2}", "Change [95% CI]", "Learning rate", f"Compute, {b2} (h)"], body)
-        lines += [""] + budget_sentences(rows, e1, e2) + [""]
-        if plots:
-            path = draw_budget_curves(output_dir, part, long)
-            lines += [f"![{path.stem}](plots/{path.name})", ""]
+def budget_section(output_dir: Path, part: str, columns: list, rows: list, plots: bool = True) -> list:
+    """One part's lines of the section: what differs, the two tables, what moved, and the plots."""
+    if not columns:
+        return []
+    head = columns[0]
+    lines = [f"### {PARTS[part][0].split(':')[0]}: " + ", ".join(budget_label(st) for st in columns), ""]
+    said = "; ".join(
+        f"`{st['key']['profile']}` ({budget_label(st)}, seeds {seed_list(setup_seeds(st))}"
+        + ("" if st is head else ": " + (", ".join(setup_differences(output_dir, head, st)) or "nothing else "
+                                         "different")) + ")" for st in columns)
+    lines += [f"The same model and test reviews at each budget, each at its own picked rate; a dash where a method did "
+              f"not run. Profiles, and what else differs from the first: {said}. The change of Δ pairs seeds by "
+              f"number on the same test reviews; compute is the CPU or GPU hours of each budget's runs, sweep "
+              f"included; each rate's validation accuracy is in `other_runs.md`.", ""]
+    lines += budget_tables(rows, columns) + [""]
+    for i, st in enumerate(columns[1:], start=1):
+        changed, kept = verdict_moves(rows, i)
+        if changed:
+            lines.append(f"- Verdicts that change from {budget_label(head)} to {budget_label(st)}: "
+                         f"{'; '.join(changed)}.")
+        if kept:
+            lines.append(f"- Verdicts that hold at {budget_label(st)} (the size of a gap may move): "
+                         f"{'; '.join(kept)}.")
+    lines += _reference_bullets(rows, columns) + [""]
+    if plots:
+        made = [draw_moves(output_dir, part, columns, rows)] + [draw_budget_curves(output_dir, part, st)
+                                                                for st in columns[1:]]
+        for stale in (output_dir / "plots").glob(f"budget_{part}_*.png"):  # an earlier layout's plots mislead
+            if stale not in made:
+                stale.unlink()
+        lines += [" ".join(f"![{p.stem}](plots/{p.name})" for p in made), ""]
     return lines

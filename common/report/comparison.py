@@ -59,34 +59,44 @@ def summarize_group(output_dir: Path, g: dict) -> dict:
 
 def compare(output_dir: Path, base: dict, other: dict) -> dict:
     """Other method minus full FT on the same test reviews: per-seed paired differences and exact McNemar."""
-    by_seed_a = {int(r["seed"]): r for r in base["rows"]}
-    by_seed_b = {int(r["seed"]): r for r in other["rows"]}
-    seeds = sorted(set(by_seed_a) & set(by_seed_b))
+    return contrast(output_dir, [(other, 1), (base, -1)])
+
+
+def change(output_dir: Path, base_a: dict, other_a: dict, base_b: dict, other_b: dict) -> dict:
+    """How a method's gap to full FT moves from setup a to setup b: (other_b - base_b) - (other_a - base_a), on the
+    seeds all four groups ran and the test reviews they share."""
+    return contrast(output_dir, [(other_b, 1), (base_b, -1), (other_a, -1), (base_a, 1)])
+
+
+def contrast(output_dir: Path, terms: list) -> dict:
+    """sum(sign x accuracy) over (group, sign) terms, seed by seed on the same test reviews, with its 95% interval;
+    exact McNemar per seed when it is one group minus another."""
+    by_seed = [({int(r["seed"]): r for r in g["rows"]}, sign) for g, sign in terms]
+    seeds = sorted(set.intersection(*(set(rows) for rows, _ in by_seed)))
     out = {"seeds": seeds, "diffs": [], "mcnemar": {}}
-    pairs, review_rows = [], []
+    scored, review_rows = [], []
     for s in seeds:
-        out["diffs"].append(_f(by_seed_b[s]["accuracy"]) - _f(by_seed_a[s]["accuracy"]))
-        pa, pb = _predictions(output_dir, by_seed_a[s]), _predictions(output_dir, by_seed_b[s])
-        if pa is not None and pb is not None and np.array_equal(pa["row"], pb["row"]):
-            ca, cb = pa["pred"] == pa["label"], pb["pred"] == pb["label"]
-            out["mcnemar"][s] = stats.mcnemar_exact(ca, cb)
-            pairs.append((ca, cb))
-            review_rows.append(pa["row"])
+        out["diffs"].append(sum(sign * _f(rows[s]["accuracy"]) for rows, sign in by_seed))
+        preds = [_predictions(output_dir, rows[s]) for rows, _ in by_seed]
+        if all(p is not None and np.array_equal(p["row"], preds[0]["row"]) for p in preds):
+            correct = [(p["pred"] == p["label"]) for p in preds]
+            if len(terms) == 2:
+                out["mcnemar"][s] = stats.mcnemar_exact(correct[1], correct[0])
+            scored.append(sum(sign * c.astype(float) for c, (_, sign) in zip(correct, by_seed)))
+            review_rows.append(preds[0]["row"])
     if not seeds:
         return out
     out["diff_mean"] = float(np.mean(out["diffs"]))
     # Every seed scored on the same reviews in the same order: only then is [seed, review] a crossed design.
     aligned = all(np.array_equal(r, review_rows[0]) for r in review_rows)
-    if len(seeds) > 1 and len(pairs) == len(seeds) and aligned:
-        d = np.array([cb.astype(float) - ca.astype(float) for ca, cb in pairs])
-        out["diff_ci"], out["ci_how"] = tuple(map(float, stats.crossed_interval(d)[:2])), CROSSED_HOW
+    if len(seeds) > 1 and len(scored) == len(seeds) and aligned:
+        out["diff_ci"], out["ci_how"] = tuple(map(float, stats.crossed_interval(np.array(scored))[:2])), CROSSED_HOW
     elif len(seeds) > 1:
         out["diff_ci"] = stats.t_interval(out["diffs"])
-        why = "no predictions" if len(pairs) < len(seeds) else "seeds scored on different reviews"
+        why = "no predictions" if len(scored) < len(seeds) else "seeds scored on different reviews"
         out["ci_how"] = f"t-interval over {len(seeds)} paired seeds ({why})"
-    elif pairs:
-        ca, cb = pairs[0]
-        out["diff_ci"] = stats.bootstrap_interval(lambda a, b: b.mean() - a.mean(), [ca, cb])
+    elif scored:
+        out["diff_ci"] = stats.bootstrap_interval(np.mean, [scored[0]])
         out["ci_how"] = "paired bootstrap over test reviews (1 seed)"
     return out
 

@@ -1,5 +1,5 @@
-"""The markdown of results/summary.md (Findings, a section per part, Budget, learning rates, how to read it) and of
-results/other_runs.md (every group of runs outside the headlines)."""
+"""The markdown of results/summary.md (Findings, a section per part, how verdicts move with training, learning
+rates, how to read it) and of results/other_runs.md (every group of runs outside the headlines)."""
 from __future__ import annotations
 
 import json
@@ -8,7 +8,7 @@ from pathlib import Path
 
 from common import records, stats
 from common.env import now_iso
-from common.report.budget import budget_data, budget_note, budget_section
+from common.report.budget import SECTION, budget_data, budget_note, budget_section
 from common.report.cells import (
     REFERENCE_REPORT,
     accuracy_cell,
@@ -323,14 +323,15 @@ def write_summary(output_dir: str = "results", plots: bool = True) -> Path:
     out = Path(output_dir)
     all_setups = {part: part_setups(out, part) for part in PARTS}
     heads = {part: pick_headline(all_setups[part]) for part in PARTS}
-    budgets = {part: budget_data(out, part, all_setups[part]) for part in PARTS}
+    budgets = {part: budget_data(out, part, all_setups[part], heads[part]) for part in PARTS}
     n_runs = sum(len(head_rows(st)) + sum(s["n"] for _, s in st["extra"]) for ss in all_setups.values() for st in ss)
     lines = ["# imdb-peft: results summary", ""]
     top = widest_part(heads)
     findings = {"part": top, "sources": set()}
     if top:
         head = heads[top]
-        note = next((budget_note(s, lg, rows) for s, lg, rows in budgets[top] if s is head), "")
+        columns, rows = budgets[top]
+        note = budget_note(columns, rows) if columns else ""
         section, _ = findings_section(out, top, head, validation_reviews(out, head_rows(head)), note)
         lines += section
         findings["sources"] = _sources(head)
@@ -339,10 +340,10 @@ def write_summary(output_dir: str = "results", plots: bool = True) -> Path:
                   f"(#how-to-read-this-report).") + [""]
     for part in PARTS:
         lines += part_section(out, part, heads[part], findings, plots)
-    budget = [line for part in PARTS for line in budget_section(out, part, budgets[part], plots)]
+    budget = [line for part in PARTS for line in budget_section(out, part, *budgets[part], plots)]
     if budget:
-        lines += ["## Budget", ""] + budget
-    # The headlines' picks here; the longer budget's (its rates are in the Budget table) and the rest with the
+        lines += [f"## {SECTION}", ""] + budget
+    # The headlines' picks here; the other budgets' (their rates are in the training table) and the rest with the
     # other runs.
     shown = {st["key"]["profile"] for st in heads.values() if st}
     lr = lr_lines(out, lambda profile: profile in shown)

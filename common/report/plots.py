@@ -203,7 +203,7 @@ def draw_pareto(plt, output_dir: Path, head: dict, title: str, path: Path) -> Pa
     ax.set_xlim(lo_x / 2, hi_x * 4)  # room for the labels right of the points
     ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10))
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(_count_label))
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(count_label))
     ax.set_xlabel("trainable parameters (log scale)")
     ax.set_ylabel("Δ accuracy vs full FT (points)")
     ax.set_title(f"{title}\nΔ vs full fine-tuning with its paired 95% interval (seeds and reviews)", fontsize=9)
@@ -278,7 +278,7 @@ def _label_offsets():
         dy -= 6
 
 
-def _count_label(x, _pos=None) -> str:
+def count_label(x, _pos=None) -> str:
     for scale, unit in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
         if x >= scale:
             return f"{x / scale:g}{unit}"
