@@ -14,9 +14,6 @@ ARGS ?=
 PART ?= part1
 STEPS ?=
 
-# Full fine-tuning first: a part stopped halfway still has the reference the others are compared with.
-PART3_CONFIGS = $(foreach m,full lora dora ia3 prompt ptuning prefix adapter,configs/part3_bert_$(m).yaml)
-
 # NPROC: data-parallel over NPROC processes of one node (torchrun; Trainer does DDP). ENGINE=ray: every run of a
 # part or sweep a Ray task (local Ray, or the cluster at RAY_ADDRESS).
 NPROC ?=
@@ -40,14 +37,15 @@ test:
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q tests
 
+# Each part runs every configs/<part>_*.yaml, full fine-tuning first (common/config.py: part_configs).
 part1:
-	$(LAUNCH) -m part2_lora.train --config configs/part1_distilbert_full.yaml configs/part1_distilbert_lora.yaml $(RUN_ARGS)
+	$(LAUNCH) -m part2_lora.train $(RUN_ARGS)
 
 part2:
-	$(LAUNCH) -m part3_prefix.train --config configs/part2_bert_full.yaml configs/part2_bert_prefix.yaml $(RUN_ARGS)
+	$(LAUNCH) -m part3_prefix.train $(RUN_ARGS)
 
 part3:
-	$(LAUNCH) -m part4_peft_methods.train --config $(PART3_CONFIGS) $(RUN_ARGS)
+	$(LAUNCH) -m part4_peft_methods.train $(RUN_ARGS)
 
 summary:
 	$(PY) -m common.report $(ARGS)

@@ -7,6 +7,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from common import methods
 from common.errors import UserError
 from common.methods import ADAPTER_NAME
 from common.models import base_model
@@ -14,7 +15,7 @@ from common.readout import last_layer_for_cls_only
 from common.schema import RunCfg
 
 MODELS_DIR = "models"  # under output.dir; git-ignored (weights are for reuse, not for the repository)
-HEAD_FILE = "head.safetensors"  # AdapterHub runs: the classifier (and pooler) trained beside the adapter
+HEAD_FILE = "head.safetensors"  # the trained tensors outside an AdapterHub adapter (its head; all of head only, BitFit)
 INFO_FILE = "imdb_peft.json"  # what was saved and how to load it back
 
 
@@ -43,10 +44,13 @@ def _head_state(model) -> dict:
 
 
 def _write(model, cfg: RunCfg, kind: str, folder: Path) -> None:
-    if cfg.peft.method == "adapter":
-        from safetensors.torch import save_file
+    from safetensors.torch import save_file
 
+    saves = methods.get(cfg.peft.method).saves
+    if saves == "adapters":
         model.save_adapter(str(folder), ADAPTER_NAME, use_safetensors=True)
+        save_file(_head_state(model), str(folder / HEAD_FILE))
+    elif saves == "tensors":  # head only, BitFit: the tensors that trained, loaded back onto the same base
         save_file(_head_state(model), str(folder / HEAD_FILE))
     else:  # peft: adapter weights + its modules_to_save (classifier, pooler); full FT: the whole model
         model.save_pretrained(str(folder))
@@ -109,13 +113,16 @@ def load_trained(cfg: RunCfg, folder: Path, model_config):
                                                                                  attn_implementation="sdpa"), cfg)
     set_seed(cfg.train.seed)  # a random-init base is rebuilt from the seed it was built from (tests, benchmarks)
     base = base_model(cfg, model_config, cfg.model.init == "pretrained", "sdpa")
-    if cfg.peft.method == "adapter":
-        import adapters
+    saves = methods.get(cfg.peft.method).saves
+    if saves in ("adapters", "tensors"):
         from safetensors.torch import load_file
 
-        adapters.init(base)
-        name = base.load_adapter(str(folder), set_active=True, use_safetensors=True)
-        base.set_active_adapters(name)
+        if saves == "adapters":
+            import adapters
+
+            adapters.init(base)
+            name = base.load_adapter(str(folder), set_active=True, use_safetensors=True)
+            base.set_active_adapters(name)
         missing = set(load_file(str(folder / HEAD_FILE))) - {n for n, _ in base.named_parameters()}
         if missing:
             raise UserError(f"{folder}: {HEAD_FILE} holds parameters the model lacks: {sorted(missing)[:3]}")

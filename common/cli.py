@@ -21,8 +21,10 @@ ENTRY_POINTS = {"part1": "part2_lora.train", "part2": "part3_prefix.train", "par
 
 
 def parse_args(part: str, argv=None, prog: str = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog=prog, description=f"Train and evaluate the {part} runs named by --config.")
-    ap.add_argument("--config", nargs="+", required=True, metavar="FILE", help="one or more run configs (YAML)")
+    ap = argparse.ArgumentParser(prog=prog, description=f"Train and evaluate the {part} runs named by --config "
+                                                        f"(default: all the part's configs).")
+    ap.add_argument("--config", nargs="+", metavar="FILE",
+                    help=f"one or more run configs (YAML); default: every configs/{part}_*.yaml")
     ap.add_argument("--profile", default="default", help=PROFILE_HELP)
     ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                     help="override one config value (YAML syntax), repeatable")

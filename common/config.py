@@ -12,6 +12,7 @@ from typing import Any, Optional
 
 import yaml
 
+from common import methods
 from common.errors import UserError
 from common.schema import (
     DEVICES,
@@ -174,6 +175,31 @@ def profile_methods(profile: str) -> Optional[list]:
     return list(only)
 
 
+METHOD_DEFAULTS = "common/methods.py (the method's default grid)"
+
+
+def part_configs(part: str) -> list:
+    """A part's configs (configs/<part>_*.yaml) in the registry's order, full fine-tuning first: a part or sweep
+    stopped halfway has the reference the others are compared with."""
+    order = {m: i for i, m in enumerate(METHODS)}
+
+    def rank(path: Path):
+        peft = read_yaml(path, "config").get("peft")
+        method = peft.get("method", "full") if isinstance(peft, dict) else "full"
+        return order.get(method, len(order)), path.name
+
+    paths = sorted((PROJECT_ROOT / "configs").glob(f"{part}_*.yaml"), key=rank)
+    return [str(p.relative_to(PROJECT_ROOT)) for p in paths]
+
+
+def method_defaults(doc: dict) -> dict:
+    """What the registry gives the method a config file names, beneath the file itself: its rate grid."""
+    peft = doc.get("peft")
+    method = peft.get("method", PeftCfg.method) if isinstance(peft, dict) else PeftCfg.method
+    entry = methods.REGISTRY.get(method) if isinstance(method, str) else None
+    return {"train": {"lr_grid": list(entry.grid)}} if entry and entry.grid else {}
+
+
 def load_config(path: str, profile: str = "default", sets: tuple = (), part: Optional[str] = None,
                 sources: Optional[dict] = None) -> RunCfg:
     """Dataclass defaults <- config YAML <- profile (common, then its per-method block) <- --set, validated.
@@ -181,7 +207,10 @@ def load_config(path: str, profile: str = "default", sets: tuple = (), part: Opt
     A profile that replaces a value the config file set says so on stderr, one line per key."""
     sources = {} if sources is None else sources
     cfg_path = Path(path)
-    doc = _merge({}, read_yaml(cfg_path, "config"), str(cfg_path), sources)
+    own = read_yaml(cfg_path, "config")
+    doc = _merge(method_defaults(own), own, str(cfg_path), sources)
+    if "train.lr_grid" not in sources and isinstance(doc.get("train"), dict) and "lr_grid" in doc["train"]:
+        sources["train.lr_grid"] = METHOD_DEFAULTS
     replaced = []
     for ppath in profile_chain(profile):
         prof = read_yaml(ppath, f"profile '{profile}'")
@@ -343,30 +372,9 @@ def validate(cfg: RunCfg, sources: dict, default_src: str, check_paths: bool = T
     at_least("data.test_drawn_as_train_samples", cfg.data.test_drawn_as_train_samples, 2)
     at_least("data.val_samples", cfg.data.val_samples, 0)
     choice("peft.method", cfg.peft.method, METHODS)
-    at_least("peft.lora.r", cfg.peft.lora.r, 1)
-    at_least("peft.lora.alpha", cfg.peft.lora.alpha, 1)
-    if not 0.0 <= cfg.peft.lora.dropout < 1.0:
-        bad("peft.lora.dropout", f"must be in [0, 1), got {cfg.peft.lora.dropout!r}")
-    if not cfg.peft.lora.target_modules or not all(isinstance(m, str) and m for m in cfg.peft.lora.target_modules):
-        bad("peft.lora.target_modules", f"must be a non-empty list of module names, got {cfg.peft.lora.target_modules!r}")
-    for key, mods in (("peft.ia3.target_modules", cfg.peft.ia3.target_modules),
-                      ("peft.ia3.feedforward_modules", cfg.peft.ia3.feedforward_modules)):
-        if not all(isinstance(m, str) and m for m in mods):
-            bad(key, f"must be a list of module names, got {mods!r}")
-    if not cfg.peft.ia3.target_modules:
-        bad("peft.ia3.target_modules", "must not be empty")
-    stray = [m for m in cfg.peft.ia3.feedforward_modules if m not in cfg.peft.ia3.target_modules]
-    if stray:
-        bad("peft.ia3.feedforward_modules", f"{stray} must also be in peft.ia3.target_modules")
-    for section in ("prompt", "ptuning", "prefix"):
-        at_least(f"peft.{section}.num_virtual_tokens", getattr(cfg.peft, section).num_virtual_tokens, 1)
-    choice("peft.prompt.init", cfg.peft.prompt.init, ("random", "vocab"))
-    at_least("peft.ptuning.encoder_hidden_size", cfg.peft.ptuning.encoder_hidden_size, 1)
-    choice("peft.ptuning.encoder_type", cfg.peft.ptuning.encoder_type, ("MLP", "LSTM"))
-    at_least("peft.prefix.encoder_hidden_size", cfg.peft.prefix.encoder_hidden_size, 1)
-    choice("peft.prefix.init", cfg.peft.prefix.init, ("random", "zero"))
-    choice("peft.adapter.config", cfg.peft.adapter.config, ("seq_bn", "double_seq_bn"))
-    at_least("peft.adapter.reduction_factor", cfg.peft.adapter.reduction_factor, 1)
+    for section in methods.sections():  # each method's own settings check themselves (common/methods.py)
+        for key, msg in getattr(cfg.peft, section).problems():
+            bad(f"peft.{section}.{key}", msg)
     t = cfg.train
     at_least("train.epochs", t.epochs, 1)
     at_least("train.batch_size", t.batch_size, 1)

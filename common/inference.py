@@ -9,9 +9,10 @@ import time
 import numpy as np
 import torch
 
+from common import methods
+
 LATENCY_REVIEWS = 32  # reviews timed one at a time (the test split's first ones): the median is over these
 LATENCY_WARMUP = 3  # untimed passes first: allocator, oneDNN/cuBLAS kernel choice, caches
-MERGEABLE = ("lora", "dora", "ia3")  # peft methods whose update folds into the base weights (merge_and_unload)
 
 
 def autocast(device: str, precision: str):
@@ -91,7 +92,7 @@ def measure_inference(model, method: str, test_ds, metrics: dict, device: str, p
            "latency_reviews": len(ids), "latency_warmup": LATENCY_WARMUP,
            "latency_threads": 1 if device == "cpu" else None, "latency_tokens_mean":
                round(float(np.mean([len(x) for x in ids])), 1), "latency_merged_ms": None}
-    if method in MERGEABLE and hasattr(model, "merge_and_unload"):
+    if methods.get(method).mergeable and hasattr(model, "merge_and_unload"):
         merged_latency, merged_logits = timed_logits(merged_copy(model), ids, device, precision)
         out["latency_merged_ms"] = round(merged_latency, 3)
         # Over the same reviews, from the timed passes themselves: the check runs no model again.

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import inspect
 import os
 import re
 from collections import OrderedDict
@@ -134,15 +133,6 @@ def check_compatible(cfg: RunCfg, config, skeleton, runtime: Runtime = None) -> 
         what = f"data.max_length {cfg.data.max_length}" + (f" + {extra} virtual tokens" if extra else "")
         problems.append(f"data.max_length: {what} = {cfg.data.max_length + extra} exceeds the model's "
                         f"max_position_embeddings {limit} ({cfg.model.name_or_path})")
-    if method == "prefix":
-        backbone = skeleton.base_model
-        if "past_key_values" not in inspect.signature(backbone.forward).parameters:
-            problems.append(f"peft.method: prefix tuning needs a model that accepts past_key_values; "
-                            f"{type(backbone).__name__} ({config.model_type}) does not. Use lora or full, or a "
-                            f"BERT-style model")
-        if cfg.train.gradient_checkpointing:
-            problems.append("train.gradient_checkpointing: not supported with prefix tuning (peft's prefix path "
-                            "passes past_key_values, which checkpointed BERT layers drop); set it to false")
     names = {n for n, _ in skeleton.named_modules()}
     for key, targets in methods.target_lists(cfg):
         if list(targets) == ["all-linear"]:
@@ -161,6 +151,7 @@ def check_compatible(cfg: RunCfg, config, skeleton, runtime: Runtime = None) -> 
             not any(n.split(".")[-1] == "pooler" for n in names):
         problems.append(f"peft.train_pooler: {type(skeleton).__name__} has no pooler module (it classifies from "
                         f"its own head); set peft.train_pooler to false")
+    problems += methods.refusals(cfg, config, skeleton)
     if cfg.model.last_layer == "cls":
         # runtime None, or a dry run away from the run's device: the kernel is checked where it runs
         kernel = runtime.dropout_kernel if runtime is not None and runtime.dropout_kernel in (

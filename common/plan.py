@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 
 from common import distributed, records
-from common.config import explain, load_config, profile_methods
+from common.config import explain, load_config, part_configs, profile_methods
 from common.data import Splits, load_splits
 from common.devices import Runtime, check_cpu_budget, resolve_runtime
 from common.env import git_state, package_versions
@@ -39,6 +39,7 @@ def plan_runs(part: str, args, output_dir_override: str = None) -> list:
     """Config -> data checks -> model checks -> identity, for every config and seed, before anything trains."""
     git_state()  # pin the commit now: the code in memory is this commit's, whatever happens to the checkout later
     cfgs = []
+    args.config = args.config or part_configs(part)  # none named: every config of the part
     for path in args.config:
         sources: dict = {}
         cfgs.append((path, load_config(path, args.profile, tuple(args.set), part=part, sources=sources), sources))

@@ -4,18 +4,17 @@
 """
 from __future__ import annotations
 
+import ast
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from common import methods
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
-# Method -> the peft.<section> holding its settings (full fine-tuning, the null PEFT config, has none; DoRA is LoRA
-# with a learned magnitude, so it reads the LoRA settings). Builders: common/methods.py.
-METHOD_SECTIONS = {"full": None, "lora": "lora", "dora": "lora", "ia3": "ia3", "prompt": "prompt",
-                   "ptuning": "ptuning", "prefix": "prefix", "adapter": "adapter"}
-METHODS = tuple(METHOD_SECTIONS)
+METHODS = methods.METHODS  # the registry's names (common/methods.py), in its order
 PARTS = ("part1", "part2", "part3")  # the study's parts (common/cli.py: the module a user runs for each)
 # train.report_to name (a Hugging Face Trainer integration) -> the Python package it needs.
 REPORT_TO_PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow", "comet_ml": "comet_ml",
@@ -74,57 +73,9 @@ class DataCfg:
 
 
 @dataclass(frozen=True)
-class LoraCfg:
-    r: int = 8
-    alpha: int = 16
-    dropout: float = 0.05
-    target_modules: list = field(default_factory=lambda: ["q_lin", "v_lin"])
-
-
-@dataclass(frozen=True)
-class Ia3Cfg:
-    # (IA)^3 learns one scaling vector per targeted layer: keys, values and the feed-forward output (its vector
-    # scales the layer's input, 3,072 wide on bert-base). "output.dense" also matches the attention output projection.
-    target_modules: list = field(default_factory=lambda: ["key", "value", "output.dense"])
-    feedforward_modules: list = field(default_factory=lambda: ["output.dense"])
-
-
-@dataclass(frozen=True)
-class PromptCfg:
-    # Prompt tuning: trained input embeddings prepended to every review (20 x 768 = 15,360 on bert-base).
-    num_virtual_tokens: int = 20
-    init: str = "random"  # random | vocab (peft's SAMPLE_VOCAB: start from embeddings of random vocabulary words)
-
-
-@dataclass(frozen=True)
-class PtuningCfg:
-    # P-tuning: the virtual tokens come out of a small encoder (here an MLP with this hidden size).
-    num_virtual_tokens: int = 20
-    encoder_hidden_size: int = 128
-    encoder_type: str = "MLP"  # MLP | LSTM
-
-
-@dataclass(frozen=True)
-class PrefixCfg:
-    num_virtual_tokens: int = 20
-    prefix_projection: bool = True
-    encoder_hidden_size: int = 512
-    # random: peft's default. zero: the projection's last layer starts at zero, so every prefix key and value
-    # starts at 0 (peft init_weights="zero"): the prefix starts from contributing nothing to the values.
-    init: str = "random"
-
-
-@dataclass(frozen=True)
-class AdapterCfg:
-    # AdapterHub bottleneck adapters. seq_bn: Pfeiffer placement (one adapter after each layer's feed-forward);
-    # double_seq_bn: Houlsby (two per layer). Bottleneck = hidden / reduction_factor (768 / 16 = 48 on bert-base).
-    config: str = "seq_bn"
-    reduction_factor: int = 16
-
-
-@dataclass(frozen=True)
-class PeftCfg:
-    # full = the null PEFT config: every weight trains, same code path as the adapters.
+class PeftBase:
+    # full = the null PEFT config: every weight trains, same code path as the adapters. One of common/methods.py's
+    # REGISTRY.
     method: str = "full"
     # Also train the BERT pooler (dense + tanh over [CLS], which BertForSequenceClassification classifies), saved
     # with the adapter as a peft `modules_to_save` module. Off at the reference settings: bert-base-uncased's pooler was
@@ -133,12 +84,13 @@ class PeftCfg:
     # no signal; prefix tuning then collapses to one class. Costs 384*384 + 384 = 147,840 parameters on MiniLM-L6
     # (768*768 + 768 = 590,592 on bert-base).
     train_pooler: bool = False
-    lora: LoraCfg = field(default_factory=LoraCfg)
-    ia3: Ia3Cfg = field(default_factory=Ia3Cfg)
-    prompt: PromptCfg = field(default_factory=PromptCfg)
-    ptuning: PtuningCfg = field(default_factory=PtuningCfg)
-    prefix: PrefixCfg = field(default_factory=PrefixCfg)
-    adapter: AdapterCfg = field(default_factory=AdapterCfg)
+
+
+# peft.<section> for every method's settings, as common/methods.py's registry defines them (peft.lora, peft.ia3, ...).
+PeftCfg = dataclasses.make_dataclass(
+    "PeftCfg", [(name, cls, field(default_factory=cls)) for name, cls in methods.sections().items()],
+    bases=(PeftBase,), frozen=True)
+PeftCfg.__module__ = __name__
 
 
 @dataclass(frozen=True)
@@ -225,24 +177,14 @@ class RunCfg:
 
 def key_docs() -> list:
     """(dotted key, type, default, comment) for every leaf of RunCfg, the comment being the lines written above the
-    field (and after it on its line) in this file: the reference a user reads, from the code itself."""
-    import ast
+    field (and after it on its line) in this file or, for a method's settings, in common/methods.py: the reference a
+    user reads, from the code itself."""
     import typing
 
-    source = Path(__file__).read_text(encoding="utf-8")
-    lines = source.splitlines()
     comments = {}  # (class, field) -> comment
-    for node in ast.parse(source).body:
-        if not isinstance(node, ast.ClassDef):
-            continue
-        for stmt in node.body:
-            if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
-                above, i = [], stmt.lineno - 2
-                while i >= 0 and lines[i].strip().startswith("#"):
-                    above.insert(0, lines[i].strip().lstrip("# ").strip())
-                    i -= 1
-                after = lines[stmt.lineno - 1].split("  # ", 1)[1].strip() if "  # " in lines[stmt.lineno - 1] else ""
-                comments[node.name, stmt.target.id] = " ".join(above + ([after] if after else []))
+    for path in (Path(__file__), Path(methods.__file__)):
+        lines = path.read_text(encoding="utf-8").splitlines()
+        comments.update(_field_comments(ast.parse("\n".join(lines)), lines))
     out = []
 
     def walk(cls, prefix: str):
@@ -255,10 +197,28 @@ def key_docs() -> list:
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
             args = [a for a in typing.get_args(hint) if a is not type(None)]
             name = f"{args[0].__name__} or null" if typing.get_origin(hint) is typing.Union else hint.__name__
-            out.append((f"{prefix}{f.name}", name, default, comments.get((cls.__name__, f.name), "")))
+            owner = next((c.__name__ for c in cls.__mro__ if (c.__name__, f.name) in comments), cls.__name__)
+            out.append((f"{prefix}{f.name}", name, default, comments.get((owner, f.name), "")))
 
     walk(RunCfg, "")
     return out
+
+
+def _field_comments(tree, lines: list) -> dict:
+    """(class, field) -> the comment lines above a dataclass field and after it on its line."""
+    comments = {}
+    for node in tree.body:
+        if not isinstance(node, ast.ClassDef):
+            continue
+        for stmt in node.body:
+            if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
+                above, i = [], stmt.lineno - 2
+                while i >= 0 and lines[i].strip().startswith("#"):
+                    above.insert(0, lines[i].strip().lstrip("# ").strip())
+                    i -= 1
+                after = lines[stmt.lineno - 1].split("  # ", 1)[1].strip() if "  # " in lines[stmt.lineno - 1] else ""
+                comments[node.name, stmt.target.id] = " ".join(above + ([after] if after else []))
+    return comments
 
 
 def flatten(d: dict, prefix: str = "") -> dict:
@@ -273,8 +233,8 @@ def flatten(d: dict, prefix: str = "") -> dict:
 
 
 def method_section(method: str) -> Optional[str]:
-    """The peft.<section> holding a method's settings (None for full fine-tuning)."""
-    return METHOD_SECTIONS.get(method)
+    """The peft.<section> holding a method's settings (None for full fine-tuning, head only and BitFit)."""
+    return methods.REGISTRY[method].section if method in methods.REGISTRY else None
 
 
 def expand_seeds(cfg: RunCfg) -> list:

@@ -10,12 +10,12 @@ import json
 import numpy as np
 
 from common import cli, distributed, recipe, records, stats
+from common.config import part_configs
 from common.env import command_line, now_iso
 from common.errors import EXIT_INTERRUPTED, exits_on_user_error
 from common.picks import load_picks, pick_name, picks_path, selection
 from common.plan import plan_runs
 from common.process import exit_process
-from common.schema import PROJECT_ROOT
 
 
 def _rank(score: dict) -> tuple:
@@ -58,12 +58,6 @@ def runner_up_gap(scores: list, best: dict, sweep_dir: str):
             "how": f"paired normal interval over the {len(a['label'])} validation reviews"}
 
 
-def sweep_configs(part: str) -> list:
-    """The part's configs, full fine-tuning first: a sweep stopped halfway has the reference the others need."""
-    paths = (PROJECT_ROOT / "configs").glob(f"{part}_*.yaml")
-    return sorted((str(p.relative_to(PROJECT_ROOT)) for p in paths), key=lambda p: (not p.endswith("_full.yaml"), p))
-
-
 def edge_step(grid: list, lr: float):
     """The next rate past the grid's edge that `lr` sits on, one grid ratio further (None inside the grid):
     [1e-4, 3e-4, 1e-3] with 1e-3 best -> 1e-3 * (1e-3 / 3e-4) = 3.3e-3; with 1e-4 best -> 3.3e-5."""
@@ -84,7 +78,7 @@ def _score(lr: float, rec: dict) -> dict:
 def run_sweep(part: str, profile: str, sets: list, force: bool, engine: str = "local") -> int:
     """Every method x learning rate of the part, scored on validation (all of them one grid for the engine); a pick
     on an edge of its grid is tried train.lr_grid_edge_steps rates past it; then the picks per method."""
-    base_args = argparse.Namespace(config=sweep_configs(part), profile=profile, dry_run=False, force=force,
+    base_args = argparse.Namespace(config=part_configs(part), profile=profile, dry_run=False, force=force,
                                    set=list(sets) + ["train.use_sweep_lr=false", "train.seeds=null"])
     base_plans = plan_runs(part, base_args)
     out_dir = base_plans[0].cfg.output.dir
@@ -170,7 +164,7 @@ def main(argv=None) -> int:
         rc = run_sweep(a.part, a.profile, a.set, a.force, a.engine)
         if a.no_final or rc == EXIT_INTERRUPTED:
             return rc
-        final = ["--config", *sweep_configs(a.part), "--profile", a.profile] + \
+        final = ["--config", *part_configs(a.part), "--profile", a.profile] + \
             [x for s in a.set for x in ("--set", s)] + (["--force"] if a.force else []) + ["--engine", a.engine]
         return max(rc, cli.main(a.part, final, prog=f"python -m {cli.ENTRY_POINTS[a.part]}"))
 

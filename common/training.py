@@ -8,7 +8,7 @@ import time
 import numpy as np
 import torch
 
-from common import distributed, memory, stats
+from common import distributed, memory, methods, stats
 from common.devices import Runtime, resolve_runtime
 from common.dropout import attention_label
 from common.readout import last_layer_label
@@ -179,7 +179,8 @@ def train_and_evaluate(model, tokenizer, encoded: dict, cfg: RunCfg, evaluate_te
         args = build_training_args(cfg, runtime, tmp, val is not None, len(encoded["train"]), log_dir)
         trainer = _trainer_class(bucket)(
             model=model, args=args, train_dataset=_model_inputs(encoded["train"]),
-            eval_dataset=_model_inputs(val_sorted), data_collator=collator, compute_metrics=scorer)
+            eval_dataset=_model_inputs(val_sorted), data_collator=collator, compute_metrics=scorer,
+            callbacks=methods.callbacks(cfg))
         allocator = None  # CPU only: the host allocator is off a CUDA step's path
         if device == "cuda":
             torch.cuda.empty_cache()

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from common.methods import METHODS
+
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 IMDB = SHARED / "data" / "imdb"
@@ -21,7 +23,7 @@ TINY = {"part1": ROOT / "tests" / "profiles" / "tiny_distilbert.yaml",
 LEARN = {"part1": ROOT / "tests" / "profiles" / "learn_distilbert.yaml",
          "part2": ROOT / "tests" / "profiles" / "learn_bert.yaml",
          "part3": ROOT / "tests" / "profiles" / "learn_bert.yaml"}
-PART3_METHODS = ["full", "lora", "dora", "ia3", "prompt", "ptuning", "prefix", "adapter"]
+PART3_METHODS = list(METHODS)  # every method of the registry has a Part 3 config
 CONFIGS = {"part1": ["configs/part1_distilbert_full.yaml", "configs/part1_distilbert_lora.yaml"],
            "part2": ["configs/part2_bert_full.yaml", "configs/part2_bert_prefix.yaml"],
            "part3": [f"configs/part3_bert_{m}.yaml" for m in PART3_METHODS]}

@@ -66,7 +66,7 @@ def test_profiles_that_extend_each_other_in_a_circle_are_refused(tmp_path):
 def test_every_config_validates_under_every_profile(path, profile):
     cfg = load_config(str(path), profile)
     assert cfg.profile == profile and cfg.part == path.name.split("_")[0]
-    assert cfg.peft.method == path.stem.split("_")[-1]
+    assert cfg.peft.method == path.stem.split("_", 2)[2]  # <part>_<model>_<method>.yaml
 
 
 def test_default_profile_is_the_seed_settings():
@@ -128,7 +128,7 @@ def test_all_problems_are_reported_together(tmp_path):
     ("train", "precision", "fp8", "must be one of"),
     ("data", "max_length", 2, "must be >= 8"),
     ("data", "train_samples", 1, "must be >= 2"),
-    ("peft", "method", "adalora", "must be one of"),
+    ("peft", "method", "boft", "must be one of"),
     ("peft", "ia3", {"target_modules": ["key"], "feedforward_modules": ["output.dense"]}, "must also be in"),
     ("peft", "prompt", {"num_virtual_tokens": 0}, "must be >= 1"),
     ("peft", "prompt", {"init": "text"}, "must be one of"),

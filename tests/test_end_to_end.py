@@ -7,6 +7,7 @@ import platform
 import numpy as np
 import pytest
 
+from common import methods
 from common.devices import cpu_has_native_bf16
 from common.records import CSV_COLUMNS
 
@@ -14,8 +15,7 @@ from conftest import LEARN, PART3_METHODS, run_cli, run_main, table, tiny_args
 
 EXPECTED_COUNTS = {"part1": {"full", "lora"}, "part2": {"full", "prefix"}, "part3": set(PART3_METHODS)}
 SECTIONS = {"part1": "## Part 1", "part2": "## Part 2", "part3": "## Part 3"}
-NAMES = {"full": "Full FT", "lora": "LoRA", "dora": "DoRA", "ia3": "(IA)³", "prompt": "Prompt tuning",
-         "ptuning": "P-tuning", "prefix": "Prefix tuning", "adapter": "Adapter (seq_bn)"}
+NAMES = {m: methods.label(m) for m in PART3_METHODS}  # the registry's labels, as the tables print them
 # Methods that learn the planted signal at the test profile's rates (learn_*.yaml): far above chance.
 LEARNERS = {"part1": ("full", "lora"), "part2": ("full",), "part3": ("full", "lora")}
 

@@ -98,9 +98,9 @@ def test_lora_targets_that_match_nothing_name_the_real_modules(tiny_data, tmp_pa
 
 
 def test_unknown_method_is_refused(tiny_data, tmp_path, capsys):
-    err = _refused("part1", "configs/part1_distilbert_lora.yaml", tiny_data, tmp_path, "peft.method=adalora",
+    err = _refused("part1", "configs/part1_distilbert_lora.yaml", tiny_data, tmp_path, "peft.method=boft",
                    capsys=capsys)
-    assert "peft.method" in err and "adalora" in err and "adapter" in err
+    assert "peft.method" in err and "boft" in err and "adapter" in err
 
 
 def test_offline_hub_model_fails_fast_with_two_ways_out(tiny_data, tmp_path, capsys):

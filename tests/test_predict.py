@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from common import methods
 from common.config import load_config
 
 from conftest import PART3_METHODS, TINY, VOCAB, read_reviews, tiny_args, write_csv
@@ -79,17 +80,17 @@ def test_a_forced_rerun_replaces_the_saved_folder_whole(tmp_path, tiny_data):
 
 
 @pytest.mark.parametrize("pooler", [False, True])
-@pytest.mark.parametrize("method", ["lora", "dora", "ia3"])
+@pytest.mark.parametrize("method", [m for m in PART3_METHODS if methods.get(m).mergeable])
 def test_merged_model_gives_the_unmerged_logits(method, pooler, tmp_path, tiny_data, batch):
-    from common.inference import MERGEABLE, merged_copy
+    from common.inference import merged_copy
 
-    assert method in MERGEABLE
     # The pooler trained too (the proxy profiles' setting): peft's own IA3 unload failed on it.
     model = _trained_like(_tiny_cfg(method, tmp_path / "results", tiny_data, f"peft.train_pooler={pooler}"))
     unmerged = _logits(model, batch)
     merged_model = merged_copy(model)
     merged = _logits(merged_model, batch)
-    leftover = [n for n, _ in merged_model.named_modules() if "lora_" in n or "ia3_" in n or "modules_to_save" in n]
+    leftover = [n for n, m in merged_model.named_modules() if "modules_to_save" in n or
+                type(m).__module__.startswith("peft.")]
     assert not leftover, leftover  # a plain transformers model: nothing of peft left in it
     # fp32: merging reorders one addition per weight (W x + B A x vs (W + B A) x); 1e-4 on logits of order 1.
     assert torch.allclose(merged, unmerged, atol=1e-4) and unmerged.abs().max() > 0.05

@@ -41,7 +41,7 @@ def test_engine_ray_is_refused_under_torchrun(tiny_data, tmp_path, capsys, monke
 
 @pytest.mark.parametrize("text,expect", [
     ("methods: [full, lora]\n", "methods: must map a method name to overrides"),
-    ("methods:\n  adalora: {train: {learning_rate: 0.1}}\n", "methods: unknown method(s) ['adalora']"),
+    ("methods:\n  boft: {train: {learning_rate: 0.1}}\n", "methods: unknown method(s) ['boft']"),
     ("extends: no_such_profile\n", "extends: no profile 'no_such_profile'"),
     ("extends: missing.yaml\n", "extends: no profile 'missing.yaml'"),
 ])

@@ -7,17 +7,14 @@ from pathlib import Path
 
 import numpy as np
 
-from common import records
+from common import methods, records
 from common.report.comparison import compare
 from common.report.runs import PARTS, count_text, method_name, model_label, plural, read_record, seed_list, setup_seeds
 
-# One colour per method, fixed by its name: LoRA is the same red in every figure of every part.
-METHOD_COLORS = {"full": "#1f77b4", "lora": "#d62728", "dora": "#ff7f0e", "ia3": "#2ca02c", "prompt": "#9467bd",
-                 "ptuning": "#8c564b", "prefix": "#e377c2", "adapter": "#17becf"}
-
 
 def method_color(method: str) -> str:
-    return METHOD_COLORS.get(method, "#7f7f7f")
+    """One colour per method, the registry's: LoRA is the same red in every figure of every part."""
+    return methods.color(method)
 
 
 def curves(output_dir: Path, g: dict, which: str, field: str) -> tuple:

