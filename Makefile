@@ -1,7 +1,9 @@
 # Thin wrappers: every target calls Python; logic lives in common/ and the part recipes.
 #   make setup | make test | make part1 | make part2 | make part3 | make summary | make sweep PART=part1 | make bench
+#   | make study (writes the committed study in study/: the one command that does)
 #   | make bench-cpu | make data | make tensorboard | make clean-cache
 # Variables: PROFILE (default|quick|study|budget|data|path), DATA_DIR, SEEDS (e.g. 0,1,2), FORCE=1, ARGS="--set train.epochs=1",
+#   OUT (output folder, default results/; OUT=study writes into the committed study),
 #   PART (sweep), NPROC=4, ENGINE=ray, STEPS (bench), LOGDIR and PORT (tensorboard)
 PYTHON ?= python3
 VENV ?= .venv
@@ -20,10 +22,11 @@ NPROC ?=
 ENGINE ?= local
 LAUNCH = $(if $(NPROC),$(PY) -m torch.distributed.run --standalone --nproc_per_node $(NPROC),$(PY))
 
-RUN_ARGS = --engine $(ENGINE) --profile $(PROFILE) $(if $(DATA_DIR),--set data.dir=$(DATA_DIR)) \
+OUT ?=
+RUN_ARGS = --engine $(ENGINE) --profile $(PROFILE) $(if $(DATA_DIR),--set data.dir=$(DATA_DIR)) $(if $(OUT),--set output.dir=$(OUT)) \
 	$(if $(SEEDS),--set train.seeds=[$(SEEDS)]) $(if $(FORCE),--force) $(ARGS)
 
-.PHONY: setup test part1 part2 part3 summary sweep bench bench-cpu data clean-cache tensorboard
+.PHONY: setup test part1 part2 part3 summary sweep study bench bench-cpu data clean-cache tensorboard
 
 setup:
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +55,13 @@ summary:
 
 sweep:
 	$(LAUNCH) -m common.sweep --part $(PART) $(RUN_ARGS)
+
+# The committed study (study/): Part 3's sweep and seeds, then Parts 1 and 2, which find theirs done. Completed runs
+# are skipped, so on a machine of the same precision it trains only what is missing.
+study:
+	$(MAKE) sweep PART=part3 PROFILE=study OUT=study DATA_DIR=$(or $(DATA_DIR),../shared/data/imdb)
+	$(MAKE) part1 PROFILE=study OUT=study DATA_DIR=$(or $(DATA_DIR),../shared/data/imdb)
+	$(MAKE) part2 PROFILE=study OUT=study DATA_DIR=$(or $(DATA_DIR),../shared/data/imdb)
 
 bench:
 	$(PY) -m bench.gpu $(if $(DATA_DIR),--data $(DATA_DIR)) $(if $(STEPS),--steps $(STEPS)) $(ARGS)

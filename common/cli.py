@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import argparse
 
-from common import distributed, engines, recipe
+from common import distributed, engines, recipe, records
+from common.env import command_line, device_name, now_iso
 from common.errors import EXIT_FAILED, EXIT_INTERRUPTED, exits_on_user_error
 from common.plan import check_budget, plan_runs, print_dry_run
 from common.process import release_collector
@@ -52,8 +53,21 @@ def run_plans(plans: list, run_fn, force: bool = False, engine: str = "local") -
     return results
 
 
+def note_command(part: str, plans: list, outcomes: list) -> None:
+    """<output.dir>/last_command.json: this command, when and where it ran, and each run it planned with its
+    outcome; the folder's summary opens with these runs."""
+    if not distributed.is_main():
+        return
+    for out_dir in sorted({p.cfg.output.dir for p in plans}):
+        mine = [(p, o) for p, o in zip(plans, outcomes) if p.cfg.output.dir == out_dir]
+        records.write_json(records.last_command_path(out_dir), {
+            "command": command_line(), "date": now_iso(), "part": part, "device": device_name(mine[0][0].runtime.device),
+            "profiles": sorted({p.cfg.profile for p, _ in mine}),
+            "runs": [{"run_id": p.run_id, "outcome": o} for p, o in mine]})
+
+
 def write_summaries(plans: list, outcomes: list) -> None:
-    if distributed.is_main() and any(o in ("completed", "reused") for o in outcomes):
+    if distributed.is_main() and any(o in ("completed", "reused", "skipped") for o in outcomes):
         for out_dir in sorted({p.cfg.output.dir for p in plans}):
             took: dict = {}
             with phase(took, "summary_s"):
@@ -77,6 +91,7 @@ def main(part: str, argv=None, prog: str = None) -> int:
         plan.phases = command
     results = run_plans(plans, recipe.run, force=args.force, engine=args.engine)  # train and record each
     outcomes = [outcome for outcome, _ in results]
+    note_command(part, plans, outcomes)
     write_summaries(plans, outcomes)  # results/summary.md from the CSVs, once
     return exit_code(outcomes)
 

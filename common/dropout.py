@@ -13,7 +13,7 @@ Two sources of those bits (`train.dropout_kernel`): `fast` takes them from torch
 word at a time); `fast_sfc64` takes one 64-bit seed from torch's generator per mask and draws the mask's words from
 numpy's SFC64 generator seeded with it, so `train.seed` (and a checkpoint's saved torch state) still fixes every
 mask, in a different stream from `fast`'s. On the 2-core Zen 3 that made the masks 5% of a profiled LoRA step and a
-LoRA step 1.05x faster (results/bench/2026-12-01T2135-cpu-kernels.md).
+LoRA step 1.05x faster (study/bench/2026-12-01T2135-cpu-kernels.md).
 """
 from __future__ import annotations
 

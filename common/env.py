@@ -39,8 +39,8 @@ def git_state() -> dict:
             return ""
 
     commit = git("rev-parse", "HEAD") or None
-    # Dirty = tracked code changed; results/ is excluded since every run rewrites it.
-    dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results")) \
+    # Dirty = tracked code changed; the committed study (study/) is excluded since `make study` rewrites it.
+    dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)study")) \
         if commit else None
     return {"git_commit": commit, "git_dirty": dirty}
 

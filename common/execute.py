@@ -59,6 +59,17 @@ def execute(plan: Plan, run_fn, force: bool = False, write_row: bool = True) -> 
         distributed.say(f"[skip] {plan.run_id}: completed already in {records.record_path(out, plan.run_id)} "
                         f"(same config, data and packages); --force / FORCE=1 reruns it")
         return "skipped", done
+    committed = None if force else records.committed_run(out, plan.run_id)
+    if committed:  # the committed study made this very run: shown here, not trained again
+        rec = records.adopt_committed(committed, out)
+        if committed.get("reused_from"):  # its source's record too, which the report reads its predictions by
+            source = records.committed_run(out, committed["reused_from"])
+            if source and main:
+                records.write_json(records.record_path(out, source["run_id"]), records.adopt_committed(source, out))
+        _keep(plan, rec, write_row)
+        distributed.say(f"[reuse] {plan.run_id}: the committed study's run ({rec['committed_from']}, same config, "
+                        f"data and packages): recorded here, nothing trained")
+        return "reused", rec
     swept = None if force else records.completed_record(str(records.sweep_dir(out)), plan.run_id)
     if swept and swept.get("predictions_file"):  # the sweep trained this very run, test pass included
         rec = records.promote_swept(swept, out, plan.lr_source, plan.cfg.to_dict())

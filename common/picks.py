@@ -54,6 +54,9 @@ def apply_pick(cfg: RunCfg, fingerprints: dict, runtime: dict, lr_origin: str = 
     if not cfg.train.use_sweep_lr or lr_origin.startswith("--set"):
         return cfg, lr_origin
     picks = load_picks(cfg.output.dir)
+    counterpart = records.study_counterpart(cfg.output.dir)
+    if counterpart is not None:  # the committed study's picks serve where this folder has none for the computation
+        picks = {**{f"study:{k}": v for k, v in load_picks(str(counterpart)).items()}, **picks}
     pick = picks.get(pick_name(cfg))
     here = selection(cfg, fingerprints, runtime)
     if not pick or pick.get("selection") != here:

@@ -8,7 +8,7 @@ import sys
 # planning the runs create ~530k objects the collector tracks, nearly all of which live until the exit. While they
 # are made, the collector's full passes over them (10, growing to ~0.5 s each) took 2.6 s of start-up and planning
 # and found almost nothing to free (9-154 objects a pass); at the exit, the interpreter's own passes took another
-# 2.4-2.6 s. Six alternating pairs (results/bench/2026-12-02T0110-process-ab.md): start-up + planning 8.5 vs 10.8 s
+# 2.4-2.6 s. Six alternating pairs (study/bench/2026-12-02T0110-process-ab.md): start-up + planning 8.5 vs 10.8 s
 # (full FT) and 9.2 vs 10.1 s (LoRA), summary + exit 2.1-2.2 vs 4.1-4.2 s, training unchanged.
 _held = False
 

@@ -14,7 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from common.schema import method_section
+from common.schema import PROJECT_ROOT, method_section
+
+# The committed study: written only by the commands that name it (`make study`, OUT=study); every other command
+# writes to its own output folder (results/ by default, git-ignored) and reads the study's runs and picks from here.
+STUDY_DIR = PROJECT_ROOT / "study"
 
 CSV_COLUMNS = [
     "run_id", "part", "method", "model", "profile", "seed", "learning_rate", "lr_source", "accuracy", "loss", "f1",
@@ -211,6 +215,13 @@ def csv_row(record: dict) -> dict:
     }
 
 
+LAST_COMMAND = "last_command.json"  # what the newest command in a folder planned, for its summary's first section
+
+
+def last_command_path(output_dir: str) -> Path:
+    return Path(output_dir) / LAST_COMMAND
+
+
 def runs_dir(output_dir: str) -> Path:
     return Path(output_dir) / "runs"
 
@@ -241,6 +252,40 @@ def completed_record(output_dir: str, run_id: str):
     except (OSError, ValueError):
         return None
     return rec if rec.get("status") == "completed" else None
+
+
+def is_study(output_dir: str) -> bool:
+    """Whether output_dir is the committed study's folder."""
+    return Path(output_dir).expanduser().resolve() == STUDY_DIR.resolve()
+
+
+def study_counterpart(output_dir: str):
+    """The committed study's folder that output_dir stands beside: the study itself for an output folder, the
+    study's sweep/ for a sweep folder; None for the study's own folders (they are the committed runs)."""
+    out = Path(output_dir).expanduser().resolve()
+    if out in (STUDY_DIR.resolve(), sweep_dir(str(STUDY_DIR)).resolve()):
+        return None
+    return sweep_dir(str(STUDY_DIR)) if out.name == sweep_dir("").name else STUDY_DIR
+
+
+def committed_run(output_dir: str, run_id: str):
+    """The committed study's completed record of this run (from the counterpart of output_dir), or None."""
+    src = study_counterpart(output_dir)
+    return completed_record(str(src), run_id) if src is not None else None
+
+
+def adopt_committed(rec: dict, output_dir: str) -> dict:
+    """A committed run recorded in output_dir as it is, its predictions beside it, naming where it came from: the
+    user's folder shows the run without training it again."""
+    src = study_counterpart(output_dir)
+    for split in ("test", "val"):
+        path = predictions_path(str(src), source_run_id(rec), split)
+        if path.is_file():
+            write_atomic(predictions_path(output_dir, source_run_id(rec), split), path.read_bytes())
+    origin = record_path(str(src), rec["run_id"])
+    with contextlib.suppress(ValueError):  # as it reads from the project folder, where it lies inside it
+        origin = origin.relative_to(PROJECT_ROOT)
+    return {**rec, "saved": None, "committed_from": str(origin)}
 
 
 def completed_elsewhere(output_dir: str, part: str, method: str, seed: int, identity: str):

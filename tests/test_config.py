@@ -269,7 +269,7 @@ def test_a_record_made_when_an_empty_seed_list_meant_one_run_still_loads():
 
     from common.config import load_config_dict
 
-    rec = json.loads((ROOT / "results/runs/part1-full-s0-1e43a1f937.json").read_text())
+    rec = json.loads((ROOT / "study/runs/part1-full-s0-1e43a1f937.json").read_text())
     assert rec["config"]["train"]["seeds"] == []
     assert load_config_dict(rec["config"], "its record").train.seeds is None
 

@@ -203,8 +203,8 @@ def test_committed_records_name_no_machines_paths():
 
     from conftest import ROOT
 
-    files = [*(ROOT / "results" / "runs").glob("*.json"), *(ROOT / "results" / "sweep" / "runs").glob("*.json"),
-             ROOT / "results" / "sweep" / "picks.json"]
+    files = [*(ROOT / "study" / "runs").glob("*.json"), *(ROOT / "study" / "sweep" / "runs").glob("*.json"),
+             ROOT / "study" / "sweep" / "picks.json"]
     absolute = re.compile(r'(?:"|=| )/(?:work|tmp|home|root|Users)/')
     assert len(files) > 200
     offenders = [f.name for f in files if absolute.search(f.read_text())]
@@ -221,3 +221,48 @@ def test_the_command_a_record_keeps_is_the_one_a_user_types():
     assert command_line(argv) == ("python -m common.sweep --part part3 --set data.dir=../shared --config "
                                   "configs/part3_bert_lora.yaml")
     assert command_line([str(ROOT / "part2_lora" / "train.py"), "--dry-run"]) == "python -m part2_lora.train --dry-run"
+
+
+def test_a_users_runs_stay_apart_from_the_study_and_reuse_its_runs(tmp_path, tiny_data, capsys, monkeypatch):
+    """The committed study is written only where it is named; a user's own folder finds its runs done (recorded
+    there, not trained again), and its summary opens with what the last command made, each run checked against
+    the committed run of the same computation."""
+    from common import recipe
+
+    study, mine = tmp_path / "study", tmp_path / "results"
+    monkeypatch.setattr(records, "STUDY_DIR", study)
+    rc, _, err = run_main("part1", tiny_args("part1", tiny_data, study), capsys)
+    assert rc == 0, err
+    committed = sorted(p.name for p in (study / "runs").iterdir())
+    monkeypatch.setattr(recipe, "run", lambda plan: pytest.fail(f"{plan.run_id} trained again"))
+    rc, stdout, err = run_main("part1", tiny_args("part1", tiny_data, mine), capsys)
+    assert rc == 0, err
+    assert stdout.count("[reuse] part1-") == 2 and "the committed study's run" in stdout
+    assert sorted(p.name for p in (study / "runs").iterdir()) == committed  # the study is not written
+    rows = records.read_csv_rows(mine / "part1.csv")
+    for row in rows:
+        rec = json.loads(records.record_path(str(mine), row["run_id"]).read_text())
+        assert rec["committed_from"] == str(records.record_path(str(study), row["run_id"]))
+        assert (mine / "runs" / f"{row['run_id']}.preds.npz").is_file()
+    last = json.loads(records.last_command_path(str(mine)).read_text())
+    assert last["part"] == "part1" and [r["outcome"] for r in last["runs"]] == ["reused", "reused"]
+    summary = (mine / "summary.md").read_text()
+    lines = summary.splitlines()
+    assert lines[2] == "## Your last command" and lines.index("## Your last command") < lines.index("## Findings")
+    mine_table = table(summary.split("## Your last command")[1].split("\n## ")[0], "Method")
+    assert set(mine_table) == {"Full FT", "LoRA"}
+    # The same computation on the same machine: the same predictions, a difference of exactly zero.
+    for row in mine_table.values():
+        assert row["Against the committed study"] == "reproduced (1 seed, +0.00 [+0.00, +0.00])", row
+
+
+def test_the_study_folder_is_committed_and_a_users_folder_is_not():
+    """`results/` (every command's default output) is ignored by git; `study/` is not."""
+    from conftest import ROOT
+
+    def ignored(path):
+        return subprocess.run(["git", "check-ignore", "-q", path], cwd=ROOT).returncode == 0
+
+    assert ignored("results/runs/part1-full-s0-x.json") and ignored("results/summary.md")
+    assert not ignored("study/runs/part1-full-s0-x.json") and not ignored("study/summary.md")
+    assert ignored("study/models/part1-lora-s0-x/adapter_model.safetensors")

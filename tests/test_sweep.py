@@ -5,6 +5,8 @@ import json
 import numpy as np
 import pytest
 
+from common import records
+
 from conftest import LEARN, TINY, VOCAB
 
 
@@ -185,13 +187,13 @@ def test_a_fresh_clone_plans_the_study_with_the_committed_picks():
 
     from conftest import IMDB, ROOT
 
-    picks = json.loads((ROOT / "results/sweep/picks.json").read_text())
+    picks = json.loads((ROOT / "study/sweep/picks.json").read_text())
     args = argparse.Namespace(config=part_configs("part3"), profile="study", dry_run=True,
                               set=[f"data.dir={IMDB}", "train.precision=bf16", "train.seeds=[0]"])
     # Every method with a committed study pick (the eight first studied, then each method as its study lands).
     plans = [p for p in plan_runs("part3", args) if f"part3/{p.cfg.peft.method}/study" in picks]
     assert {"full", "lora", "dora", "ia3", "prompt", "ptuning", "prefix", "adapter"} <= {p.cfg.peft.method for p in plans}
-    committed = {r["run_id"] for r in csv.DictReader(open(ROOT / "results/part3.csv"))}
+    committed = {r["run_id"] for r in csv.DictReader(open(ROOT / "study/part3.csv"))}
     for plan in plans:
         assert plan.lr_source.startswith("sweep"), (plan.cfg.peft.method, plan.lr_source)
         assert plan.cfg.train.learning_rate == picks[f"part3/{plan.cfg.peft.method}/study"]["learning_rate"]
@@ -223,7 +225,7 @@ def test_a_pick_not_used_names_the_fields_that_differ(tmp_path, capsys):
     assert "not used: it differs in peft.lora.r (8 there, 4 here), precision ('bf16' there, 'fp32' here)" in err
 
 
-def test_a_pick_is_found_by_every_part_that_plans_the_same_computation(tmp_path):
+def test_a_pick_is_found_by_every_part_that_plans_the_same_computation(tmp_path, monkeypatch):
     """Part 3's study sweep picks LoRA's rate; in an output folder holding only Part 3's picks, Part 1's LoRA (the
     same computation: same model, data, settings) plans at that rate, not at its YAML's."""
     import argparse
@@ -233,7 +235,7 @@ def test_a_pick_is_found_by_every_part_that_plans_the_same_computation(tmp_path)
     from conftest import IMDB, ROOT
 
     out = tmp_path / "results"
-    committed = json.loads((ROOT / "results/sweep/picks.json").read_text())
+    committed = json.loads((ROOT / "study/sweep/picks.json").read_text())
     only_part3 = {k: v for k, v in committed.items() if k.startswith("part3/")}
     (out / "sweep").mkdir(parents=True)
     (out / "sweep" / "picks.json").write_text(json.dumps(only_part3))
@@ -242,6 +244,9 @@ def test_a_pick_is_found_by_every_part_that_plans_the_same_computation(tmp_path)
     plan = plan_runs("part1", args)[0]
     pick = only_part3["part3/lora/study"]
     assert plan.lr_source.startswith("sweep") and plan.cfg.train.learning_rate == pick["learning_rate"] == 1e-3
-    # Without it, the profile's rate (3e-3): the pick is what moved it.
+    # Without it, the committed study's pick serves (a user's folder finds the study's picks)...
     (out / "sweep" / "picks.json").write_text("{}")
+    assert plan_runs("part1", args)[0].cfg.train.learning_rate == 1e-3
+    # ... and without either, the profile's rate (3e-3): the pick is what moved it.
+    monkeypatch.setattr(records, "STUDY_DIR", tmp_path / "no-study")
     assert plan_runs("part1", args)[0].cfg.train.learning_rate == 3e-3

@@ -27,6 +27,7 @@ from common.report.cells import (
 )
 from common.report.comparison import compare, summarize_group
 from common.report.findings import findings_section, widest_part
+from common.report.latest import last_command_section
 from common.report.plots import plot_paths, write_plots
 from common.report.runs import (
     HEADLINE_PROFILE,
@@ -325,7 +326,7 @@ def write_summary(output_dir: str = "results", plots: bool = True) -> Path:
     heads = {part: pick_headline(all_setups[part]) for part in PARTS}
     budgets = {part: budget_data(out, part, all_setups[part], heads[part]) for part in PARTS}
     n_runs = sum(len(head_rows(st)) + sum(s["n"] for _, s in st["extra"]) for ss in all_setups.values() for st in ss)
-    lines = ["# imdb-peft: results summary", ""]
+    lines = ["# imdb-peft: results summary", ""] + last_command_section(out)
     top = widest_part(heads)
     findings = {"part": top, "sources": set()}
     if top:

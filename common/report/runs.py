@@ -110,7 +110,8 @@ def read_record(output_dir: Path, run_id: str):
 
 
 def _predictions(output_dir: Path, row: dict):
-    path = records.predictions_path(str(output_dir), records.source_run_id(row))
+    # A row may name the folder its files are in (_dir: the committed study's, beside a user's own runs).
+    path = records.predictions_path(row.get("_dir") or str(output_dir), records.source_run_id(row))
     if not path.is_file():
         return None
     try:
