@@ -109,3 +109,14 @@ def test_the_tree_says_nothing_of_how_the_project_was_built_and_names_the_refere
                 seed.append(f"{name}:{i}: {line.strip()[:100]}")
     assert not build, "\n".join(build[:30])
     assert not seed, "\n".join(seed[:30])
+
+
+def test_the_committed_summary_reads_at_a_glance():
+    """study/summary.md: at most 150 lines, its Findings whole within the first 40."""
+    from conftest import ROOT
+
+    lines = (ROOT / "study" / "summary.md").read_text().splitlines()
+    heads = [i for i, line in enumerate(lines) if line.startswith("## ")]
+    start = lines.index("## Findings")
+    end = next(i for i in heads if i > start)
+    assert len(lines) <= 150 and end <= 40, (len(lines), start, end)

@@ -17,7 +17,7 @@ from common.report.cells import (
     size_cell,
     table,
 )
-from common.report.comparison import compare
+from common.report.comparison import compare, diff_text
 from common.report.runs import PARTS, method_name, model_label, plural, reviews_text, seed_list, setup_seeds
 
 # A gap of this many points is what the reference report is about (92.2 vs 89.9, 93.09 vs 90.79): an interval narrower
@@ -74,8 +74,27 @@ def findings_table(head: dict, rows: list) -> list:
     return table(header, body)
 
 
-def findings_bullets(head: dict, rows: list, budget_note: str = "") -> list:
-    """At most five sentences on what the intervals resolve, generated from them."""
+def head_only_bullet(output_dir: Path, head: dict) -> list:
+    """What each method adds over training the head alone (the encoder frozen), as Δ vs head only [95% CI]; [] when
+    head only did not run or collapsed."""
+    base = head["best"].get("head")
+    if not base or is_collapsed(base[1]):
+        return []
+    parts = []
+    for g, s in head["best"].values():
+        c = compare(output_dir, base[0], g) if g["method"] != "head" and not is_collapsed(s) else {}
+        if c.get("diff_ci"):
+            star = "*" if c["diff_ci"][0] > 0 or c["diff_ci"][1] < 0 else ""
+            parts.append((c["diff_mean"], f"{method_name(g['method'])} {diff_text(c)}{star}"))
+    if not parts:
+        return []
+    acc = 100 * base[1]["acc_mean"]
+    return [f"What each method adds over head-only training (the encoder frozen, {acc:.2f}%), Δ vs head only [95% CI], * "
+            f"where the interval excludes zero: " + "; ".join(text for _, text in sorted(parts, reverse=True)) + "."]
+
+
+def findings_bullets(output_dir: Path, head: dict, rows: list, budget_note: str = "") -> list:
+    """At most six sentences on what the intervals resolve, generated from them."""
     epochs = plural(head["key"]["epochs"], "epoch")
     peft = [(g, s, c) for g, s, c in rows if g["method"] != "full" and c.get("diff_ci") and not is_collapsed(s)]
     below = [(g, c) for g, s, c in peft if c["diff_ci"][1] < 0]
@@ -97,6 +116,7 @@ def findings_bullets(head: dict, rows: list, budget_note: str = "") -> list:
             text += (f". Not resolved from it: {names(tied)}; their intervals rule out a loss of more than "
                      f"{worst:.1f} points")
         out.append(text + ".")
+        out += head_only_bullet(output_dir, head)
         halves = sorted(50 * (c["diff_ci"][1] - c["diff_ci"][0]) for _, _, c in peft)
         fine = sum(h < RESOLVES_POINTS for h in halves)
         out.append(f"The intervals' half-widths run from {halves[0]:.2f} to {halves[-1]:.2f} points; {fine} of "
@@ -118,7 +138,7 @@ def findings_bullets(head: dict, rows: list, budget_note: str = "") -> list:
                    "and budget differ (above), so these are two measurements, not a replication.")
     if budget_note:
         out.append(budget_note)
-    return [line for b in out[:5] for line in textwrap.wrap(b, 116, initial_indent="- ", subsequent_indent="  ",
+    return [line for b in out[:6] for line in textwrap.wrap(b, 116, initial_indent="- ", subsequent_indent="  ",
                                                               break_on_hyphens=False)]
 
 
@@ -126,5 +146,5 @@ def findings_section(output_dir: Path, part: str, head: dict, val_reviews, budge
     """The Findings lines, and the rows they show (the part sections leave out what is said here)."""
     rows = findings_rows(output_dir, head)
     lines = ["## Findings", "", *textwrap.wrap(what_ran(part, head, val_reviews), 118, break_on_hyphens=False), "",
-             *findings_table(head, rows), "", *findings_bullets(head, rows, budget_note), ""]
+             *findings_table(head, rows), "", *findings_bullets(output_dir, head, rows, budget_note), ""]
     return lines, rows

@@ -112,6 +112,9 @@ def part_table(output_dir: Path, part: str, members: list, base, said: bool, ref
     return table(header, body)
 
 
+NAMED_COLUMNS = 8  # the pairwise table names its columns up to this many methods, numbers them past it
+
+
 def pairwise_lines(output_dir: Path, members: list) -> list:
     """With three or more methods: every pair, row minus column on paired seeds, a star where the 95% interval
     excludes zero. Collapsed methods are left out (a failed run is no measure of a method)."""
@@ -119,8 +122,14 @@ def pairwise_lines(output_dir: Path, members: list) -> list:
     if len(kept) < 3:
         return []
     names = labels(kept)
+    # Past a handful of methods, columns are numbered by the rows' order (most accurate first): 18 names across
+    # would not fit a page.
+    numbered = len(kept) > NAMED_COLUMNS
+    heads = [str(i + 1) for i in range(len(names))] if numbered else names
+    names = [f"{i + 1}. {n}" for i, n in enumerate(names)] if numbered else names
     lines = ["**Which methods beat which?** Accuracy of the row minus the column, points, on paired seeds; * marks "
-             "a 95% interval that excludes zero.", "", "| | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+             "a 95% interval that excludes zero" + ("; columns numbered as the rows." if numbered else "."), "",
+             "| | " + " | ".join(heads) + " |", "|---|" + "---|" * len(heads)]
     for i, (ga, _) in enumerate(kept):
         cells = []
         for j, (gb, _) in enumerate(kept):
@@ -155,12 +164,11 @@ def part_section(output_dir: Path, part: str, head, findings: dict, plots: bool)
     covered = findings["part"] != part and _sources(head) <= findings["sources"]
     if covered:
         names = " and ".join(method_name(g["method"]) for g, _ in members)
-        lines += wrap(f"This part's headline runs are the Findings' {names} rows: the same computations, recorded "
-                      f"for this part too (`reused_from` in its CSV where they were not trained again). The reference "
-                      f"report's other figures for them:") + [""]
         cost = REFERENCE_REPORT.get(part, {}).get("cost", {})
-        lines += table(["Method", "Reference report: cost"], [[method_name(g["method"]), cost.get(g["method"], "–")]
-                                                          for g, _ in members]) + [""]
+        lines += wrap(f"This part's headline runs are the Findings' {names} rows: the same computations, recorded "
+                      f"for this part too (`reused_from` in its CSV where they were not trained again). Reference "
+                      f"report: cost, loss and size as it gives them: " + "; ".join(f"{method_name(g['method'])} {cost.get(g['method'], '–')}"
+                                                   for g, _ in members) + ".") + [""]
         for stale in plot_paths(output_dir, part).values():  # its plots would be the Findings part's, again
             stale.unlink(missing_ok=True)
         return lines
@@ -265,11 +273,28 @@ def lr_lines(output_dir: Path, keep) -> list:
                   "Pick − runner-up, points [95% CI]"], rows) + [""]
 
 
+def lr_pointer(output_dir: Path, keep) -> list:
+    """The summary's word on the headlines' learning rates: where the table is, and the picks on a grid's edge."""
+    rows = lr_lines(output_dir, keep)
+    if not rows:
+        return []
+    picks = [r for r in rows[2:] if r.startswith("| ")]
+    edge = [r.split(" | ")[0].strip("| ").split("/")[1] for r in picks if "rate searched**" in r]
+    text = (f"Each headline method's rate was picked on the validation reviews (never the test reviews), one run per "
+            f"rate at seed 0; every rate's validation accuracy and the pick's margin over the runner-up are in "
+            f"[{OTHER_RUNS}]({OTHER_RUNS}#learning-rate-selection).")
+    if edge:
+        text += (f" {len(edge)} of {len(picks)} picks sit on an edge of their grid, where the best rate may lie "
+                 f"past it: {', '.join(method_name(m) for m in edge)}.")
+    return ["## Learning-rate selection", "", *wrap(text), ""]
+
+
 # ------------------------------------------------------------------------------------------------ how to read
 
 
-def how_to_read(output_dir: Path, n_runs: int) -> list:
-    """Every note the tables point to, said once."""
+def how_to_read(output_dir: Path, n_runs: int, essential: bool = True) -> list:
+    """The notes the tables point to, each said once: the four every table needs (essential) in the summary, the
+    others in other_runs.md, which the summary links."""
     notes = [
         "**Intervals** are 95%. Over several seeds they count both sources of chance: seed-to-seed variation and "
         "the sample of test reviews every seed is scored on (`common.stats.crossed_interval`: two-way variance "
@@ -312,8 +337,13 @@ def how_to_read(output_dir: Path, n_runs: int) -> list:
         "validation reviews; the last column compares the pick with the runner-up on the same reviews. A pick at "
         "the edge of its grid is flagged: the best rate may lie past it.",
     ]
-    return ["## How to read this report", ""] + [line for n in notes for line in
-                                                  ["- " + wrap(n, 116)[0]] + ["  " + x for x in wrap(n, 116)[1:]]]
+    keep = ("**Intervals**", "**Verdicts**", "**Collapsed**", "**¹ Pooler**", "**Loss**", "**Reference report**")
+    notes = [n for n in notes if n.startswith(keep) == essential]
+    head = ["## How to read this report", ""] if essential else ["## How to read these reports", ""]
+    if essential:
+        notes.append(f"The other notes (headline, train time and memory, saved weights, learning rates): "
+                     f"[{OTHER_RUNS}]({OTHER_RUNS}#how-to-read-these-reports).")
+    return head + [line for n in notes for line in ["- " + wrap(n, 116)[0]] + ["  " + x for x in wrap(n, 116)[1:]]]
 
 
 # ------------------------------------------------------------------------------------------------ summary
@@ -338,7 +368,8 @@ def write_summary(output_dir: str = "results", plots: bool = True) -> Path:
         findings["sources"] = _sources(head)
     lines += wrap(f"Generated by `python -m common.report --output-dir {output_dir}` at {now_iso()} from "
                   f"{', '.join(f'{p}.csv' for p in PARTS)}; notes in [How to read this report]"
-                  f"(#how-to-read-this-report).") + [""]
+                  f"(#how-to-read-this-report); every group of runs outside the headlines in [{OTHER_RUNS}]({OTHER_RUNS}).")
+    lines += [""]
     for part in PARTS:
         lines += part_section(out, part, heads[part], findings, plots)
     budget = [line for part in PARTS for line in budget_section(out, part, *budgets[part], plots)]
@@ -347,26 +378,28 @@ def write_summary(output_dir: str = "results", plots: bool = True) -> Path:
     # The headlines' picks here; the other budgets' (their rates are in the training table) and the rest with the
     # other runs.
     shown = {st["key"]["profile"] for st in heads.values() if st}
-    lr = lr_lines(out, lambda profile: profile in shown)
-    if lr:
-        lines += ["## Learning-rate selection", ""] + lr
+    lines += lr_pointer(out, lambda profile: profile in shown)
     lines += how_to_read(out, n_runs)
     path = out / "summary.md"
     records.write_atomic(path, ("\n".join(lines) + "\n").encode())
-    write_other_runs(out, all_setups, heads, shown)
+    write_other_runs(out, all_setups, heads, shown, n_runs)
     return path
 
 
-def write_other_runs(out: Path, all_setups: dict, heads: dict, shown: set) -> Path:
+def write_other_runs(out: Path, all_setups: dict, heads: dict, shown: set, n_runs: int) -> Path:
     """results/other_runs.md: the groups of runs and learning-rate picks that summary.md does not show."""
     lines = ["# imdb-peft: other runs", "", *wrap("Every group of completed runs outside the headlines of "
              "[summary.md](summary.md), per part and setup, labelled by what differs from that part's headline; "
              "the notes in its \"How to read this report\" apply here too."), ""]
     for part in PARTS:
         lines += other_runs_lines(out, part, all_setups[part], heads[part])
+    lr = lr_lines(out, lambda profile: profile in shown)
+    if lr:
+        lines += ["## Learning-rate selection", ""] + lr
     lr = lr_lines(out, lambda profile: profile not in shown)
     if lr:
         lines += ["## Learning-rate picks of other profiles", ""] + lr
+    lines += how_to_read(out, n_runs, essential=False)
     path = out / OTHER_RUNS
     records.write_atomic(path, ("\n".join(lines) + "\n").encode())
     return path
