@@ -167,8 +167,9 @@ def part_section(output_dir: Path, part: str, head, findings: dict, plots: bool)
         cost = REFERENCE_REPORT.get(part, {}).get("cost", {})
         lines += wrap(f"This part's headline runs are the Findings' {names} rows: the same computations, recorded "
                       f"for this part too (`reused_from` in its CSV where they were not trained again). Reference "
-                      f"report: cost, loss and size as it gives them: " + "; ".join(f"{method_name(g['method'])} {cost.get(g['method'], '–')}"
-                                                   for g, _ in members) + ".") + [""]
+                      f"report: cost, loss and size as it gives them: "
+                      + "; ".join(f"{method_name(g['method'])} {cost.get(g['method'], '–')}" for g, _ in members)
+                      + ".") + [""]
         for stale in plot_paths(output_dir, part).values():  # its plots would be the Findings part's, again
             stale.unlink(missing_ok=True)
         return lines
