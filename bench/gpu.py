@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from bench import write_report
-from common import recipe
+from common import methods, recipe
 from common.env import collect_env, now_iso
 from common.plan import plan_runs
 from common.schema import PROJECT_ROOT
@@ -36,8 +36,9 @@ METHODS = {  # name -> (part, config, seed_reference --model, --method)
     "bert-prefix": ("part2", "configs/part2_bert_prefix.yaml", "bert", "prefix"),
     # Part 3's other families: the reference recipe has no such method, so the project's path alone (no ratio).
     **{f"bert-{m}": ("part3", f"configs/part3_bert_{m}.yaml", "bert", None)
-       for m in ("lora", "dora", "ia3", "prompt", "ptuning", "adapter")},
+       for m in methods.METHODS if m not in ("full", "prefix")},
 }
+PART3_METHODS = [n for n, (part, *_) in METHODS.items() if part == "part3"]  # --methods part3
 DEFAULT_METHODS = ["distilbert-full", "distilbert-lora", "bert-full", "bert-prefix"]
 # Dense bf16/fp16 tensor-core peak (TFLOP/s) by card name fragment, for MFU.
 PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L4": 121.0, "A10": 125.0}
@@ -129,7 +130,8 @@ def main(argv=None) -> int:
     ap.add_argument("--data", default=str(SHARED / "data" / "imdb"))
     ap.add_argument("--vocab", default=str(SHARED / "data" / "vocab" / "bert-base-uncased-vocab.txt"))
     ap.add_argument("--methods", default=",".join(DEFAULT_METHODS),
-                    help=f"comma-separated, from {', '.join(METHODS)}; 'all' for every one")
+                    help=f"comma-separated, from {', '.join(METHODS)}; 'part3' for Part 3's families on the project's "
+                         f"path alone; 'all' for every one")
     ap.add_argument("--reference", default=str(SHARED / "bench" / "seed_reference.py"),
                     help="the reference recipe's script (../shared/bench/seed_reference.py)")
     ap.add_argument("--eval-size", type=int, default=512)
@@ -137,7 +139,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="results/bench")
     ap.add_argument("--tag", default="", help="appended to the report's file name (two tables from one day)")
     a = ap.parse_args(argv)
-    names = list(METHODS) if a.methods == "all" else a.methods.split(",")
+    names = list(METHODS) if a.methods == "all" else PART3_METHODS if a.methods == "part3" else a.methods.split(",")
     unknown = [n for n in names if n not in METHODS]
     if unknown:
         print(f"error: --methods: unknown {unknown}; known: {', '.join(METHODS)}", file=sys.stderr)

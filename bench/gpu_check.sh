@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The GPU check, on a machine with one CUDA card and no internet, from a checkout with the folders of
-# bench/gpu_bundle.sh beside it. Two steps, each one command; results go to $OUT (default gpu-check/):
-#   bash bench/gpu_check.sh speed [STEPS]   (WHEELS, DATA; ~8 min on an H100)
+# bench/gpu_bundle.sh beside it. Three steps, each one command; results go to $OUT (default gpu-check/):
+#   bash bench/gpu_check.sh speed [STEPS]   (WHEELS, DATA; ~6 min on an H100)
 #     1. `make bench`'s table: ms/step and peak memory of the project's training path against the reference recipe
 #        (DistilBERT full FT and LoRA, BERT-base full FT and prefix tuning), same card, one after the other
-#     2. Part 3's other families on the project's path alone (the reference recipe has none of them)
-#     3. one Part 1 run per method at the reference settings (random init: timing only), wall time each
+#     2. one Part 1 run per method at the reference settings (random init: timing only), wall time each
+#   bash bench/gpu_check.sh families [STEPS] (WHEELS, DATA; ~5 min on an H100)
+#     Part 3's other families on the project's path alone (the reference recipe has none of them)
 #   bash bench/gpu_check.sh accuracy        (WHEELS, DATA, MODEL; ~6 min on an H100)
 #     pretrained MiniLM-L6 at the reference's data and budget (24,000 training reviews after the 1,000 held out for
 #     validation, 256 tokens, 3 epochs, all 25,000 test reviews), seed 0: full FT, LoRA, prefix tuning
@@ -15,7 +16,7 @@
 #   PATH=$PWD/.venv/bin:$PATH WHEELS= DATA=$(mktemp -d) OUT=$(mktemp -d) REHEARSE=1 bash bench/gpu_check.sh speed 1
 #   (DATA holding the four files above: bash bench/gpu_bundle.sh makes them; MODEL too for the accuracy step)
 set -uo pipefail
-STEP=${1:?usage: bash bench/gpu_check.sh speed [STEPS] | accuracy}
+STEP=${1:?usage: bash bench/gpu_check.sh speed [STEPS] | families [STEPS] | accuracy}
 STEPS=${2:-300}
 WHEELS=${WHEELS-.gpu-bundle/wheels}
 DATA=${DATA:-.gpu-bundle/data}
@@ -52,19 +53,19 @@ speed)
     | tee -a "$OUT/gpu.txt"
   timed bench speed.log python3 -m bench.gpu --steps "$STEPS" --data "$DATA" --vocab "$VOCAB" \
     --reference "$DATA/seed_reference.py" --out "$OUT" $BENCH_EXTRA
-  timed bench-part3 speed.log python3 -m bench.gpu --steps "$((STEPS / 3 > 0 ? STEPS / 3 : 1))" --data "$DATA" \
-    --vocab "$VOCAB" --methods bert-lora,bert-dora,bert-ia3,bert-prompt,bert-ptuning,bert-adapter --tag part3 \
-    --out "$OUT" $BENCH_EXTRA
   for m in full lora; do
     timed "part1-$m" speed.log python3 -m part2_lora.train --config "configs/part1_distilbert_$m.yaml" \
       --set model.init=random --set model.tokenizer="$VOCAB" --set data.dir="$DATA" --set output.dir="$OUT/part1" \
       $PART1_EXTRA
   done ;;
+families)
+  timed bench-part3 families.log python3 -m bench.gpu --steps "$((STEPS / 3 > 0 ? STEPS / 3 : 1))" --data "$DATA" \
+    --vocab "$VOCAB" --methods part3 --tag part3 --out "$OUT" $BENCH_EXTRA ;;
 accuracy)
   COMMON="--profile quick --set model.name_or_path=$MODEL --set data.dir=$DATA --set data.max_length=256 \
     --set output.dir=$OUT/accuracy $SIZES"
   timed accuracy-full accuracy.log python3 -m part2_lora.train --config configs/part1_distilbert_full.yaml $COMMON
   timed accuracy-lora accuracy.log python3 -m part2_lora.train --config configs/part1_distilbert_lora.yaml $COMMON
   timed accuracy-prefix accuracy.log python3 -m part3_prefix.train --config configs/part2_bert_prefix.yaml $COMMON ;;
-*) echo "usage: bash bench/gpu_check.sh speed [STEPS] | accuracy" >&2; exit 2 ;;
+*) echo "usage: bash bench/gpu_check.sh speed [STEPS] | families [STEPS] | accuracy" >&2; exit 2 ;;
 esac
