@@ -73,7 +73,7 @@ def test_sweep_never_picks_a_collapsed_rate_when_another_learned():
 
 def _fixture_results(out, seeds=(0, 1, 2), kernel=None, precision="fp32", date="2026-11-27T10:00:00+00:00",
                      accs=(("full", 0.9, 1000), ("lora", 0.8, 10)), lr=1e-3, epochs=1, profile="fixture",
-                     train_samples=100):
+                     train_samples=100, config=None):
     """Full FT right on 90% of 1,000 test reviews, LoRA on 80% (LoRA's errors a superset): a known gap."""
     rng = np.random.default_rng(0)
     label = rng.integers(0, 2, 1000)
@@ -87,7 +87,7 @@ def _fixture_results(out, seeds=(0, 1, 2), kernel=None, precision="fp32", date="
             records.write_predictions(str(out), run_id, {"row": np.arange(1000), "label": label, "pred": pred,
                                                          "prob_pos": np.where(pred == 1, 0.9, 0.1)})
             records.write_json(records.record_path(str(out), run_id), {
-                "run_id": run_id, "curves": {
+                "run_id": run_id, **({"config": config} if config else {}), "curves": {
                     "val": [{"step": 5, "epoch": 0.5, "val_loss": 0.4, "val_accuracy": acc - 0.1},
                             {"step": 10, "epoch": 1.0, "val_loss": 0.3, "val_accuracy": acc}],
                     "train": [{"step": k, "loss": 0.7 - 0.02 * k - 0.01 * seed} for k in range(1, 11)]}})
@@ -273,12 +273,17 @@ def test_the_training_section_shows_each_verdict_at_every_budget(tmp_path):
     """One setup at 100 reviews x 1 epoch, x 3 epochs and 800 reviews x 1 epoch: each method's Δ vs full FT at
     each, the change of that Δ with its interval, a dash where a method did not run, what moved, the plots."""
     out = tmp_path / "results"
-    _fixture_results(out, accs=(("full", 0.9, 1000), ("lora", 0.8, 10), ("prefix", 0.85, 20)))
+    _fixture_results(out, accs=(("full", 0.9, 1000), ("lora", 0.8, 10), ("prefix", 0.85, 20)),
+                     config={"train": {"evals_per_epoch": 2}, "peft": {"train_pooler": True, "loha": {"r": 8}}})
     _fixture_results(out, accs=(("full", 0.92, 1000), ("lora", 0.92, 10), ("prefix", 0.9, 20)), epochs=3,
                      profile="longer")
-    _fixture_results(out, accs=(("full", 0.93, 1000), ("lora", 0.91, 10)), profile="more", train_samples=800)
+    _fixture_results(out, accs=(("full", 0.93, 1000), ("lora", 0.91, 10)), profile="more", train_samples=800,
+                     config={"train": {"evals_per_epoch": 4}, "peft": {"train_pooler": True, "loha": {"r": 4}}})
     summary = write_summary(str(out), plots=True).read_text()
     section = summary.split("## How verdicts move with training")[1].split("\n## ")[0]
+    # What else differs between two budgets' full FT runs: a training key does; a method section full FT never
+    # reads (LoHa's rank) does not.
+    assert "train.evals_per_epoch (2, 4)" in section and "peft.loha" not in section
     assert "### Part 1: 100 × 1 epoch, 100 × 3 epochs, 800 × 1 epoch" in section
     rows = table(section, "Method")
     lora, prefix = rows["LoRA"], rows["Prefix tuning"]

@@ -173,8 +173,10 @@ def setup_differences(output_dir: Path, head: dict, st: dict) -> list:
     two setups' full fine-tuning runs, other than the budget itself and what each run sets for itself."""
     recs = [read_record(output_dir, x["best"]["full"][0]["rows"][0]["run_id"]) or {} for x in (head, st)]
     a, b = (flatten(r.get("config", {})) for r in recs)
+    # Full FT reads no method's own section (peft.<method>.<key>), so a difference there changes nothing it ran;
+    # peft.train_pooler and the other top-level peft keys can.
     out = [f"{k} ({_shown(a.get(k))}, {_shown(b.get(k))})" for k in sorted(set(a) | set(b))
-           if k not in _PER_RUN_KEYS and a.get(k) != b.get(k)]
+           if k not in _PER_RUN_KEYS and a.get(k) != b.get(k) and not (k.startswith("peft.") and k.count(".") > 1)]
     devices = [r.get("env", {}).get("device") for r in recs]
     if devices[0] != devices[1]:
         out.append(f"the machine ({devices[0]}, {devices[1]})")
