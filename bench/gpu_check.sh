@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # The GPU check, on a machine with one CUDA card and no internet, from a checkout with the folders of
 # bench/gpu_bundle.sh beside it. Three steps, each one command; results go to $OUT (default gpu-check/):
-#   bash bench/gpu_check.sh speed [STEPS]   (WHEELS, DATA; ~6 min on an H100)
+#   bash bench/gpu_check.sh speed [STEPS]   (WHEELS, DATA; ~6 min on an H100, estimated)
 #     1. `make bench`'s table: ms/step and peak memory of the project's training path against the reference recipe
 #        (DistilBERT full FT and LoRA, BERT-base full FT and prefix tuning), same card, one after the other
 #     2. one Part 1 run per method at the reference settings (random init: timing only), wall time each
-#   bash bench/gpu_check.sh families [STEPS] (WHEELS, DATA; ~5 min on an H100)
+#   bash bench/gpu_check.sh families [STEPS] (WHEELS, DATA; ~5 min on an H100, estimated)
 #     Part 3's other families on the project's path alone (the reference recipe has none of them)
-#   bash bench/gpu_check.sh accuracy        (WHEELS, DATA, MODEL; ~6 min on an H100)
+#   bash bench/gpu_check.sh accuracy        (WHEELS, DATA, MODEL; ~6 min on an H100, estimated)
 #     pretrained MiniLM-L6 at the reference's data and budget (24,000 training reviews after the 1,000 held out for
 #     validation, 256 tokens, 3 epochs, all 25,000 test reviews), seed 0: full FT, LoRA, prefix tuning
 # Folders (the bundle's by default): WHEELS=.gpu-bundle/wheels (installed over the machine's packages into $SITE;

@@ -64,14 +64,19 @@ def _strip(d: dict, prefix=()) -> dict:
     return out
 
 
+def active_sections(config: dict) -> dict:
+    """The config with the active method's own peft section only: the other methods' sections are unused."""
+    peft = config.get("peft")
+    if not isinstance(peft, dict):
+        return config
+    own = method_section(peft.get("method"))
+    return {**config, "peft": {k: v for k, v in peft.items() if not isinstance(v, dict) or k == own}}
+
+
 def identity_config(config: dict) -> dict:
-    """The config as it bears on the result: the active method's own peft section only (the others are unused)."""
-    out = _strip(config)
-    peft = out.get("peft")
-    if isinstance(peft, dict):
-        own = method_section(peft.get("method"))
-        out["peft"] = {k: v for k, v in peft.items() if not isinstance(v, dict) or k == own}
-    return out
+    """The config as it bears on the result: without what does not change it, and with the active method's own
+    peft section only."""
+    return active_sections(_strip(config))
 
 
 # Settings whose value the runtime carries (devices.Runtime.identity): with a runtime, the identity hashes what they

@@ -274,11 +274,13 @@ def test_the_training_section_shows_each_verdict_at_every_budget(tmp_path):
     each, the change of that Δ with its interval, a dash where a method did not run, what moved, the plots."""
     out = tmp_path / "results"
     _fixture_results(out, accs=(("full", 0.9, 1000), ("lora", 0.8, 10), ("prefix", 0.85, 20)),
-                     config={"train": {"evals_per_epoch": 2}, "peft": {"train_pooler": True, "loha": {"r": 8}}})
+                     config={"train": {"evals_per_epoch": 2},
+                             "peft": {"method": "full", "train_pooler": True, "loha": {"r": 8}}})
     _fixture_results(out, accs=(("full", 0.92, 1000), ("lora", 0.92, 10), ("prefix", 0.9, 20)), epochs=3,
                      profile="longer")
     _fixture_results(out, accs=(("full", 0.93, 1000), ("lora", 0.91, 10)), profile="more", train_samples=800,
-                     config={"train": {"evals_per_epoch": 4}, "peft": {"train_pooler": True, "loha": {"r": 4}}})
+                     config={"train": {"evals_per_epoch": 4},
+                             "peft": {"method": "full", "train_pooler": True, "loha": {"r": 4}}})
     summary = write_summary(str(out), plots=True).read_text()
     section = summary.split("## How verdicts move with training")[1].split("\n## ")[0]
     # What else differs between two budgets' full FT runs: a training key does; a method section full FT never

@@ -172,11 +172,11 @@ def setup_differences(output_dir: Path, head: dict, st: dict) -> list:
     """'key (headline's value, this budget's value)' for every config value and the device that differ between the
     two setups' full fine-tuning runs, other than the budget itself and what each run sets for itself."""
     recs = [read_record(output_dir, x["best"]["full"][0]["rows"][0]["run_id"]) or {} for x in (head, st)]
-    a, b = (flatten(r.get("config", {})) for r in recs)
-    # Full FT reads no method's own section (peft.<method>.<key>), so a difference there changes nothing it ran;
-    # peft.train_pooler and the other top-level peft keys can.
+    # Only the sections the runs read: full FT reads no method's own peft section, so a difference there changes
+    # nothing it ran.
+    a, b = (flatten(records.active_sections(r.get("config", {}))) for r in recs)
     out = [f"{k} ({_shown(a.get(k))}, {_shown(b.get(k))})" for k in sorted(set(a) | set(b))
-           if k not in _PER_RUN_KEYS and a.get(k) != b.get(k) and not (k.startswith("peft.") and k.count(".") > 1)]
+           if k not in _PER_RUN_KEYS and a.get(k) != b.get(k)]
     devices = [r.get("env", {}).get("device") for r in recs]
     if devices[0] != devices[1]:
         out.append(f"the machine ({devices[0]}, {devices[1]})")
