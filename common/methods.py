@@ -560,7 +560,7 @@ REGISTRY = {m.name: m for m in (
     Method("head", "Head only", "#404040", _head, library="transformers", saves="tensors", grid=(1e-3, 3e-3, 1e-2)),
     Method("bitfit", "BitFit", "#bcbd22", _bitfit, library="transformers", saves="tensors", grid=(1e-4, 3e-4, 1e-3),
            refusals=_bias_refusals),
-    Method("lora_all", "LoRA, all linear", "#8b0000", _lora, "lora", grid=(2e-4, 5e-4, 1e-3),
+    Method("lora_all", "LoRA (all linear)", "#8b0000", _lora, "lora", grid=(2e-4, 5e-4, 1e-3),
            targets=_lora_targets, mergeable=True),
     Method("adalora", "AdaLoRA", "#f7b6d2", _adalora, "adalora", AdaloraCfg, grid=(5e-4, 1e-3, 2e-3),
            refusals=_adalora_refusals, targets=_section_targets("adalora"), callbacks=_adalora_callbacks,

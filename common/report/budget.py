@@ -119,26 +119,28 @@ def _kind(text: str) -> str:
 
 
 def verdict_moves(rows: list, i: int) -> tuple:
-    """(changed, kept) at column i against the headline: 'LoRA (below by 1.3 → no difference resolved)'."""
+    """(changed, kept) at column i against the headline, each a list of (method, verdict there, verdict here)."""
     changed, kept = [], []
     for r in rows:
         a, b = _verdict(r["cells"][0]), _verdict(r["cells"][i])
         if r["method"] == "full" or "–" in (a, b):
             continue
-        (kept if _kind(a) == _kind(b) else changed).append(f"{method_name(r['method'])} ({a} → {b})" if a != b
-                                                           else f"{method_name(r['method'])} ({a})")
+        (kept if _kind(a) == _kind(b) else changed).append((r["method"], a, b))
     return changed, kept
 
 
 def budget_note(columns: list, rows: list) -> str:
-    """One sentence for the Findings: which verdicts change at each other budget."""
-    parts = []
+    """One sentence for the Findings: which verdicts change at each other budget (the section lists those that hold)."""
+    parts, n = [], 0
     for i, st in enumerate(columns[1:], start=1):
         changed, kept = verdict_moves(rows, i)
-        moved = "; ".join(changed) if changed else "none"
-        parts.append(f"at {budget_label(st)} (`{st['key']['profile']}`, seeds {seed_list(setup_seeds(st))}) "
-                     f"the verdicts that change: {moved} ({len(kept)} hold)")
-    return f"With more training ([{SECTION.lower()}]({ANCHOR})): " + "; ".join(parts) + "."
+        n += len(changed)
+        to = {}
+        for m, _, b in changed:  # 'LoRA and (IA)³ → no difference resolved'
+            to.setdefault(b, []).append(method_name(m))
+        moved = ", ".join(f"{' and '.join(ms)} → {b}" for b, ms in to.items()) or "none"
+        parts.append(f"at {budget_label(st)} (seeds {seed_list(setup_seeds(st))}) {moved}, {len(kept)} hold")
+    return f"[More training]({ANCHOR}) changes {plural(n, 'verdict')}: " + "; ".join(parts) + "."
 
 
 def _reference_bullets(rows: list, columns: list) -> list:
@@ -183,6 +185,12 @@ def setup_differences(output_dir: Path, head: dict, st: dict) -> list:
     return out
 
 
+def beyond_headline(rows: list) -> list:
+    """The rows of methods that ran at another budget too: one that ran at the headline's alone has nothing to move
+    (its row is the Findings')."""
+    return [r for r in rows if any(c is not None for c in r["cells"][1:])]
+
+
 def _delta_cell(cell) -> str:
     if cell is None:
         return "–"
@@ -197,6 +205,7 @@ def budget_tables(rows: list, columns: list) -> list:
     header = ["Method", f"Δ vs full FT, {labels[0]} [95% CI]"]
     for label in labels[1:]:
         header += [f"Δ vs full FT, {label} [95% CI]", f"Change of Δ, {labels[0]} → {label} [95% CI]"]
+    rows = beyond_headline(rows)
     body = []
     for r in rows:
         line = [method_name(r["method"]), _delta_cell(r["cells"][0])]
@@ -225,7 +234,7 @@ def draw_moves(output_dir: Path, part: str, columns: list, rows: list) -> Path:
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.9))
     xs = [examples_seen(st) for st in columns]
-    peft = [r for r in rows if r["method"] != "full"]
+    peft = [r for r in beyond_headline(rows) if r["method"] != "full"]
     lines = []
     for i, r in enumerate(peft):
         # Side by side around each budget (x 0.9-1.1), so intervals at one budget do not hide each other.
@@ -258,9 +267,10 @@ def draw_moves(output_dir: Path, part: str, columns: list, rows: list) -> Path:
     axes[1].set_title(f"the methods whose intervals stay within {-zoom:.0f} points, enlarged", fontsize=9)
     handles, names = axes[0].get_legend_handles_labels()
     fig.legend(handles, names, fontsize=8, loc="lower center", ncol=5, frameon=False)
+    legend_rows = -(-len(names) // 5)  # ceil: 5 entries a row, each row ~0.035 of the figure's height
     fig.suptitle(f"{setup_title(part, columns[0]).split(',')[0]}: Δ vs full fine-tuning as training grows (paired 95% "
                  "intervals over seeds and test reviews; no point where a method did not run)", fontsize=9)
-    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    fig.tight_layout(rect=(0, 0.02 + 0.035 * legend_rows, 1, 1))
     plot_dir = output_dir / "plots"
     plot_dir.mkdir(parents=True, exist_ok=True)
     return save_figure(fig, plot_dir / f"budget_{part}_delta.png")
@@ -320,18 +330,18 @@ def budget_section(output_dir: Path, part: str, columns: list, rows: list, plots
         + ("" if st is head else ": " + (", ".join(setup_differences(output_dir, head, st)) or "nothing else "
                                          "different")) + ")" for st in columns)
     lines += [f"The same model and test reviews at each budget, each at its own picked rate; a dash where a method did "
-              f"not run. Profiles, and what else differs from the first: {said}. The change of Δ pairs seeds by "
+              f"not run; methods that ran at {budget_label(head)} alone are the Findings'. Profiles, and what else "
+              f"differs from the first: {said}. The change of Δ pairs seeds by "
               f"number on the same test reviews; compute is the CPU or GPU hours of each budget's runs, sweep "
               f"included; each rate's validation accuracy is in `other_runs.md`.", ""]
     lines += budget_tables(rows, columns) + [""]
+    # The verdicts that change are the Findings' sentence; here the ones that hold.
     for i, st in enumerate(columns[1:], start=1):
-        changed, kept = verdict_moves(rows, i)
-        if changed:
-            lines.append(f"- Verdicts that change from {budget_label(head)} to {budget_label(st)}: "
-                         f"{'; '.join(changed)}.")
+        _, kept = verdict_moves(rows, i)
         if kept:
             lines.append(f"- Verdicts that hold at {budget_label(st)} (the size of a gap may move): "
-                         f"{'; '.join(kept)}.")
+                         + "; ".join(f"{method_name(m)} ({a}" + (f" → {b})" if a != b else ")") for m, a, b in kept)
+                         + ".")
     lines += _reference_bullets(rows, columns) + [""]
     if plots:
         made = [draw_moves(output_dir, part, columns, rows)] + [draw_budget_curves(output_dir, part, st)

@@ -27,10 +27,6 @@ def reference_gap(method: str) -> list:
             if method != "full" and method in p["accuracy"] and "full" in p["accuracy"]]
 
 
-def reference_gap_cell(method: str) -> str:
-    return ", ".join(f"{g:+.2f} ({m})" for g, m in reference_gap(method)) or "–"
-
-
 def is_collapsed(s: dict) -> bool:
     """Any seed predicting one class: its accuracy measures a failed run, so no interval or test is drawn from it."""
     return bool(s.get("collapsed"))

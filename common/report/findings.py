@@ -11,7 +11,6 @@ from common.report.cells import (
     is_collapsed,
     reference_accuracy,
     reference_gap,
-    reference_gap_cell,
     seconds_cell,
     share_cell,
     size_cell,
@@ -32,9 +31,8 @@ def widest_part(heads: dict):
 
 
 def what_ran(part: str, head: dict, val_reviews) -> str:
-    """One sentence: model, data, budget, precision, device, seeds, and the reference settings beside them."""
+    """One sentence: model, data, budget, precision, device and seeds of the headline."""
     key = head["key"]
-    reference_models = " and ".join(f"{p['model']}-base ({PARTS[q][0].split(':')[0]})" for q, p in REFERENCE_REPORT.items())
     full = head["best"].get("full")
     total = full[1].get("total_params") if full else None
     size = "" if not total else f", {total / 1e6:.1f}M parameters" if total >= 1e6 else f", {total:,.0f} parameters"
@@ -44,14 +42,15 @@ def what_ran(part: str, head: dict, val_reviews) -> str:
         model += f", {key['init']} weights"
     return (f"**What ran:** {model}; profile `{key['profile']}`: {reviews_text(key, val_reviews)}, "
             f"{key['max_length']} tokens, {plural(key['epochs'], 'epoch')}, {key['precision']} on {key['device']}, "
-            f"seeds {seed_list(setup_seeds(head))}, the same test reviews for every run. "
-            f"The reference settings: {reference_models}, {REFERENCE_SETTINGS}.")
+            f"seeds {seed_list(setup_seeds(head))}.")
 
 
 def findings_rows(output_dir: Path, head: dict) -> list:
-    """Per method of the headline: (group, summary, comparison with full FT or {})."""
-    base = head["best"].get("full")
-    return [(g, s, compare(output_dir, base[0], g) if base and g["method"] != "full" else {})
+    """Per method of the headline: (group, summary, comparison with full FT or {}, comparison with head only or {})."""
+    base, floor = head["best"].get("full"), head["best"].get("head")
+    floor = None if floor is None or is_collapsed(floor[1]) else floor
+    return [(g, s, compare(output_dir, base[0], g) if base and g["method"] != "full" else {},
+             compare(output_dir, floor[0], g) if floor and g["method"] != "head" and not is_collapsed(s) else {})
             for g, s in head["best"].values()]
 
 
@@ -59,86 +58,91 @@ def findings_table(head: dict, rows: list) -> list:
     full = head["best"].get("full")
     full_params = full[1]["trainable_params"] if full else None
     denom = f"% of full FT's {full_params:,.0f}" if full_params else "% of full FT's"
-    reference = any(reference_accuracy(g["method"]) != "–" for g, _, _ in rows)
-    header = ["Method", f"Trainable, {denom}", "Accuracy", "Δ vs full FT, points [95% CI]", "Verdict",
-              "Train time / seed", "Saved"] + (["Reference report: accuracy", "Reference report: Δ"] if reference else [])
+    reference = any(reference_accuracy(g["method"]) != "–" for g, *_ in rows)
+    floor = any(h for *_, h in rows)
+    header = ["Method", f"Trainable, {denom}", "Accuracy", "Δ vs full FT, points [95% CI]", "Verdict"] + \
+        (["Δ vs head only [95% CI]"] if floor else []) + ["Train time / seed", "Saved"] + \
+        (["Reference report"] if reference else [])
     body = []
-    for g, s, c in rows:
+    for g, s, c, h in rows:
         acc = "–" if s["acc_mean"] is None else f"{100 * s['acc_mean']:.2f}%"
         d, v = delta_cells(c, s) if g["method"] != "full" else ("–", "reference")
-        cells = [method_name(g["method"]) + ("¹" if g["train_pooler"] else ""), share_cell(s, full_params), acc,
-                 d, v, seconds_cell(s["train_time_s"]), size_cell(s["saved_bytes"])]
+        cells = [method_name(g["method"]) + ("¹" if g["train_pooler"] else ""), share_cell(s, full_params), acc, d, v]
+        if floor:
+            cells.append(diff_text(h) if h.get("diff_ci") else "–")
+        cells += [seconds_cell(s["train_time_s"]), size_cell(s["saved_bytes"])]
         if reference:
-            cells += [reference_accuracy(g["method"]), reference_gap_cell(g["method"])]
+            cells.append(reference_accuracy(g["method"]))
         body.append(cells)
     return table(header, body)
 
 
-def head_only_bullet(output_dir: Path, head: dict) -> list:
-    """What each method adds over training the head alone (the encoder frozen), as Δ vs head only [95% CI]; [] when
-    head only did not run or collapsed."""
-    base = head["best"].get("head")
-    if not base or is_collapsed(base[1]):
+def _excludes_zero(c: dict) -> bool:
+    return c["diff_ci"][0] > 0 or c["diff_ci"][1] < 0
+
+
+def head_only_bullet(head: dict, rows: list) -> list:
+    """What the methods add over training the head alone (the encoder frozen): which beat it, from the table's
+    Δ vs head only; [] when head only did not run or collapsed."""
+    compared = [(g, h) for g, _, _, h in rows if h.get("diff_ci")]
+    if not compared:
         return []
-    parts = []
-    for g, s in head["best"].values():
-        c = compare(output_dir, base[0], g) if g["method"] != "head" and not is_collapsed(s) else {}
-        if c.get("diff_ci"):
-            star = "*" if c["diff_ci"][0] > 0 or c["diff_ci"][1] < 0 else ""
-            parts.append((c["diff_mean"], f"{method_name(g['method'])} {diff_text(c)}{star}"))
-    if not parts:
-        return []
-    acc = 100 * base[1]["acc_mean"]
-    return [f"What each method adds over head-only training (the encoder frozen, {acc:.2f}%), Δ vs head only [95% CI], * "
-            f"where the interval excludes zero: " + "; ".join(text for _, text in sorted(parts, reverse=True)) + "."]
+    acc = 100 * head["best"]["head"][1]["acc_mean"]
+    beat = [g for g, h in compared if h["diff_ci"][0] > 0]
+    rest = [(g, h) for g, h in compared if not h["diff_ci"][0] > 0]
+    text = (f"Head-only training (the encoder frozen) scores {acc:.2f}%; "
+            + ("every method adds" if not rest else f"{len(beat)} of {len(compared)} methods add") + " to it with an "
+            "interval that excludes zero (Δ vs head only)")
+    if rest:
+        text += "; not " + ", ".join(f"{method_name(g['method'])} ({diff_text(h)})" for g, h in rest)
+    return [text + "."]
 
 
 def findings_bullets(output_dir: Path, head: dict, rows: list, budget_note: str = "") -> list:
-    """At most six sentences on what the intervals resolve, generated from them."""
+    """At most five sentences on what the intervals resolve, generated from them."""
     epochs = plural(head["key"]["epochs"], "epoch")
-    peft = [(g, s, c) for g, s, c in rows if g["method"] != "full" and c.get("diff_ci") and not is_collapsed(s)]
+    peft = [(g, s, c) for g, s, c, _ in rows if g["method"] != "full" and c.get("diff_ci") and not is_collapsed(s)]
     below = [(g, c) for g, s, c in peft if c["diff_ci"][1] < 0]
     above = [(g, c) for g, s, c in peft if c["diff_ci"][0] > 0]
-    tied = [(g, c) for g, s, c in peft if c["diff_ci"][0] <= 0 <= c["diff_ci"][1]]
-    names = lambda xs: ", ".join(method_name(g["method"]) for g, _ in xs)  # noqa: E731
+    tied = [(g, c) for g, s, c in peft if not _excludes_zero(c)]
+    # Names where they are few; past that the Verdict column already lists them, row by row.
+    names = lambda xs: ": " + ", ".join(method_name(g["method"]) for g, _ in xs) if len(xs) <= 4 else ""  # noqa: E731
     out = []
     if peft:
         if len(peft) == 1 and below:
-            text = f"At {epochs}, {names(below)} is below full fine-tuning with an interval that excludes zero"
+            text = f"At {epochs}, {method_name(below[0][0]['method'])} is below full FT, the interval excluding zero"
         else:
-            text = (f"At {epochs}, {len(below)} of the {plural(len(peft), 'PEFT method')} "
-                    f"{'is' if len(below) == 1 else 'are'} below full fine-tuning with an interval that excludes zero"
-                    + (f": {names(below)}" if below else ""))
+            text = (f"At {epochs}, {len(below)} of {plural(len(peft), 'PEFT method')} "
+                    f"{'is' if len(below) == 1 else 'are'} below full FT, the interval excluding zero" + names(below))
         if above:
-            text += f"; above it: {names(above)}"
+            text += f"; {len(above)} above it{names(above)}"
         if tied:
             worst = max(-100 * c["diff_ci"][0] for _, c in tied)
-            text += (f". Not resolved from it: {names(tied)}; their intervals rule out a loss of more than "
-                     f"{worst:.1f} points")
-        out.append(text + ".")
-        out += head_only_bullet(output_dir, head)
+            text += f"; {len(tied)} not resolved{names(tied)}, ruling out a loss over {worst:.1f} points"
         halves = sorted(50 * (c["diff_ci"][1] - c["diff_ci"][0]) for _, _, c in peft)
         fine = sum(h < RESOLVES_POINTS for h in halves)
-        out.append(f"The intervals' half-widths run from {halves[0]:.2f} to {halves[-1]:.2f} points; {fine} of "
-                   f"{len(halves)} are under {RESOLVES_POINTS:.0f} point, fine enough to resolve the 1-2 point gaps "
-                   f"the reference report is about.")
-    collapsed = [(g, s) for g, s, _ in rows if is_collapsed(s)]
+        out.append(text + f". Half-widths {halves[0]:.2f}-{halves[-1]:.2f} points ({fine} of {len(halves)} under "
+                   f"{RESOLVES_POINTS:.0f}) resolve the 1-2 point gaps the reference report is about.")
+        out += head_only_bullet(head, rows)
+    collapsed = [(g, s) for g, s, *_ in rows if is_collapsed(s)]
     if collapsed:
         out.append("Collapsed (one class for at least 99% of reviews): " + ", ".join(
             f"{method_name(g['method'])} ({s['collapsed']} of {plural(s['n'], 'seed')})" for g, s in collapsed)
             + ": failed runs, not measures of their methods.")
     seen = []
-    for g, s, c in rows:
+    for g, s, c, _ in rows:
         ci = c.get("diff_ci") if not is_collapsed(s) else None
         for gap, model in reference_gap(g["method"]) if ci else []:
             where = "inside" if 100 * ci[0] <= gap <= 100 * ci[1] else ("below" if gap < 100 * ci[0] else "above")
             seen.append(f"{method_name(g['method'])}'s {gap:+.2f} ({model}) lies {where} this interval")
     if seen:
-        out.append("The reference report's gaps (one run each, no interval): " + "; ".join(seen) + ". Its model, data "
-                   "and budget differ (above), so these are two measurements, not a replication.")
+        reference_models = " and ".join(f"{p['model']}-base" for p in REFERENCE_REPORT.values())
+        out.append(f"The reference report ({reference_models}, {REFERENCE_SETTINGS}, no interval): "
+                   + "; ".join(seen).replace(" lies above this interval", " above it").replace(
+                       " lies below this interval", " below it") + ": two measurements, not a replication.")
     if budget_note:
         out.append(budget_note)
-    return [line for b in out[:6] for line in textwrap.wrap(b, 116, initial_indent="- ", subsequent_indent="  ",
+    return [line for b in out[:5] for line in textwrap.wrap(b, 116, initial_indent="- ", subsequent_indent="  ",
                                                               break_on_hyphens=False)]
 
 

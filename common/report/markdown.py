@@ -112,7 +112,11 @@ def part_table(output_dir: Path, part: str, members: list, base, said: bool, ref
     return table(header, body)
 
 
-NAMED_COLUMNS = 8  # the pairwise table names its columns up to this many methods, numbers them past it
+# Up to this many methods the pairwise table sits in the summary with its columns named; past it, it moves to
+# other_runs.md with its columns numbered (18 names across would not fit a page).
+NAMED_COLUMNS = 8
+PAIRWISE = "Which methods beat which?"
+PAIRWISE_ANCHOR = "which-methods-beat-which"
 
 
 def pairwise_lines(output_dir: Path, members: list) -> list:
@@ -122,13 +126,12 @@ def pairwise_lines(output_dir: Path, members: list) -> list:
     if len(kept) < 3:
         return []
     names = labels(kept)
-    # Past a handful of methods, columns are numbered by the rows' order (most accurate first): 18 names across
-    # would not fit a page.
-    numbered = len(kept) > NAMED_COLUMNS
+    numbered = len(members) > NAMED_COLUMNS  # where it sits (part_section) is decided by the same count
     heads = [str(i + 1) for i in range(len(names))] if numbered else names
     names = [f"{i + 1}. {n}" for i, n in enumerate(names)] if numbered else names
-    lines = ["**Which methods beat which?** Accuracy of the row minus the column, points, on paired seeds; * marks "
-             "a 95% interval that excludes zero" + ("; columns numbered as the rows." if numbered else "."), "",
+    lines = [("" if numbered else f"**{PAIRWISE}** ") + "Accuracy of the row minus the column, points, on paired "
+             "seeds; * marks a 95% interval that excludes zero"
+             + ("; columns numbered as the rows." if numbered else "."), "",
              "| | " + " | ".join(heads) + " |", "|---|" + "---|" * len(heads)]
     for i, (ga, _) in enumerate(kept):
         cells = []
@@ -165,9 +168,8 @@ def part_section(output_dir: Path, part: str, head, findings: dict, plots: bool)
     if covered:
         names = " and ".join(method_name(g["method"]) for g, _ in members)
         cost = REFERENCE_REPORT.get(part, {}).get("cost", {})
-        lines += wrap(f"This part's headline runs are the Findings' {names} rows: the same computations, recorded "
-                      f"for this part too (`reused_from` in its CSV where they were not trained again). Reference "
-                      f"report: cost, loss and size as it gives them: "
+        lines += wrap(f"Its headline runs are the Findings' {names} rows (`reused_from` in its CSV where they were "
+                      f"not trained again). The reference report's cost, loss and size: "
                       + "; ".join(f"{method_name(g['method'])} {cost.get(g['method'], '–')}" for g, _ in members)
                       + ".") + [""]
         for stale in plot_paths(output_dir, part).values():  # its plots would be the Findings part's, again
@@ -182,8 +184,10 @@ def part_section(output_dir: Path, part: str, head, findings: dict, plots: bool)
     if reused:
         lines += wrap(f"² Runs made for {' or '.join(reused)} with the same model, data and settings, recorded here "
                       f"without training again (`reused_from` in the CSV and the record).") + [""]
-    if len(head["best"]) >= 3:
+    if 3 <= len(head["best"]) <= NAMED_COLUMNS:
         lines += pairwise_lines(output_dir, members)
+    elif len(head["best"]) > NAMED_COLUMNS:  # a matrix this size is a reference, not a glance
+        lines += wrap(f"Every pair of methods, row minus column: [{OTHER_RUNS}]({OTHER_RUNS}#{PAIRWISE_ANCHOR}).") + [""]
     if plots:
         made = write_plots(output_dir, part, head)
         lines += [" ".join(f"![{p.stem}](plots/{p.name})" for p in made), ""]
@@ -281,9 +285,8 @@ def lr_pointer(output_dir: Path, keep) -> list:
         return []
     picks = [r for r in rows[2:] if r.startswith("| ")]
     edge = [r.split(" | ")[0].strip("| ").split("/")[1] for r in picks if "rate searched**" in r]
-    text = (f"Each headline method's rate was picked on the validation reviews (never the test reviews), one run per "
-            f"rate at seed 0; every rate's validation accuracy and the pick's margin over the runner-up are in "
-            f"[{OTHER_RUNS}]({OTHER_RUNS}#learning-rate-selection).")
+    text = (f"Each headline rate was picked on the validation reviews, never the test reviews, one run per rate at "
+            f"seed 0 (every rate's score and the pick's margin: [{OTHER_RUNS}]({OTHER_RUNS}#learning-rate-selection)).")
     if edge:
         text += (f" {len(edge)} of {len(picks)} picks sit on an edge of their grid, where the best rate may lie "
                  f"past it: {', '.join(method_name(m) for m in edge)}.")
@@ -367,10 +370,6 @@ def write_summary(output_dir: str = "results", plots: bool = True) -> Path:
         section, _ = findings_section(out, top, head, validation_reviews(out, head_rows(head)), note)
         lines += section
         findings["sources"] = _sources(head)
-    lines += wrap(f"Generated by `python -m common.report --output-dir {output_dir}` at {now_iso()} from "
-                  f"{', '.join(f'{p}.csv' for p in PARTS)}; notes in [How to read this report]"
-                  f"(#how-to-read-this-report); every group of runs outside the headlines in [{OTHER_RUNS}]({OTHER_RUNS}).")
-    lines += [""]
     for part in PARTS:
         lines += part_section(out, part, heads[part], findings, plots)
     budget = [line for part in PARTS for line in budget_section(out, part, *budgets[part], plots)]
@@ -381,6 +380,9 @@ def write_summary(output_dir: str = "results", plots: bool = True) -> Path:
     shown = {st["key"]["profile"] for st in heads.values() if st}
     lines += lr_pointer(out, lambda profile: profile in shown)
     lines += how_to_read(out, n_runs)
+    lines += [""] + wrap(f"Generated by `python -m common.report --output-dir {output_dir}` at {now_iso()} from "
+                         f"{', '.join(f'{p}.csv' for p in PARTS)}; every group of runs outside the headlines is in "
+                         f"[{OTHER_RUNS}]({OTHER_RUNS}).")
     path = out / "summary.md"
     records.write_atomic(path, ("\n".join(lines) + "\n").encode())
     write_other_runs(out, all_setups, heads, shown, n_runs)
@@ -394,6 +396,11 @@ def write_other_runs(out: Path, all_setups: dict, heads: dict, shown: set, n_run
              "the notes in its \"How to read this report\" apply here too."), ""]
     for part in PARTS:
         lines += other_runs_lines(out, part, all_setups[part], heads[part])
+    big = [(part, st) for part, st in heads.items() if st and len(st["best"]) > NAMED_COLUMNS]
+    if big:
+        lines += [f"## {PAIRWISE}", ""]
+        for part, st in big:
+            lines += [f"### {PARTS[part][0]}", "", *pairwise_lines(out, list(st["best"].values()))]
     lr = lr_lines(out, lambda profile: profile in shown)
     if lr:
         lines += ["## Learning-rate selection", ""] + lr

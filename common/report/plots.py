@@ -174,39 +174,48 @@ def draw_validation(plt, output_dir: Path, members: list, title: str, path: Path
 
 
 def draw_pareto(plt, output_dir: Path, head: dict, title: str, path: Path) -> Path:
-    """Each method's Δ vs full FT (the paired 95% interval the text uses) against its trainable parameters."""
+    """Accuracy against size, one row per method (the most accurate on top): its Δ vs full FT with the paired 95%
+    interval the text uses, and beside it its trainable parameters. Rows, not a scatter: 18 methods within 2x of
+    each other's size would stack their labels on one spot."""
     import matplotlib.ticker
 
-    fig, ax = plt.subplots(figsize=(7.2, 4.4))
     base = head["best"].get("full")
-    labels = []
+    rows = []
     for g, s in head["best"].values():
-        x = s["trainable_params"]
-        if x is None:
+        if s["trainable_params"] is None:
             continue
         if g["method"] == "full":
-            y, lo, hi = 0.0, 0.0, 0.0
-        else:
-            c = compare(output_dir, base[0], g) if base else {}
-            if s["collapsed"] or not c.get("diff_ci"):
-                continue  # a collapsed run has no interval to draw; the tables say so
-            y, lo, hi = 100 * c["diff_mean"], 100 * c["diff_ci"][0], 100 * c["diff_ci"][1]
-        ax.errorbar([x], [y], yerr=[[y - lo], [hi - y]], fmt="o", color=method_color(g["method"]), capsize=4, ms=7)
-        labels.append((f"{method_name(g['method'])} {y:+.2f}" if g["method"] != "full" else "Full FT (reference)",
-                       x, y, lo, hi))
-    ax.axhline(0, color="0.4", lw=0.8, ls="--")
-    ax.set_xscale("log")
-    lo_x, hi_x = ax.get_xlim()
-    ax.set_xlim(lo_x / 2, hi_x * 4)  # room for the labels right of the points
-    ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10))
-    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(count_label))
-    ax.set_xlabel("trainable parameters (log scale)")
-    ax.set_ylabel("Δ accuracy vs full FT (points)")
-    ax.set_title(f"{title}\nΔ vs full fine-tuning with its paired 95% interval (seeds and reviews)", fontsize=9)
-    ax.grid(alpha=0.3, which="major")
+            rows.append((g["method"], 0.0, 0.0, 0.0, s["trainable_params"]))
+            continue
+        c = compare(output_dir, base[0], g) if base else {}
+        if s["collapsed"] or not c.get("diff_ci"):
+            continue  # a collapsed run has no interval to draw; the tables say so
+        rows.append((g["method"], 100 * c["diff_mean"], 100 * c["diff_ci"][0], 100 * c["diff_ci"][1],
+                     s["trainable_params"]))
+    rows.sort(key=lambda r: r[1])  # bottom to top: the most accurate ends on top
+    fig, (left, right) = plt.subplots(1, 2, figsize=(8.4, 1.6 + 0.28 * max(len(rows), 5)), sharey=True,
+                                      gridspec_kw={"width_ratios": (3, 2)})
+    for i, (method, y, lo, hi, n) in enumerate(rows):
+        color = method_color(method)
+        left.errorbar([y], [i], xerr=[[y - lo], [hi - y]], fmt="o", color=color, capsize=3, ms=6)
+        left.annotate(f"{y:+.2f}" if method != "full" else "reference", (hi, i), xytext=(4, 0),
+                      textcoords="offset points", va="center", fontsize=8)
+        right.barh(i, n, color=color, alpha=0.6, height=0.6)
+        right.annotate(count_label(n), (n, i), xytext=(3, 0), textcoords="offset points", va="center", fontsize=8)
+    left.set_yticks(range(len(rows)), [method_name(m) for m, *_ in rows], fontsize=8)
+    left.axvline(0, color="0.4", lw=0.8, ls="--")
+    lo_x, hi_x = left.get_xlim()
+    left.set_xlim(lo_x, hi_x + 0.12 * (hi_x - lo_x))  # room for the numbers right of the whiskers
+    left.set_xlabel("Δ accuracy vs full FT, points [95% CI]", fontsize=9)
+    right.set_xscale("log")
+    right.set_xlim(left=min(r[4] for r in rows) / 3 if rows else 1, right=max(r[4] for r in rows) * 8 if rows else 10)
+    right.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(count_label))
+    right.set_xlabel("trainable parameters (log scale)", fontsize=9)
+    for ax in (left, right):
+        ax.grid(alpha=0.3, axis="x")
+    fig.suptitle(f"{title}\naccuracy and size: Δ vs full fine-tuning (seeds and reviews), trainable parameters",
+                 fontsize=9)
     fig.tight_layout()
-    _place_labels(fig, ax, labels)
     return save_figure(fig, path)
 
 
@@ -222,63 +231,22 @@ def draw_cost(plt, members: list, title: str, path: Path) -> Path:
             vals = s[key + "_all"]
             if not vals:
                 continue
-            ax.bar(i, np.mean(vals), color=method_color(g["method"]), alpha=0.6, width=0.6)
+            ax.bar(i, s[key], color=method_color(g["method"]), alpha=0.6, width=0.6)  # the tables' figure
             ax.scatter([i] * len(vals), vals, color="black", s=12, zorder=3)
         ax.set_xticks(range(len(members)), [method_name(g["method"]) for g, _ in members], fontsize=8, rotation=30,
                       ha="right", rotation_mode="anchor")  # method names are wider than their bars
         ax.set_ylabel(label, fontsize=9)
         ax.grid(alpha=0.3, axis="y")
     note = "" if gpu else " (memory: GPU runs only; a CPU's RSS does not compare methods)"
-    fig.suptitle(f"{title}\ncost per seed: bars mean, dots seeds{note}", fontsize=9)
+    fig.suptitle(f"{title}\ncost per seed: bars as in the tables (time: median), dots seeds{note}", fontsize=9)
     fig.tight_layout()
     return save_figure(fig, path)
-
-
-def _place_labels(fig, ax, labels: list) -> None:
-    """Label each point beside it (right, else left); a label that would cover another label, a point or its
-    whisker moves down, with a thin leader line, so clustered methods (LoRA, DoRA, (IA)3) stay readable.
-    labels: (text, x, y, y_low, y_high) in data units."""
-    fig.canvas.draw()
-    renderer = fig.canvas.get_renderer()
-    taken = []  # pixel boxes: markers with their whiskers, then every placed label
-    for _, x, y, lo, hi in labels:
-        px, py_lo = ax.transData.transform((x, lo))
-        _, py_hi = ax.transData.transform((x, hi))
-        taken.append((px - 6, py_lo - 6, px + 6, py_hi + 6))
-    ax_box = ax.get_window_extent(renderer)
-
-    def free(b):
-        inside = b.x0 >= ax_box.x0 and b.x1 <= ax_box.x1 and b.y0 >= ax_box.y0
-        return inside and not any(b.x0 < r[2] and b.x1 > r[0] and b.y0 < r[3] and b.y1 > r[1] for r in taken)
-
-    for text, x, y, _, _ in sorted(labels, key=lambda t: -t[2]):  # top down: moved labels go into space below
-        for dx, dy, ha in _label_offsets():
-            note = ax.annotate(text, (x, y), xytext=(dx, dy), textcoords="offset points", fontsize=9, ha=ha,
-                               va="bottom")
-            box = note.get_window_extent(renderer)
-            if free(box) or dy < -150:
-                break
-            note.remove()
-        if dy != 4.0:  # moved down: drawn again with a thin leader line to its point
-            note.remove()
-            ax.annotate(text, (x, y), xytext=(dx, dy), textcoords="offset points", fontsize=9, ha=ha, va="bottom",
-                        arrowprops={"arrowstyle": "-", "lw": 0.6, "color": "0.5", "shrinkA": 0, "shrinkB": 5})
-        taken.append(tuple(box.extents))
-
-
-def _label_offsets():
-    """Label offsets in points, nearest first: right of the point, then left, each row 6 points lower."""
-    dy = 4.0
-    while True:
-        yield 8, dy, "left"
-        yield -8, dy, "right"
-        dy -= 6
 
 
 def count_label(x, _pos=None) -> str:
     for scale, unit in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
         if x >= scale:
-            return f"{x / scale:g}{unit}"
+            return f"{x / scale:.3g}{unit}"  # 2,717,314 -> 2.72M: three figures a glance can read
     return f"{x:g}"
 
 
