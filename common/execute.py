@@ -1,11 +1,10 @@
-"""Execute one planned run and record it: completed (record + CSV row), reused, failed or interrupted."""
+"""Execute one planned run and record it: completed, reused, failed or interrupted (a record each, nothing else)."""
 from __future__ import annotations
 
 import dataclasses
 import signal
 import sys
 import traceback
-from pathlib import Path
 
 from common import distributed, records
 from common.env import collect_env, command_line, portable_path
@@ -49,9 +48,9 @@ def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def execute(plan: Plan, run_fn, force: bool = False, write_row: bool = True) -> tuple:
-    """Run one plan and record it: completed (record + CSV row), failed (record), interrupted (record).
-    Returns (outcome, record). Under torchrun every rank trains and only rank 0 writes."""
+def execute(plan: Plan, run_fn, force: bool = False) -> tuple:
+    """Run one plan and record it (completed, failed or interrupted): the record is all it writes besides the
+    run's predictions, weights and logs. Returns (outcome, record). Under torchrun every rank trains; rank 0 writes."""
     out = plan.cfg.output.dir
     main = distributed.is_main()
     done = None if force else records.completed_record(out, plan.run_id)
@@ -66,14 +65,14 @@ def execute(plan: Plan, run_fn, force: bool = False, write_row: bool = True) -> 
             source = records.committed_run(out, committed["reused_from"])
             if source and main:
                 records.write_json(records.record_path(out, source["run_id"]), records.adopt_committed(source, out))
-        _keep(plan, rec, write_row)
+        _keep(plan, rec)
         distributed.say(f"[reuse] {plan.run_id}: the committed study's run ({rec['committed_from']}, same config, "
                         f"data and packages): recorded here, nothing trained")
         return "reused", rec
     swept = None if force else records.completed_record(str(records.sweep_dir(out)), plan.run_id)
     if swept and swept.get("predictions_file"):  # the sweep trained this very run, test pass included
         rec = records.promote_swept(swept, out, plan.lr_source, plan.cfg.to_dict())
-        _keep(plan, rec, write_row)
+        _keep(plan, rec)
         distributed.say(f"[reuse] {plan.run_id}: the sweep's run at this rate and seed "
                         f"({rec['promoted_from']}): recorded as the final run, nothing trained")
         return "reused", rec
@@ -81,7 +80,7 @@ def execute(plan: Plan, run_fn, force: bool = False, write_row: bool = True) -> 
                                                            plan.cfg.train.seed, plan.identity)
     if other:  # the same computation, made for another part: record it for this part, train nothing
         rec = records.reuse_record(other, plan.cfg.part, plan.run_id, plan.cfg.to_dict())
-        _keep(plan, rec, write_row)
+        _keep(plan, rec)
         distributed.say(f"[reuse] {plan.run_id}: the same computation as {other['run_id']} (same config, data and "
                         f"packages; only the part differs): its results recorded for {plan.cfg.part}, nothing trained")
         return "reused", rec
@@ -94,7 +93,7 @@ def execute(plan: Plan, run_fn, force: bool = False, write_row: bool = True) -> 
         rec = build_record(plan, "interrupted", error="interrupted (Ctrl-C/SIGTERM)")
         if main:
             records.write_json(records.record_path(out, plan.run_id), rec)
-            print(f"[interrupted] {plan.run_id}: recorded as interrupted, no CSV row written", file=sys.stderr)
+            print(f"[interrupted] {plan.run_id}: recorded as interrupted", file=sys.stderr)
         return "interrupted", rec
     except Exception as e:  # noqa: BLE001 - any crash becomes a failed record; the part goes on
         rec = record_failure(plan, f"{type(e).__name__}: {e}", traceback.format_exc(limit=8)) if main else None
@@ -108,7 +107,7 @@ def execute(plan: Plan, run_fn, force: bool = False, write_row: bool = True) -> 
             result["val_predictions_file"] = records.write_predictions(out, plan.run_id, result["val_predictions"],
                                                                        "val").name
     rec = build_record(plan, "completed", result)
-    _keep(plan, rec, write_row)
+    _keep(plan, rec)
     m = rec["metrics"]
     collapsed = " COLLAPSED: predicts one class" if m.get("collapsed") or m.get("val_collapsed") else ""
     scored = f"accuracy {m.get('accuracy')}, loss {m.get('loss')}" if m.get("accuracy") is not None else \
@@ -117,16 +116,14 @@ def execute(plan: Plan, run_fn, force: bool = False, write_row: bool = True) -> 
     return "completed", rec
 
 
-def _keep(plan: Plan, rec: dict, write_row: bool) -> None:
-    """A completed run's record and its CSV row (rank 0 alone writes)."""
+def _keep(plan: Plan, rec: dict) -> None:
+    """A completed run's record (rank 0 alone writes); the part's CSV and reports are generated from the records."""
     if distributed.is_main():
         records.write_json(records.record_path(plan.cfg.output.dir, plan.run_id), rec)
-        if write_row:
-            records.append_row(Path(plan.cfg.output.dir) / f"{plan.cfg.part}.csv", records.csv_row(rec))
 
 
 def record_failure(plan: Plan, message: str, tb: str = None) -> dict:
-    """A failed run's record (no CSV row): the message and where it happened."""
+    """A failed run's record: the message and where it happened."""
     rec = build_record(plan, "failed", error=message)
     rec["traceback"] = tb
     records.write_json(records.record_path(plan.cfg.output.dir, plan.run_id), rec)

@@ -72,7 +72,7 @@ def apply_pick(cfg: RunCfg, fingerprints: dict, runtime: dict, lr_origin: str = 
             for k in diff[:4]) + (f" and {len(diff) - 4} more" if len(diff) > 4 else "")
     else:  # a pick written before selections were kept: only its hash can be compared
         diff = [] if pick.get("selection_key") == selection_key(cfg, fingerprints, runtime) else ["selection_key"]
-        why = "its setup hash differs (an older pick: `python -m common.migrate` adds what it was made for)"
+        why = "its setup hash differs (an older pick, made before selections were kept: sweep again to renew it)"
     if diff:
         print(f"[sweep] pick for {pick_name(cfg)} not used: {why}; using lr {cfg.train.learning_rate} from "
               f"{lr_origin}", file=sys.stderr)

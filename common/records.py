@@ -1,9 +1,9 @@
-"""Run records: identity hash, atomic JSON records, locked CSV rows, predictions files, completed-run lookup."""
+"""Run records: identity hash, atomic JSON records (the only thing a run writes besides its files), predictions files,
+completed-run lookup."""
 from __future__ import annotations
 
 import contextlib
 import csv
-import fcntl
 import hashlib
 import io
 import json
@@ -160,19 +160,6 @@ def write_json(path: Path, obj: dict) -> None:
     write_atomic(Path(path), (json.dumps(_clean(obj), indent=2, sort_keys=False) + "\n").encode())
 
 
-@contextlib.contextmanager
-def locked(path: Path):
-    """An exclusive lock on the hidden file .<name>.lock beside `path`, released by the OS even if the process
-    is killed."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.parent / f".{path.name}.lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
 def read_csv_rows(path: Path) -> list:
     if not Path(path).is_file():
         return []
@@ -180,23 +167,8 @@ def read_csv_rows(path: Path) -> list:
         return list(csv.DictReader(f))
 
 
-def append_row(path: Path, row: dict, columns=CSV_COLUMNS) -> None:
-    """Append one row: under a lock, rewrite the whole CSV to a temporary file and rename it into place."""
-    path = Path(path)
-    with locked(path):
-        rows = read_csv_rows(path)
-        cols = list(columns) + [k for r in rows + [row] for k in r if k not in columns]
-        cols = list(dict.fromkeys(cols))
-        buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore", lineterminator="\n")
-        w.writeheader()
-        for r in rows + [_clean(row)]:
-            w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in cols})
-        write_atomic(path, buf.getvalue().encode())
-
-
-def csv_row(record: dict) -> dict:
-    """The flat projection of a run record that goes into results/<part>.csv."""
+def flat_row(record: dict) -> dict:
+    """A run record flattened: its row in the report's table, and in the <part>.csv generated from it."""
     m, p, c, e = record["metrics"], record["params"], record["config"], record["env"]
     return {
         "run_id": record["run_id"], "part": record["part"], "method": record["method"],

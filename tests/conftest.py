@@ -133,3 +133,37 @@ def table(section: str, first: str) -> dict:
         cells = [c.strip() for c in line.strip("|").split("|")]
         rows[cells[0]] = dict(zip(header, cells))
     return rows
+
+
+def write_run(out, row: dict, **record) -> dict:
+    """A completed run's record written under out/runs, built from the flat row the report's table holds
+    (records.flat_row of it gives the row back); record: other fields of the record (curves, config, ...)."""
+    import copy
+
+    from common import records
+
+    r = {"status": "completed", "lr_source": "config", "init": "pretrained", "train_pooler": False,
+         "dropout_kernel": "torch", "collapsed": False, **row}
+    rec = copy.deepcopy(record)
+    cfg = rec.setdefault("config", {})
+    cfg.setdefault("model", {}).update(name_or_path=r.get("model"), init=r["init"])
+    cfg["profile"] = r.get("profile")
+    cfg.setdefault("train", {}).update(learning_rate=r.get("learning_rate"), epochs=r.get("epochs"))
+    cfg.setdefault("data", {}).update(max_length=r.get("max_length"))
+    cfg.setdefault("peft", {})["train_pooler"] = r["train_pooler"]
+    rec.update({k: r.get(k) for k in ("run_id", "part", "method", "seed", "lr_source", "status", "precision",
+                                      "world_size", "reused_from")})
+    rec["kernels"] = {"dropout": r["dropout_kernel"]}
+    rec["metrics"] = {k: r.get(k) for k in ("accuracy", "loss", "f1", "val_accuracy", "val_loss", "train_time_s",
+                                            "eval_time_s", "train_samples_per_s", "peak_mem_allocated_mib",
+                                            "peak_mem_reserved_mib", "peak_rss_mib", "collapsed", "majority_share")}
+    rec["params"] = {"trainable": r.get("trainable_params"), "total": r.get("total_params"),
+                     "trainable_pct": r.get("trainable_pct")}
+    rec["env"] = {"device": r.get("device"), "date": r.get("date"), "git_commit": r.get("git_commit")}
+    rec["data"] = {"train_samples": r.get("train_samples"), "test_samples": r.get("test_samples")}
+    rec["saved"] = {"bytes": r.get("saved_bytes")}
+    rec["inference"] = {k: r.get(k) for k in ("test_reviews_per_s", "latency_ms", "latency_merged_ms")}
+    if rec.get("predictions_file") is None and records.predictions_path(str(out), r["run_id"]).is_file():
+        rec["predictions_file"] = records.predictions_path(str(out), r["run_id"]).name
+    records.write_json(records.record_path(str(out), r["run_id"]), rec)
+    return rec

@@ -12,7 +12,7 @@ import pytest
 from common import records
 from common.report import write_summary
 
-from conftest import ROOT
+from conftest import ROOT, write_run
 
 
 def _leftovers(folder):
@@ -50,14 +50,18 @@ def test_a_failing_record_write_keeps_the_previous_record(tmp_path, monkeypatch)
     assert path.read_bytes() == before and _leftovers(path.parent) == []
 
 
-def test_a_failing_csv_row_keeps_the_previous_csv(tmp_path, monkeypatch):
-    csv_path = tmp_path / "part1.csv"
-    records.append_row(csv_path, {"run_id": "a", "status": "completed"})
-    before = csv_path.read_bytes()
+def test_a_failing_csv_write_keeps_the_previous_csv(tmp_path, monkeypatch):
+    from common.report.runs import load_table, write_part_csvs
+
+    out = tmp_path / "results"
+    write_run(out, {"run_id": "a", "part": "part1", "method": "full", "seed": 0, "accuracy": 0.5})
+    write_part_csvs(out, load_table(out))
+    before = (out / "part1.csv").read_bytes()
+    write_run(out, {"run_id": "b", "part": "part1", "method": "full", "seed": 1, "accuracy": 0.5})
     _fail_while_writing(monkeypatch)
     with pytest.raises(OSError):
-        records.append_row(csv_path, {"run_id": "b", "status": "completed"})
-    assert csv_path.read_bytes() == before and _leftovers(tmp_path) == []
+        write_part_csvs(out, load_table(out))
+    assert (out / "part1.csv").read_bytes() == before and _leftovers(out) == []
 
 
 def test_a_failing_summary_keeps_the_previous_summary(tmp_path, monkeypatch):
@@ -65,10 +69,9 @@ def test_a_failing_summary_keeps_the_previous_summary(tmp_path, monkeypatch):
     label = np.arange(40) % 2
     records.write_predictions(str(out), "part1-full-s0-x", {"row": np.arange(40), "label": label, "pred": label,
                                                             "prob_pos": label.astype(float)})
-    records.append_row(out / "part1.csv", {"run_id": "part1-full-s0-x", "part": "part1", "method": "full",
-                                           "model": "m", "profile": "p", "seed": 0, "learning_rate": 1e-3,
-                                           "accuracy": 1.0, "loss": 0.1, "device": "cpu", "precision": "fp32",
-                                           "status": "completed"})
+    write_run(out, {"run_id": "part1-full-s0-x", "part": "part1", "method": "full", "model": "m", "profile": "p",
+                    "seed": 0, "learning_rate": 1e-3, "accuracy": 1.0, "loss": 0.1, "device": "cpu",
+                    "precision": "fp32"})
     before = write_summary(str(out), plots=False).read_bytes()
     _fail_while_writing(monkeypatch)
     with pytest.raises(OSError):

@@ -170,8 +170,7 @@ def test_second_run_skips_completed_a_changed_set_reruns_and_force_replaces(part
     assert rc == 0 and "[skip]" not in out and "[run]" in out
     rows = list(csv.DictReader(open(res / "part1.csv")))
     assert len(rows) == 3 and len({row["run_id"] for row in rows}) == 3
-    # --force reruns the r=8 LoRA run and appends its row; the summary reads the latest row of a run_id. Mark the
-    # earlier row so that reading it would show.
+    # --force reruns the r=8 LoRA run and replaces its record. Mark its CSV row so that reading the CSV would show.
     lora_row = next(row for row in rows if row["method"] == "lora" and row["run_id"] in before)
     marked = [dict(row, accuracy="0.123456") if row["run_id"] == lora_row["run_id"] else row for row in rows]
     with open(res / "part1.csv", "w", newline="") as f:
@@ -182,6 +181,9 @@ def test_second_run_skips_completed_a_changed_set_reruns_and_force_replaces(part
                                              configs=lora), capsys)
     assert rc == 0 and "[skip]" not in out
     rows = list(csv.DictReader(open(res / "part1.csv")))
-    assert len(rows) == 4 and [row["run_id"] for row in rows].count(lora_row["run_id"]) == 2
+    # The rerun replaced the run's record; the CSV is generated from the records, so the hand edit is gone too.
+    assert len(rows) == 3 and [row["run_id"] for row in rows].count(lora_row["run_id"]) == 1
+    new = next(row for row in rows if row["run_id"] == lora_row["run_id"])
+    assert new["accuracy"] != "0.123456" and new["date"] > lora_row["date"]
     summary = (res / "summary.md").read_text()
-    assert "12.35" not in summary and f"{100 * float(rows[-1]['accuracy']):.2f}%" in summary
+    assert "12.35" not in summary and f"{100 * float(new['accuracy']):.2f}%" in summary

@@ -1,4 +1,4 @@
-"""Faults: concurrent appends, SIGKILL and SIGTERM mid-training, crashed runs, run identity."""
+"""Faults: two writers in one folder, SIGKILL and SIGTERM mid-training, crashed runs, run identity."""
 import csv
 import json
 import multiprocessing as mp
@@ -13,27 +13,38 @@ import pytest
 
 from common import records
 
-from conftest import RECIPES, ROOT, run_main, table, tiny_args
+from conftest import RECIPES, ROOT, run_main, table, tiny_args, write_run
 
 
-def _append_many(path, who, n):
+def _record_many(out, who, n):
+    from common.report.runs import load_table, write_part_csvs
+
     for i in range(n):
-        records.append_row(path, {"run_id": f"{who}-{i}", "part": "part1", "accuracy": 0.5, "status": "completed"})
+        write_run(out, {"run_id": f"part1-full-s{i}-{who}", "part": "part1", "method": "full", "seed": i,
+                        "accuracy": 0.5})
+        write_part_csvs(out, load_table(out))  # as each command's report does, racing the other writer
 
 
-def test_two_concurrent_appends_both_land_intact(tmp_path):
-    path = tmp_path / "part1.csv"
+def test_two_commands_recording_into_one_folder_both_land_intact(tmp_path):
+    """Each run is its own record file, so two writers never touch one file but the generated CSV, which is
+    whole whichever writes last and lists every run once the report runs again."""
+    from common.report.runs import load_table, write_part_csvs
+
+    out = tmp_path / "results"
     ctx = mp.get_context("fork")
-    procs = [ctx.Process(target=_append_many, args=(path, who, 25)) for who in ("a", "b")]
+    procs = [ctx.Process(target=_record_many, args=(out, who, 25)) for who in ("a", "b")]
     for p in procs:
         p.start()
     for p in procs:
-        p.join(60)
+        p.join(120)
         assert p.exitcode == 0
+    path = out / "part1.csv"
+    assert open(path).read().count("run_id,") == 1  # one header, a whole file
+    assert len(load_table(out)) == 50
+    write_part_csvs(out, load_table(out))
     rows = list(csv.DictReader(open(path)))
     assert len(rows) == 50 and len({r["run_id"] for r in rows}) == 50
-    assert open(path).read().count("run_id,") == 1  # one header
-    leftovers = [p for p in tmp_path.iterdir() if p.name.startswith(".part1.csv.") and p.name != ".part1.csv.lock"]
+    leftovers = [p for d in (out, out / "runs") for p in d.iterdir() if p.name.startswith(".")]
     assert not leftovers  # no temporary files left behind
 
 
@@ -198,7 +209,7 @@ def test_a_run_is_computed_once_across_parts(tmp_path, tiny_data, capsys, monkey
 
 def test_committed_records_name_no_machines_paths():
     """Run records, sweep records and picks name files as they read from the project folder (`../shared/...`,
-    `results`, `python -m ...`), so they travel (python -m common.migrate made the older ones so)."""
+    `results`, `python -m ...`), so they travel (a one-time migration made the older ones so)."""
     import re
 
     from conftest import ROOT

@@ -7,7 +7,7 @@ import pytest
 from common import records, stats
 from common.report import write_summary
 
-from conftest import table
+from conftest import table, write_run
 
 
 def test_mcnemar_exact_known_table():
@@ -86,26 +86,26 @@ def _fixture_results(out, seeds=(0, 1, 2), kernel=None, precision="fp32", date="
                 ("" if epochs == 1 else f"-e{epochs}") + ("" if train_samples == 100 else f"-n{train_samples}")
             records.write_predictions(str(out), run_id, {"row": np.arange(1000), "label": label, "pred": pred,
                                                          "prob_pos": np.where(pred == 1, 0.9, 0.1)})
-            records.write_json(records.record_path(str(out), run_id), {
-                "run_id": run_id, **({"config": config} if config else {}), "curves": {
-                    "val": [{"step": 5, "epoch": 0.5, "val_loss": 0.4, "val_accuracy": acc - 0.1},
-                            {"step": 10, "epoch": 1.0, "val_loss": 0.3, "val_accuracy": acc}],
-                    "train": [{"step": k, "loss": 0.7 - 0.02 * k - 0.01 * seed} for k in range(1, 11)]}})
-            records.append_row(out / "part1.csv", {
+            share = stats.majority_share(pred)
+            write_run(out, {
                 "run_id": run_id, "part": "part1", "method": method, "model": "m", "profile": profile,
                 "seed": seed, "learning_rate": lr, "lr_source": "config", "accuracy": float((pred == label).mean()),
                 "loss": 0.3, "trainable_params": params, "total_params": 1000, "trainable_pct": params / 10,
                 "train_time_s": 10, "peak_rss_mib": 500, "device": "cpu", "precision": precision, "date": date,
                 "train_samples": train_samples, "test_samples": 1000, "max_length": 64, "epochs": epochs,
-                "status": "completed",
-                **({"dropout_kernel": kernel} if kernel else {})})
+                "majority_share": share, "collapsed": stats.is_collapsed(share),
+                **({"dropout_kernel": kernel} if kernel else {})},
+                **({"config": config} if config else {}), curves={
+                    "val": [{"step": 5, "epoch": 0.5, "val_loss": 0.4, "val_accuracy": acc - 0.1},
+                            {"step": 10, "epoch": 1.0, "val_loss": 0.3, "val_accuracy": acc}],
+                    "train": [{"step": k, "loss": 0.7 - 0.02 * k - 0.01 * seed} for k in range(1, 11)]})
 
 
 def test_summary_from_fixture_csvs(tmp_path):
     out = tmp_path / "results"
     _fixture_results(out)
-    records.append_row(out / "part1.csv", {"run_id": "part1-lora-s9-broken", "part": "part1", "method": "lora",
-                                           "status": "failed"})
+    records.write_json(records.record_path(str(out), "part1-lora-s9-broken"),
+                       {"run_id": "part1-lora-s9-broken", "part": "part1", "method": "lora", "status": "failed"})
     (out / "plots").mkdir()
     (out / "plots" / "part1_curves.png").write_bytes(b"an earlier layout's plot")
     text = write_summary(str(out)).read_text()
@@ -221,12 +221,12 @@ def test_a_collapsed_run_is_called_what_it_is(tmp_path):
                         detail["Accuracy, mean ± sd [95% CI]"])
     assert detail["McNemar p < 0.05"] == "–" and "e-" not in detail["McNemar p < 0.05"]
     assert "Collapsed (one class for at least 99% of reviews): LoRA (3 of 3 seeds)" in " ".join(text.split())
-    # Rows written before the flag carry none: the report derived it from their predictions.
-    from common.report.runs import load_rows
+    # The flag is the record's (metrics.collapsed, from the predictions at test time), and the generated CSV says it.
+    from common.report.runs import load_table, part_rows
 
-    assert all(r.get("collapsed", "") == "" for r in records.read_csv_rows(out / "part1.csv"))
-    lora = [r for r in load_rows(out, "part1") if r["method"] == "lora"]
-    assert lora and all(r["collapsed"] and r["majority_share"] == 1.0 for r in lora)
+    lora = [r for r in part_rows(load_table(out), "part1") if r["method"] == "lora"]
+    assert lora and all(r["collapsed"] is True and r["majority_share"] == 1.0 for r in lora)
+    assert {r["collapsed"] for r in records.read_csv_rows(out / "part1.csv") if r["method"] == "lora"} == {"True"}
 
 
 def test_single_seed_uses_bootstrap_and_flags_a_null_gap(tmp_path):
@@ -240,10 +240,10 @@ def test_single_seed_uses_bootstrap_and_flags_a_null_gap(tmp_path):
         run_id = f"part1-{method}-s0-x"
         records.write_predictions(str(out), run_id, {"row": np.arange(400), "label": label, "pred": pred,
                                                      "prob_pos": pred.astype(float)})
-        records.append_row(out / "part1.csv", {
+        write_run(out, {
             "run_id": run_id, "part": "part1", "method": method, "model": "m", "profile": "p", "seed": 0,
             "learning_rate": 1e-3, "accuracy": float((pred == label).mean()), "loss": 0.4, "trainable_params": 5,
-            "total_params": 10, "trainable_pct": 50, "device": "cpu", "precision": "fp32", "status": "completed"})
+            "total_params": 10, "trainable_pct": 50, "device": "cpu", "precision": "fp32"})
     text = write_summary(str(out), plots=False).read_text()
     lora = table(text.split("## Findings")[1], "Method")["LoRA"]
     assert lora["Verdict"] == "no difference resolved"
@@ -332,22 +332,28 @@ def test_a_damaged_run_record_is_named_in_a_warning_not_a_traceback(tmp_path, ca
     assert "| LoRA |" in summary and "Traceback" not in err
 
 
-def test_a_damaged_csv_row_is_named_in_a_warning_not_a_traceback(tmp_path, capsys):
+def test_a_hand_edited_record_is_named_in_a_warning_and_the_csv_is_only_a_view(tmp_path, capsys):
+    """A record whose accuracy is no number or whose seed is gone is left out with a warning; the part CSV is
+    generated from the records, so a damaged CSV is simply written again."""
+    import json
+
     out = tmp_path / "results"
     _fixture_results(out)
-    csv_path = out / "part1.csv"
-    lines = csv_path.read_text().splitlines()
-    lines[2] = lines[2][:30]  # a line cut short
-    cells = lines[4].split(",")
-    cells[lines[0].split(",").index("accuracy")] = "n/a"  # a hand edit
-    lines[4] = ",".join(cells)
-    csv_path.write_text("\n".join(lines) + "\n")
+    paths = sorted((out / "runs").glob("part1-lora-s*.json"))
+    for path, edit in zip(paths, ({"accuracy": "n/a"}, {"seed": None})):
+        rec = json.loads(path.read_text())
+        rec["metrics"].update(edit) if "accuracy" in edit else rec.update(edit)
+        path.write_text(json.dumps(rec))
+    (out / "part1.csv").write_text("run_id,part\ncut sho")
     capsys.readouterr()
     text = write_summary(str(out), plots=False).read_text()
     err = capsys.readouterr().err
-    assert f"[warning] {csv_path}: line 3: damaged row (wrong number of fields), left out of the report" in err
-    assert f"[warning] {csv_path}: line 5: damaged row (accuracy or seed not a number)" in err
+    assert f"[warning] {paths[0]}: damaged run record (accuracy or seed not a number), left out of the report" in err
+    assert f"[warning] {paths[1]}: damaged run record (fields missing), left out of the report" in err
     assert "Traceback" not in err and "| LoRA |" in text
+    rows = records.read_csv_rows(out / "part1.csv")
+    assert len(rows) == 4 and {r["run_id"] for r in rows} == {p.stem for p in (out / "runs").glob("*.json")} - \
+        {p.stem for p in paths[:2]}
 
 
 def test_compare_falls_back_when_seeds_saw_different_reviews(tmp_path):
@@ -357,11 +363,13 @@ def test_compare_falls_back_when_seeds_saw_different_reviews(tmp_path):
 
     out = tmp_path / "results"
     _fixture_results(out)
-    rows = records.read_csv_rows(out / "part1.csv")
+    from common.report.runs import load_table, part_rows
+
+    rows = part_rows(load_table(out), "part1")
     groups = {m: {"rows": [r for r in rows if r["method"] == m]} for m in ("full", "lora")}
     assert compare(out, groups["full"], groups["lora"])["ci_how"].startswith("seeds and test reviews")
     for r in rows:
-        if r["seed"] == "1":  # seed 1 of both methods scored on the reviews in another order
+        if r["seed"] == 1:  # seed 1 of both methods scored on the reviews in another order
             p = records.read_predictions(records.predictions_path(str(out), r["run_id"]))
             records.write_predictions(str(out), r["run_id"], {k: v[::-1] for k, v in p.items()})
     c = compare(out, groups["full"], groups["lora"])
@@ -401,3 +409,30 @@ def test_eighteen_methods_read_as_a_ranked_table_and_a_gain_over_head_only(tmp_p
     below = len(names) - 1 - names.index("head")
     assert f"{len(names) - 1 - below} of {len(names) - 1} methods add to it" in words
     assert (out / "plots" / "part1_pareto.png").stat().st_size > 1000
+
+
+def test_the_report_selects_runs_and_puts_two_folders_side_by_side(tmp_path, capsys):
+    """A selection (part, profile, date, run ids) reports only the runs it keeps; --beside prints two folders'
+    headlines in one table; neither writes a file. A folder without records is one clear error, exit 2."""
+    from common.report.__main__ import main
+
+    mine, theirs = tmp_path / "results", tmp_path / "study"
+    _fixture_results(mine, date="2026-12-07T10:00:00+00:00")
+    _fixture_results(theirs, accs=(("full", 0.9, 1000), ("lora", 0.85, 10)))
+    _fixture_results(mine, seeds=(0,), profile="other", accs=(("lora", 0.7, 10),), lr=5e-3)
+    before = sorted(p.name for p in mine.rglob("*"))
+    assert main(["--output-dir", str(mine), "--profile", "other"]) == 0
+    text = capsys.readouterr().out
+    assert "selected by profiles other" in text and "70.00%" in text and "79.90%" not in text
+    assert main(["--output-dir", str(mine), "--since", "2026-12-07"]) == 0
+    text = capsys.readouterr().out
+    assert "79.90%" in text and "70.00%" not in text
+    lora0 = next(p.stem for p in (mine / "runs").glob("part1-lora-s0-*-0.001.json"))
+    assert main(["--output-dir", str(mine), "--runs", lora0]) == 0 and "Full FT" not in capsys.readouterr().out
+    assert main(["--output-dir", str(mine), "--beside", str(theirs), "--profile", "fixture"]) == 0
+    row = table(capsys.readouterr().out, "Method")["LoRA"]
+    assert row[f"`{mine}`: accuracy"].startswith("79.90%") and row[f"`{theirs}`: accuracy"].startswith("84.90%")
+    assert row[f"`{theirs}`: Δ vs full FT [95% CI]"].startswith("-5.00 [")
+    assert sorted(p.name for p in mine.rglob("*")) == before  # nothing written
+    assert main(["--output-dir", str(mine), "--beside", str(tmp_path / "nowhere")]) == 2
+    assert "--beside" in capsys.readouterr().err

@@ -53,7 +53,7 @@ def summarize_group(output_dir: Path, g: dict) -> dict:
     swept = [r["lr_source"] for r in rows if (r.get("lr_source") or "").startswith("sweep")]
     # A swept rate's group may hold a run made earlier at the same rate from the config (same identity, reused).
     s["lr_source"] = ("swept over " + swept[0].split(" over ")[-1]) if swept else "config"
-    s["date"] = max(r.get("date", "") for r in rows)
+    s["date"] = max(r.get("date") or "" for r in rows)
     return s
 
 

@@ -121,8 +121,10 @@ def findings_bullets(output_dir: Path, head: dict, rows: list, budget_note: str 
             text += f"; {len(tied)} not resolved{names(tied)}, ruling out a loss over {worst:.1f} points"
         halves = sorted(50 * (c["diff_ci"][1] - c["diff_ci"][0]) for _, _, c in peft)
         fine = sum(h < RESOLVES_POINTS for h in halves)
-        out.append(text + f". Half-widths {halves[0]:.2f}-{halves[-1]:.2f} points ({fine} of {len(halves)} under "
-                   f"{RESOLVES_POINTS:.0f}) resolve the 1-2 point gaps the reference report is about.")
+        widths = f"Half-width {halves[0]:.2f} points" if len(halves) == 1 else \
+            f"Half-widths {halves[0]:.2f}-{halves[-1]:.2f} points ({fine} of {len(halves)} under {RESOLVES_POINTS:.0f})"
+        out.append(text + f". {widths}: " + ("fine enough for" if fine else "too wide for") +
+                   " the 1-2 point gaps the reference report is about.")
         out += head_only_bullet(head, rows)
     collapsed = [(g, s) for g, s, *_ in rows if is_collapsed(s)]
     if collapsed:

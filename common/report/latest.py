@@ -13,8 +13,9 @@ from common.report.runs import (
     GROUP_KEYS,
     PARTS,
     group_rows,
-    load_rows,
+    load_table,
     method_name,
+    part_rows,
     plural,
     reviews_text,
     seed_list,
@@ -41,7 +42,7 @@ def read_last_command(output_dir: Path):
 
 def _committed_groups(part: str) -> dict:
     """The committed study's groups of a part, by SAME_SCIENCE key, each row naming the folder its files are in."""
-    rows = [dict(r, _dir=str(records.STUDY_DIR)) for r in load_rows(records.STUDY_DIR, part)]
+    rows = [dict(r, _dir=str(records.STUDY_DIR)) for r in part_rows(load_table(records.STUDY_DIR), part)]
     return {tuple(g[k] for k in SAME_SCIENCE): g for g in group_rows(rows)}
 
 
@@ -61,7 +62,7 @@ def reproduction_cell(output_dir: Path, g: dict, committed: dict) -> str:
     return f"differs by {100 * c['diff_mean']:+.2f} points [{100 * ci[0]:+.2f}, {100 * ci[1]:+.2f}] ({seeds})"
 
 
-def last_command_section(output_dir: Path, part_of=None) -> list:
+def last_command_section(output_dir: Path, run_table, part_of=None) -> list:
     """The command, its date, machine and profile, then per setup it ran: each method's accuracy, Δ vs full FT
     [95% CI], verdict, train time and reproduction of the committed run; [] where no command is noted."""
     cmd = read_last_command(output_dir)
@@ -69,7 +70,7 @@ def last_command_section(output_dir: Path, part_of=None) -> list:
         return []
     part = cmd.get("part")
     wanted = {r["run_id"] for r in cmd.get("runs", [])}
-    rows = [r for r in load_rows(output_dir, part) if r["run_id"] in wanted] if part in PARTS else []
+    rows = [r for r in part_rows(run_table, part) if r["run_id"] in wanted] if part in PARTS else []
     outcomes = {}
     for r in cmd.get("runs", []):
         outcomes[r["outcome"]] = outcomes.get(r["outcome"], 0) + 1

@@ -1,14 +1,17 @@
-"""The runs behind a report: completed CSV rows, grouped into configurations (seeds of one setting) and setups
-(what a comparison holds fixed), and the headline setup a reader sees first."""
+"""The runs behind a report: one table loaded from the run records, grouped into configurations (seeds of one
+setting) and setups (what a comparison holds fixed), the headline setup a reader sees first, and the part CSVs
+derived from the table."""
 from __future__ import annotations
 
-import csv
+import io
 import json
 import sys
 from collections import OrderedDict
 from pathlib import Path
 
-from common import methods, records, stats
+import pandas as pd
+
+from common import methods, records
 
 # Part -> (title, the reference study's model for that part).
 PARTS = OrderedDict([
@@ -122,48 +125,68 @@ def _predictions(output_dir: Path, row: dict):
 
 
 def _damage(r: dict):
-    """What makes a completed CSV row unusable (a cut line, a hand edit), or None."""
-    if any(r.get(k) in (None, "") for k in ("run_id", "method", "seed", "accuracy")):
+    """What makes a completed run's row unusable (a hand edit, a field lost), or None. A run with no test pass (a
+    sweep's) has no accuracy, and that is no damage."""
+    if any(r.get(k) is None for k in ("run_id", "method", "seed")):
         return "fields missing"
-    if _f(r["accuracy"]) is None or not str(r["seed"]).lstrip("-").isdigit():
+    if (r["accuracy"] is not None and _f(r["accuracy"]) is None) or not str(r["seed"]).lstrip("-").isdigit():
         return "accuracy or seed not a number"
     return None
 
 
-def _true(x) -> bool:
-    return str(x).strip().lower() in ("true", "1")
-
-
-def load_rows(output_dir: Path, part: str) -> list:
-    """Completed rows of a part, the last row per run_id (a forced rerun replaces the earlier one). Columns added
-    later are filled for older rows with what those rows ran (the only option there was then)."""
-    rows = OrderedDict()
-    path = output_dir / f"{part}.csv"
-    try:
-        raw = records.read_csv_rows(path)
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
-        warn_once(path, "unreadable CSV, its runs left out of the report", e)
-        raw = []
-    for line, r in enumerate(raw, start=2):  # line 1 is the header (a field with a newline would shift this)
-        # More or fewer fields than the header: a cut or merged line.
-        damage = "wrong number of fields" if None in r or None in r.values() else \
-            _damage(r) if r.get("status") == "completed" else None
+def load_table(output_dir: Path) -> pd.DataFrame:
+    """Every completed run under output_dir/runs as one row (records.flat_row), in the order the runs were made; a
+    damaged record is named in a warning and left out."""
+    rows = []
+    for path in sorted(records.runs_dir(str(output_dir)).glob("*.json")):
+        try:
+            rec = json.loads(path.read_text())
+            if rec.get("status") != "completed":
+                continue
+            row = records.flat_row(rec)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+            warn_once(path, "damaged run record, left out of the report", e)
+            continue
+        damage = _damage(row)
         if damage:
-            warn_once(path, f"line {line}: damaged row ({damage}), left out of the report")
+            warn_once(path, f"damaged run record ({damage}), left out of the report")
             continue
-        if r.get("status") != "completed":
-            continue
-        r["dropout_kernel"] = r.get("dropout_kernel") or "torch"  # before the fast kernel existed
-        r["init"] = r.get("init") or "pretrained"
-        r["train_pooler"] = _true(r.get("train_pooler"))
-        if r.get("majority_share") in (None, ""):  # before the collapse flag: derive it from the predictions
-            p = _predictions(output_dir, r)
-            r["majority_share"] = stats.majority_share(p["pred"]) if p is not None else None
-            r["collapsed"] = stats.is_collapsed(r["majority_share"])
-        r["collapsed"] = _true(r.get("collapsed"))
-        rows.pop(r["run_id"], None)
-        rows[r["run_id"]] = r
-    return list(rows.values())
+        rows.append(row)
+    # object: the records' own values (an int stays an int beside a missing one, never 16089.0)
+    table = pd.DataFrame(rows, columns=list(dict.fromkeys(records.CSV_COLUMNS + [k for r in rows for k in r])),
+                         dtype=object)
+    return table.sort_values(["date", "run_id"], kind="stable", na_position="first").reset_index(drop=True)
+
+
+def select(table: pd.DataFrame, parts=None, profiles=None, since=None, run_ids=None) -> pd.DataFrame:
+    """The table's rows of the given parts, profiles and run ids, made on or after the date `since` (ISO, a day
+    or a time); None keeps every value."""
+    keep = pd.Series(True, index=table.index)
+    for column, values in (("part", parts), ("profile", profiles), ("run_id", run_ids)):
+        if values:
+            keep &= table[column].isin(list(values))
+    if since:
+        keep &= table["date"].fillna("") >= since
+    return table[keep]
+
+
+def part_rows(table: pd.DataFrame, part: str) -> list:
+    """One part's runs scored on the test reviews, as dicts, None where a value is missing."""
+    sub = table[(table["part"] == part) & table["accuracy"].notna()].astype(object)
+    return sub.where(sub.notna(), None).to_dict("records")
+
+
+def write_part_csvs(output_dir: Path, table: pd.DataFrame) -> list:
+    """<part>.csv for each part with runs: the table's rows of that part, generated, never appended to."""
+    written = []
+    for part in sorted(set(table["part"].dropna())):
+        buf = io.StringIO()
+        table[table["part"] == part].to_csv(buf, index=False, lineterminator="\n")
+        path = Path(output_dir) / f"{part}.csv"
+        if not path.is_file() or path.read_text() != buf.getvalue():
+            records.write_atomic(path, buf.getvalue().encode())
+        written.append(path)
+    return written
 
 
 def group_rows(rows: list) -> list:
