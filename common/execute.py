@@ -53,36 +53,31 @@ def execute(plan: Plan, run_fn, force: bool = False) -> tuple:
     run's predictions, weights and logs. Returns (outcome, record). Under torchrun every rank trains; rank 0 writes."""
     out = plan.cfg.output.dir
     main = distributed.is_main()
-    done = None if force else records.completed_record(out, plan.run_id)
-    if done:
-        distributed.say(f"[skip] {plan.run_id}: completed already in {records.record_path(out, plan.run_id)} "
+    method, seed = plan.cfg.peft.method, plan.cfg.train.seed
+    done = None if force else records.find_same(out, method, seed, plan.identity)
+    if done and plan.cfg.part in records.parts_of(done):
+        distributed.say(f"[skip] {plan.run_id}: completed already in {records.record_path(out, done['run_id'])} "
                         f"(same config, data and packages); --force / FORCE=1 reruns it")
         return "skipped", done
-    committed = None if force else records.committed_run(out, plan.run_id)
+    if done:  # the same computation, made for another part: listed for this part too, nothing trained
+        rec = records.list_for(done, plan.cfg.part)
+        _keep(out, rec)
+        distributed.say(f"[reuse] {plan.run_id}: the same computation as {done['run_id']} (same config, data and "
+                        f"packages; only the part differs): listed for {plan.cfg.part} too, nothing trained")
+        return "reused", rec
+    committed = None if force else records.committed_same(out, method, seed, plan.identity)
     if committed:  # the committed study made this very run: shown here, not trained again
-        rec = records.adopt_committed(committed, out)
-        if committed.get("reused_from"):  # its source's record too, which the report reads its predictions by
-            source = records.committed_run(out, committed["reused_from"])
-            if source and main:
-                records.write_json(records.record_path(out, source["run_id"]), records.adopt_committed(source, out))
-        _keep(plan, rec)
+        rec = records.list_for(records.adopt_committed(committed, out), plan.cfg.part)
+        _keep(out, rec)
         distributed.say(f"[reuse] {plan.run_id}: the committed study's run ({rec['committed_from']}, same config, "
                         f"data and packages): recorded here, nothing trained")
         return "reused", rec
     swept = None if force else records.completed_record(str(records.sweep_dir(out)), plan.run_id)
     if swept and swept.get("predictions_file"):  # the sweep trained this very run, test pass included
         rec = records.promote_swept(swept, out, plan.lr_source, plan.cfg.to_dict())
-        _keep(plan, rec)
+        _keep(out, rec)
         distributed.say(f"[reuse] {plan.run_id}: the sweep's run at this rate and seed "
                         f"({rec['promoted_from']}): recorded as the final run, nothing trained")
-        return "reused", rec
-    other = None if force else records.completed_elsewhere(out, plan.cfg.part, plan.cfg.peft.method,
-                                                           plan.cfg.train.seed, plan.identity)
-    if other:  # the same computation, made for another part: record it for this part, train nothing
-        rec = records.reuse_record(other, plan.cfg.part, plan.run_id, plan.cfg.to_dict())
-        _keep(plan, rec)
-        distributed.say(f"[reuse] {plan.run_id}: the same computation as {other['run_id']} (same config, data and "
-                        f"packages; only the part differs): its results recorded for {plan.cfg.part}, nothing trained")
         return "reused", rec
     distributed.say(f"[run] {plan.run_id}: {plan.cfg.peft.method} on {plan.cfg.model.name_or_path}, "
                     f"lr {plan.cfg.train.learning_rate} ({plan.lr_source}), seed {plan.cfg.train.seed}", flush=True)
@@ -107,7 +102,7 @@ def execute(plan: Plan, run_fn, force: bool = False) -> tuple:
             result["val_predictions_file"] = records.write_predictions(out, plan.run_id, result["val_predictions"],
                                                                        "val").name
     rec = build_record(plan, "completed", result)
-    _keep(plan, rec)
+    _keep(out, rec)
     m = rec["metrics"]
     collapsed = " COLLAPSED: predicts one class" if m.get("collapsed") or m.get("val_collapsed") else ""
     scored = f"accuracy {m.get('accuracy')}, loss {m.get('loss')}" if m.get("accuracy") is not None else \
@@ -116,10 +111,10 @@ def execute(plan: Plan, run_fn, force: bool = False) -> tuple:
     return "completed", rec
 
 
-def _keep(plan: Plan, rec: dict) -> None:
+def _keep(out: str, rec: dict) -> None:
     """A completed run's record (rank 0 alone writes); the part's CSV and reports are generated from the records."""
     if distributed.is_main():
-        records.write_json(records.record_path(plan.cfg.output.dir, plan.run_id), rec)
+        records.write_json(records.record_path(out, rec["run_id"]), rec)
 
 
 def record_failure(plan: Plan, message: str, tb: str = None) -> dict:

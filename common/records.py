@@ -26,7 +26,7 @@ CSV_COLUMNS = [
     "train_samples_per_s", "peak_mem_allocated_mib", "peak_mem_reserved_mib", "peak_rss_mib", "device",
     "precision", "dropout_kernel", "train_samples", "test_samples", "max_length", "epochs", "date", "git_commit", "status",
     "collapsed", "majority_share", "init", "train_pooler",
-    "saved_bytes", "test_reviews_per_s", "latency_ms", "latency_merged_ms", "world_size", "reused_from",
+    "saved_bytes", "test_reviews_per_s", "latency_ms", "latency_merged_ms", "world_size", "made_for",
 ]
 
 # Settings that do not change what a run computes are left out of its identity (train.allocator: the same bits).
@@ -188,7 +188,7 @@ def flat_row(record: dict) -> dict:
         "saved_bytes": (record.get("saved") or {}).get("bytes"),
         **{k: (record.get("inference") or {}).get(k) for k in ("test_reviews_per_s", "latency_ms",
                                                                  "latency_merged_ms")},
-        "world_size": record.get("world_size"), "reused_from": record.get("reused_from"),
+        "world_size": record.get("world_size"), "made_for": record["part"],
     }
 
 
@@ -245,10 +245,10 @@ def study_counterpart(output_dir: str):
     return sweep_dir(str(STUDY_DIR)) if out.name == sweep_dir("").name else STUDY_DIR
 
 
-def committed_run(output_dir: str, run_id: str):
-    """The committed study's completed record of this run (from the counterpart of output_dir), or None."""
+def committed_same(output_dir: str, method: str, seed: int, identity: str):
+    """The committed study's completed record of this computation (from the counterpart of output_dir), or None."""
     src = study_counterpart(output_dir)
-    return completed_record(str(src), run_id) if src is not None else None
+    return find_same(str(src), method, seed, identity) if src is not None else None
 
 
 def adopt_committed(rec: dict, output_dir: str) -> dict:
@@ -256,22 +256,37 @@ def adopt_committed(rec: dict, output_dir: str) -> dict:
     user's folder shows the run without training it again."""
     src = study_counterpart(output_dir)
     for split in ("test", "val"):
-        path = predictions_path(str(src), source_run_id(rec), split)
+        path = predictions_path(str(src), rec["run_id"], split)
         if path.is_file():
-            write_atomic(predictions_path(output_dir, source_run_id(rec), split), path.read_bytes())
+            write_atomic(predictions_path(output_dir, rec["run_id"], split), path.read_bytes())
     origin = record_path(str(src), rec["run_id"])
     with contextlib.suppress(ValueError):  # as it reads from the project folder, where it lies inside it
         origin = origin.relative_to(PROJECT_ROOT)
     return {**rec, "saved": None, "committed_from": str(origin)}
 
 
-def completed_elsewhere(output_dir: str, part: str, method: str, seed: int, identity: str):
-    """A completed record of the same computation made for another part (same method, seed and identity), or None."""
+def find_same(output_dir: str, method: str, seed: int, identity: str):
+    """The completed record of this computation (method, seed, identity) in output_dir, made for whichever part,
+    or None: a run is recorded once, by the part that made it, and listed by every part it serves."""
     for path in sorted(runs_dir(output_dir).glob(f"*-{method}-s{seed}-{identity}.json")):
         rec = completed_record(output_dir, path.stem)
-        if rec and rec.get("part") != part and not rec.get("reused_from"):
+        if rec:
             return rec
     return None
+
+
+def parts_of(rec: dict) -> list:
+    """The parts that list a run: the one it was made for, then any that found it done (`parts`)."""
+    return rec.get("parts") or [rec["part"]]
+
+
+def list_for(rec: dict, part: str) -> dict:
+    return {**rec, "parts": list(dict.fromkeys(parts_of(rec) + [part]))}
+
+
+def computation(run_id: str) -> str:
+    """'full-s0-1b2668482e' of 'part1-full-s0-1b2668482e': the run whatever part lists it."""
+    return run_id.split("-", 1)[1]
 
 
 def promote_swept(swept: dict, output_dir: str, lr_source: str, config: dict) -> dict:
@@ -287,17 +302,6 @@ def promote_swept(swept: dict, output_dir: str, lr_source: str, config: dict) ->
         saved = {**saved, "dir": str(Path(src.name) / saved["dir"])}
     return {**swept, "lr_source": lr_source, "config": config, "saved": saved,
             "promoted_from": str(record_path(str(src), swept["run_id"]).relative_to(output_dir))}
-
-
-def reuse_record(done: dict, part: str, run_id: str, config: dict) -> dict:
-    """This part's record of a run another part computed: its results, under this part's id and config, naming
-    the run it came from (whose predictions and saved weights it shares)."""
-    return {**done, "run_id": run_id, "part": part, "config": config, "reused_from": done["run_id"]}
-
-
-def source_run_id(record_or_row: dict) -> str:
-    """The run whose files (predictions, weights) hold this record's results: itself, or the run it reuses."""
-    return record_or_row.get("reused_from") or record_or_row["run_id"]
 
 
 def write_predictions(output_dir: str, run_id: str, preds: dict, split: str = "test") -> Path:

@@ -72,7 +72,7 @@ def _score(lr: float, rec: dict) -> dict:
     m = rec["metrics"]
     return {"learning_rate": lr, "val_accuracy": m.get("val_accuracy"), "val_loss": m.get("val_loss"),
             "val_majority_share": m.get("val_majority_share"), "collapsed": bool(m.get("val_collapsed")),
-            "val_samples": rec["data"]["val_samples"], "run_id": records.source_run_id(rec), "status": rec["status"]}
+            "val_samples": rec["data"]["val_samples"], "run_id": rec["run_id"], "status": rec["status"]}
 
 
 def run_sweep(part: str, profile: str, sets: list, force: bool, engine: str = "local") -> int:

@@ -152,7 +152,7 @@ def write_run(out, row: dict, **record) -> dict:
     cfg.setdefault("data", {}).update(max_length=r.get("max_length"))
     cfg.setdefault("peft", {})["train_pooler"] = r["train_pooler"]
     rec.update({k: r.get(k) for k in ("run_id", "part", "method", "seed", "lr_source", "status", "precision",
-                                      "world_size", "reused_from")})
+                                      "world_size", "parts")})
     rec["kernels"] = {"dropout": r["dropout_kernel"]}
     rec["metrics"] = {k: r.get(k) for k in ("accuracy", "loss", "f1", "val_accuracy", "val_loss", "train_time_s",
                                             "eval_time_s", "train_samples_per_s", "peak_mem_allocated_mib",

@@ -176,7 +176,8 @@ def test_a_crashed_run_is_recorded_failed_and_the_rest_go_ahead(tiny_data, tmp_p
 
 def test_a_run_is_computed_once_across_parts(tmp_path, tiny_data, capsys, monkeypatch):
     """Part 2's full FT and prefix runs are Part 3's computation (same model, data, settings): `make part2` after
-    `make part3` records them from Part 3's runs, trains nothing, and the CSV and summary say where they came from."""
+    `make part3` lists Part 3's runs for Part 2 too (one record each, no copy), trains nothing, and the CSV and
+    summary say which part made them."""
     from common import recipe
 
     out = tmp_path / "results"
@@ -189,11 +190,15 @@ def test_a_run_is_computed_once_across_parts(tmp_path, tiny_data, capsys, monkey
     assert stdout.count("[reuse] part2-") == 2
     rows3 = {r["method"]: r for r in records.read_csv_rows(out / "part3.csv")}
     rows2 = {r["method"]: r for r in records.read_csv_rows(out / "part2.csv")}
+    assert not list((out / "runs").glob("part2-*.json"))  # nothing copied
     for method in ("full", "prefix"):
-        assert rows2[method]["reused_from"] == rows3[method]["run_id"]
-        assert rows2[method]["run_id"].startswith("part2-") and rows2[method]["accuracy"] == rows3[method]["accuracy"]
-        rec = json.loads(records.record_path(str(out), rows2[method]["run_id"]).read_text())
-        assert rec["part"] == "part2" and rec["config"]["part"] == "part2" and rec["reused_from"]
+        assert rows2[method]["run_id"] == rows3[method]["run_id"] and rows2[method]["made_for"] == "part3"
+        assert rows2[method]["accuracy"] == rows3[method]["accuracy"]
+        rec = json.loads(records.record_path(str(out), rows3[method]["run_id"]).read_text())
+        assert rec["part"] == "part3" and rec["parts"] == ["part3", "part2"]
+    # Again: found listed, skipped.
+    rc, stdout, err = run_main("part2", tiny_args("part2", tiny_data, out), capsys)
+    assert rc == 0 and stdout.count("[skip] part2-") == 2 and "[reuse]" not in stdout
     summary = (out / "summary.md").read_text()
     part2 = summary.split("## Part 2")[1].split("## Part 3")[0]
     # Part 2's runs are Part 3's: said once, in the Findings, which compare them on the shared predictions.

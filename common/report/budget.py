@@ -15,7 +15,7 @@ from common.report.runs import (
     method_name,
     plural,
     read_record,
-    seed_list,
+    seeds_text,
     setup_seeds,
 )
 from common.schema import flatten
@@ -71,7 +71,7 @@ def compute_hours(output_dir: Path, part: str, st: dict, method: str) -> float:
     counted where it trained). Summed from each record's phases, excluding the command's start-up."""
     total = 0.0
     for r in st["best"][method][0]["rows"]:
-        rec = None if r.get("reused_from") else read_record(output_dir, r["run_id"])
+        rec = None if r["made_for"] != part else read_record(output_dir, r["run_id"])
         if rec and not rec.get("promoted_from"):
             total += _run_seconds(rec)
     sweep = records.sweep_dir(str(output_dir))
@@ -139,7 +139,7 @@ def budget_note(columns: list, rows: list) -> str:
         for m, _, b in changed:  # 'LoRA and (IA)³ → no difference resolved'
             to.setdefault(b, []).append(method_name(m))
         moved = ", ".join(f"{' and '.join(ms)} → {b}" for b, ms in to.items()) or "none"
-        parts.append(f"at {budget_label(st)} (seeds {seed_list(setup_seeds(st))}) {moved}, {len(kept)} hold")
+        parts.append(f"at {budget_label(st)} ({seeds_text(setup_seeds(st))}) {moved}, {len(kept)} hold")
     return f"[More training]({ANCHOR}) changes {plural(n, 'verdict')}: " + "; ".join(parts) + "."
 
 
@@ -162,8 +162,8 @@ def _reference_bullets(rows: list, columns: list) -> list:
 # Keys that differ between two budgets by construction or per run, or that change speed and not the science
 # (records.NOT_SCIENCE; the precision and dropout kernel a setup resolved to are part of its key), so the sentence on
 # what else differs skips them.
-_PER_RUN_KEYS = {"train.epochs", "data.train_samples", "train.seeds", "profile", "output.dir", "train.lr_grid",
-                 "data.dir", "data.cache_dir", "train.allocator", *records.NOT_SCIENCE}
+_PER_RUN_KEYS = {"train.epochs", "data.train_samples", "train.seeds", "profile", "output.dir", "train.lr_grid", "part",
+                 "train.report_to", "data.dir", "data.cache_dir", "train.allocator", *records.NOT_SCIENCE}
 
 
 def _shown(value) -> str:
@@ -326,7 +326,7 @@ def budget_section(output_dir: Path, part: str, columns: list, rows: list, plots
     head = columns[0]
     lines = [f"### {PARTS[part][0].split(':')[0]}: " + ", ".join(budget_label(st) for st in columns), ""]
     said = "; ".join(
-        f"`{st['key']['profile']}` ({budget_label(st)}, seeds {seed_list(setup_seeds(st))}"
+        f"`{st['key']['profile']}` ({budget_label(st)}, {seeds_text(setup_seeds(st))}"
         + ("" if st is head else ": " + (", ".join(setup_differences(output_dir, head, st)) or "nothing else "
                                          "different")) + ")" for st in columns)
     lines += [f"The same model and test reviews at each budget, each at its own picked rate; a dash where a method did "

@@ -17,7 +17,7 @@ from common.report.cells import (
     table,
 )
 from common.report.comparison import compare, diff_text
-from common.report.runs import PARTS, method_name, model_label, plural, reviews_text, seed_list, setup_seeds
+from common.report.runs import PARTS, method_name, model_label, plural, reviews_text, seeds_text, setup_seeds
 
 # A gap of this many points is what the reference report is about (92.2 vs 89.9, 93.09 vs 90.79): an interval narrower
 # than it on each side can tell such a gap from none.
@@ -42,7 +42,7 @@ def what_ran(part: str, head: dict, val_reviews) -> str:
         model += f", {key['init']} weights"
     return (f"**What ran:** {model}; profile `{key['profile']}`: {reviews_text(key, val_reviews)}, "
             f"{key['max_length']} tokens, {plural(key['epochs'], 'epoch')}, {key['precision']} on {key['device']}, "
-            f"seeds {seed_list(setup_seeds(head))}.")
+            f"{seeds_text(setup_seeds(head))}.")
 
 
 def findings_rows(output_dir: Path, head: dict) -> list:
@@ -106,19 +106,21 @@ def findings_bullets(output_dir: Path, head: dict, rows: list, budget_note: str 
     above = [(g, c) for g, s, c in peft if c["diff_ci"][0] > 0]
     tied = [(g, c) for g, s, c in peft if not _excludes_zero(c)]
     # Names where they are few; past that the Verdict column already lists them, row by row.
-    names = lambda xs: ": " + ", ".join(method_name(g["method"]) for g, _ in xs) if len(xs) <= 4 else ""  # noqa: E731
+    names = lambda xs: (": " + ", ".join(method_name(g["method"]) for g, _ in xs)) if len(xs) <= 4 else ""  # noqa: E731
     out = []
     if peft:
-        if len(peft) == 1 and below:
-            text = f"At {epochs}, {method_name(below[0][0]['method'])} is below full FT, the interval excluding zero"
+        worst = max((-100 * c["diff_ci"][0] for _, c in tied), default=0.0)
+        if len(peft) == 1:
+            (g, _, c), = peft
+            side = "below" if below else "above" if above else None
+            text = (f"At {epochs}, {method_name(g['method'])} is {side} full FT, the interval excluding zero" if side
+                    else f"At {epochs}, {method_name(g['method'])} is not told apart from full FT, the interval "
+                         f"ruling out a loss over {worst:.1f} points")
         else:
-            text = (f"At {epochs}, {len(below)} of {plural(len(peft), 'PEFT method')} "
-                    f"{'is' if len(below) == 1 else 'are'} below full FT, the interval excluding zero" + names(below))
-        if above:
-            text += f"; {len(above)} above it{names(above)}"
-        if tied:
-            worst = max(-100 * c["diff_ci"][0] for _, c in tied)
-            text += f"; {len(tied)} not resolved{names(tied)}, ruling out a loss over {worst:.1f} points"
+            said = [f"{len(xs)} {what}{names(xs)}" for xs, what in (
+                (below, "below full FT, the interval excluding zero"), (above, "above it"),
+                (tied, f"not resolved, ruling out a loss over {worst:.1f} points")) if xs]
+            text = f"At {epochs}, of {len(peft)} PEFT methods, " + "; ".join(said)
         halves = sorted(50 * (c["diff_ci"][1] - c["diff_ci"][0]) for _, _, c in peft)
         fine = sum(h < RESOLVES_POINTS for h in halves)
         widths = f"Half-width {halves[0]:.2f} points" if len(halves) == 1 else \

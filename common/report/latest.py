@@ -69,8 +69,10 @@ def last_command_section(output_dir: Path, run_table, part_of=None) -> list:
     if not cmd or records.is_study(str(output_dir)):
         return []
     part = cmd.get("part")
-    wanted = {r["run_id"] for r in cmd.get("runs", [])}
-    rows = [r for r in part_rows(run_table, part) if r["run_id"] in wanted] if part in PARTS else []
+    # By computation: a run made for another part is listed for this one under the id it was made with.
+    wanted = {records.computation(r["run_id"]) for r in cmd.get("runs", [])}
+    rows = [r for r in part_rows(run_table, part) if records.computation(r["run_id"]) in wanted] \
+        if part in PARTS else []
     outcomes = {}
     for r in cmd.get("runs", []):
         outcomes[r["outcome"]] = outcomes.get(r["outcome"], 0) + 1

@@ -44,7 +44,7 @@ from common.report.runs import (
     plural,
     read_record,
     reviews_text,
-    seed_list,
+    seeds_text,
     select,
     setup_seeds,
     setups,
@@ -73,7 +73,7 @@ def setup_heading(part: str, key: dict, seeds: list, val_reviews=None) -> str:
         model += f" ({key['init']} weights)"
     return (f"{model}; profile `{key['profile']}`: {reviews_text(key, val_reviews)}, {key['max_length']} tokens, "
             f"{plural(key['epochs'], 'epoch')}; {key['device']}, "
-            f"{key['precision']}, {key['dropout_kernel']} dropout kernel; seeds {seed_list(seeds)}")
+            f"{key['precision']}, {key['dropout_kernel']} dropout kernel; {seeds_text(seeds)}")
 
 
 def differences(key: dict, head: dict) -> str:
@@ -99,7 +99,8 @@ def part_table(output_dir: Path, part: str, members: list, base, said: bool, ref
     body = []
     for name, (g, s) in zip(labels(members), members):
         c = compare(output_dir, base[0], g) if base and g["method"] != "full" else {}
-        row = [name + ("¹" if g["train_pooler"] else "") + ("²" if any(r.get("reused_from") for r in g["rows"]) else "")]
+        listed = any(r["made_for"] != r["part"] for r in g["rows"])  # made for another part
+        row = [name + ("¹" if g["train_pooler"] else "") + ("²" if listed else "")]
         if not said:
             d, v = delta_cells(c, s) if g["method"] != "full" else ("–", "reference")
             row += [share_cell(s, full_params), d, v]
@@ -155,7 +156,7 @@ def part_setups(output_dir: Path, part: str, run_table) -> list:
 
 
 def _sources(st: dict) -> set:
-    return {records.source_run_id(r) for r in head_rows(st)}
+    return {r["run_id"] for r in head_rows(st)}
 
 
 def part_section(output_dir: Path, part: str, head, findings: dict, plots: bool) -> list:
@@ -171,7 +172,7 @@ def part_section(output_dir: Path, part: str, head, findings: dict, plots: bool)
     if covered:
         names = " and ".join(method_name(g["method"]) for g, _ in members)
         cost = REFERENCE_REPORT.get(part, {}).get("cost", {})
-        lines += wrap(f"Its headline runs are the Findings' {names} rows (`reused_from` in its CSV where they were "
+        lines += wrap(f"Its headline runs are the Findings' {names} rows (`made_for` in its CSV where they were "
                       f"not trained again). The reference report's cost, loss and size: "
                       + "; ".join(f"{method_name(g['method'])} {cost.get(g['method'], '–')}" for g, _ in members)
                       + ".") + [""]
@@ -183,10 +184,10 @@ def part_section(output_dir: Path, part: str, head, findings: dict, plots: bool)
         lines += wrap(f"Setup: {setup_heading(part, head['key'], seeds, validation_reviews(output_dir, head_rows(head)))}"
                       f".") + [""]
     lines += part_table(output_dir, part, members, base, said, reference=part in REFERENCE_REPORT) + [""]
-    reused = sorted({r["reused_from"].split("-")[0] for r in head_rows(head) if r.get("reused_from")})
+    reused = sorted({r["made_for"] for r in head_rows(head) if r["made_for"] != r["part"]})
     if reused:
-        lines += wrap(f"² Runs made for {' or '.join(reused)} with the same model, data and settings, recorded here "
-                      f"without training again (`reused_from` in the CSV and the record).") + [""]
+        lines += wrap(f"² Runs made for {' or '.join(reused)} with the same model, data and settings, listed here "
+                      f"without training again (`made_for` in the CSV, `parts` in the record).") + [""]
     if 3 <= len(head["best"]) <= NAMED_COLUMNS:
         lines += pairwise_lines(output_dir, members)
     elif len(head["best"]) > NAMED_COLUMNS:  # a matrix this size is a reference, not a glance

@@ -9,7 +9,16 @@ import numpy as np
 
 from common import methods, records
 from common.report.comparison import compare
-from common.report.runs import PARTS, count_text, method_name, model_label, plural, read_record, seed_list, setup_seeds
+from common.report.runs import (
+    PARTS,
+    count_text,
+    method_name,
+    model_label,
+    plural,
+    read_record,
+    seeds_text,
+    setup_seeds,
+)
 
 
 def method_color(method: str) -> str:
@@ -43,7 +52,7 @@ def setup_title(part: str, st: dict) -> str:
     key = st["key"]
     return (f"{PARTS[part][0].split(':')[0]}: {model_label(key['model']).split(' (')[0]}, "
             f"{count_text(key['train_samples'])} train reviews, {plural(key['epochs'], 'epoch')}, {key['precision']}, "
-            f"seeds {seed_list(setup_seeds(st))}")
+            f"{seeds_text(setup_seeds(st))}")
 
 
 # Fewer validation points than this a run are drawn as points, not joined into a line that would invent a curve.

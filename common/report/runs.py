@@ -71,6 +71,11 @@ def seed_list(seeds) -> str:
     return ", ".join(map(str, seeds))
 
 
+def seeds_text(seeds) -> str:
+    """'seed 0', 'seeds 0-4': the list with its noun in the right number."""
+    return ("seed " if len(list(seeds)) == 1 else "seeds ") + seed_list(seeds)
+
+
 def method_name(method: str) -> str:
     return methods.label(method)
 
@@ -114,7 +119,7 @@ def read_record(output_dir: Path, run_id: str):
 
 def _predictions(output_dir: Path, row: dict):
     # A row may name the folder its files are in (_dir: the committed study's, beside a user's own runs).
-    path = records.predictions_path(row.get("_dir") or str(output_dir), records.source_run_id(row))
+    path = records.predictions_path(row.get("_dir") or str(output_dir), row["run_id"])
     if not path.is_file():
         return None
     try:
@@ -135,8 +140,8 @@ def _damage(r: dict):
 
 
 def load_table(output_dir: Path) -> pd.DataFrame:
-    """Every completed run under output_dir/runs as one row (records.flat_row), in the order the runs were made; a
-    damaged record is named in a warning and left out."""
+    """Every completed run under output_dir/runs as one row per part that lists it (records.flat_row), in the order
+    the runs were made; a damaged record is named in a warning and left out."""
     rows = []
     for path in sorted(records.runs_dir(str(output_dir)).glob("*.json")):
         try:
@@ -144,6 +149,7 @@ def load_table(output_dir: Path) -> pd.DataFrame:
             if rec.get("status") != "completed":
                 continue
             row = records.flat_row(rec)
+            listed = [dict(row, part=part) for part in records.parts_of(rec)]
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
             warn_once(path, "damaged run record, left out of the report", e)
             continue
@@ -151,11 +157,14 @@ def load_table(output_dir: Path) -> pd.DataFrame:
         if damage:
             warn_once(path, f"damaged run record ({damage}), left out of the report")
             continue
-        rows.append(row)
+        rows += listed
     # object: the records' own values (an int stays an int beside a missing one, never 16089.0)
     table = pd.DataFrame(rows, columns=list(dict.fromkeys(records.CSV_COLUMNS + [k for r in rows for k in r])),
                          dtype=object)
-    return table.sort_values(["date", "run_id"], kind="stable", na_position="first").reset_index(drop=True)
+    table = table.sort_values(["date", "run_id"], kind="stable", na_position="first")
+    # A computation listed by a part and also forced to run again for it: the part shows the newer one.
+    key = table["part"].astype(str) + "/" + table["run_id"].map(lambda r: str(r).split("-", 1)[-1])
+    return table[~key.duplicated(keep="last")].reset_index(drop=True)
 
 
 def select(table: pd.DataFrame, parts=None, profiles=None, since=None, run_ids=None) -> pd.DataFrame:
