@@ -286,7 +286,7 @@ def list_for(rec: dict, part: str) -> dict:
 
 def computation(run_id: str) -> str:
     """'full-s0-1b2668482e' of 'part1-full-s0-1b2668482e': the run whatever part lists it."""
-    return run_id.split("-", 1)[1]
+    return run_id.split("-", 1)[-1]  # an id with no part before it is its own
 
 
 def promote_swept(swept: dict, output_dir: str, lr_source: str, config: dict) -> dict:

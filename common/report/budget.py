@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from common import records
-from common.report.cells import delta_cells, reference_gap, table
+from common.report.cells import delta_verdict_cell, reference_gap, table
 from common.report.comparison import change, compare, diff_text, verdict
 from common.report.plots import count_label, curves, method_color, save_figure, setup_title
 from common.report.runs import (
@@ -196,7 +196,7 @@ def _delta_cell(cell) -> str:
         return "–"
     if "vs_full" not in cell:
         return "reference"
-    return " ".join(dict.fromkeys(delta_cells(cell["vs_full"], cell["summary"])))
+    return delta_verdict_cell(cell["vs_full"], cell["summary"])
 
 
 def budget_tables(rows: list, columns: list) -> list:

@@ -54,6 +54,11 @@ def delta_cells(c: dict, s: dict) -> tuple:
     return diff_text(c), verdict(c)
 
 
+def delta_verdict_cell(c: dict, s: dict) -> str:
+    """'-1.28 [-1.87, -0.69] below by 1.3' in one cell; 'collapsed' or '–' once, not twice."""
+    return " ".join(dict.fromkeys(delta_cells(c, s)))
+
+
 def mcnemar_cell(c: dict, s: dict) -> str:
     """Seeds whose exact McNemar test finds the two methods' errors different: '5 of 5 (p ≤ 0.023)'."""
     ps = [m["p_value"] for m in (c or {}).get("mcnemar", {}).values()]

@@ -13,6 +13,7 @@ from common.report.cells import (
     REFERENCE_REPORT,
     accuracy_cell,
     delta_cells,
+    delta_verdict_cell,
     is_collapsed,
     labels,
     latency_cell,
@@ -119,6 +120,12 @@ def part_table(output_dir: Path, part: str, members: list, base, said: bool, ref
 # Up to this many methods the pairwise table sits in the summary with its columns named; past it, it moves to
 # other_runs.md with its columns numbered (18 names across would not fit a page).
 NAMED_COLUMNS = 8
+
+
+def pairwise_apart(members: list) -> bool:
+    """Whether a headline's pairwise table is too wide for the summary: in other_runs.md, columns numbered."""
+    return len(members) > NAMED_COLUMNS
+
 PAIRWISE = "Which methods beat which?"
 PAIRWISE_ANCHOR = "which-methods-beat-which"
 
@@ -130,7 +137,7 @@ def pairwise_lines(output_dir: Path, members: list) -> list:
     if len(kept) < 3:
         return []
     names = labels(kept)
-    numbered = len(members) > NAMED_COLUMNS  # where it sits (part_section) is decided by the same count
+    numbered = pairwise_apart(members)
     heads = [str(i + 1) for i in range(len(names))] if numbered else names
     names = [f"{i + 1}. {n}" for i, n in enumerate(names)] if numbered else names
     lines = [("" if numbered else f"**{PAIRWISE}** ") + "Accuracy of the row minus the column, points, on paired "
@@ -188,10 +195,10 @@ def part_section(output_dir: Path, part: str, head, findings: dict, plots: bool)
     if reused:
         lines += wrap(f"² Runs made for {' or '.join(reused)} with the same model, data and settings, listed here "
                       f"without training again (`made_for` in the CSV, `parts` in the record).") + [""]
-    if 3 <= len(head["best"]) <= NAMED_COLUMNS:
-        lines += pairwise_lines(output_dir, members)
-    elif len(head["best"]) > NAMED_COLUMNS:  # a matrix this size is a reference, not a glance
+    if pairwise_apart(members):  # a matrix this size is a reference, not a glance
         lines += wrap(f"Every pair of methods, row minus column: [{OTHER_RUNS}]({OTHER_RUNS}#{PAIRWISE_ANCHOR}).") + [""]
+    elif len(members) >= 3:
+        lines += pairwise_lines(output_dir, members)
     if plots:
         made = write_plots(output_dir, part, head)
         lines += [" ".join(f"![{p.stem}](plots/{p.name})" for p in made), ""]
@@ -430,9 +437,8 @@ def side_by_side(dirs: list, **selection) -> str:
         cells = {}
         for i, (d, h) in enumerate(shown):
             for g, s, c, _ in findings_rows(d, h):
-                d_cell, v = delta_cells(c, s) if g["method"] != "full" else ("–", "reference")
                 cells.setdefault(g["method"], ["–"] * (2 * len(shown)))[2 * i: 2 * i + 2] = [
-                    accuracy_cell(s, with_ci=False), f"{d_cell} {v}" if d_cell != "–" else v]
+                    accuracy_cell(s, with_ci=False), delta_verdict_cell(c, s) if g["method"] != "full" else "reference"]
         header = ["Method"] + [x for d, _ in shown for x in (f"`{d}`: accuracy", f"`{d}`: Δ vs full FT [95% CI]")]
         lines += table(header, [[method_name(m), *row] for m, row in cells.items()]) + [""]
     return "\n".join(lines) + "\n"
@@ -445,7 +451,7 @@ def write_other_runs(out: Path, all_setups: dict, heads: dict, shown: set, n_run
              "the notes in its \"How to read this report\" apply here too."), ""]
     for part in PARTS:
         lines += other_runs_lines(out, part, all_setups[part], heads[part])
-    big = [(part, st) for part, st in heads.items() if st and len(st["best"]) > NAMED_COLUMNS]
+    big = [(part, st) for part, st in heads.items() if st and pairwise_apart(list(st["best"].values()))]
     if big:
         lines += [f"## {PAIRWISE}", ""]
         for part, st in big:

@@ -163,7 +163,7 @@ def load_table(output_dir: Path) -> pd.DataFrame:
                          dtype=object)
     table = table.sort_values(["date", "run_id"], kind="stable", na_position="first")
     # A computation listed by a part and also forced to run again for it: the part shows the newer one.
-    key = table["part"].astype(str) + "/" + table["run_id"].map(lambda r: str(r).split("-", 1)[-1])
+    key = table["part"].astype(str) + "/" + table["run_id"].map(records.computation)
     return table[~key.duplicated(keep="last")].reset_index(drop=True)
 
 
@@ -181,7 +181,7 @@ def select(table: pd.DataFrame, parts=None, profiles=None, since=None, run_ids=N
 
 def part_rows(table: pd.DataFrame, part: str) -> list:
     """One part's runs scored on the test reviews, as dicts, None where a value is missing."""
-    sub = table[(table["part"] == part) & table["accuracy"].notna()].astype(object)
+    sub = table[(table["part"] == part) & table["accuracy"].notna()]
     return sub.where(sub.notna(), None).to_dict("records")
 
 
