@@ -51,7 +51,7 @@ def test_a_failing_record_write_keeps_the_previous_record(tmp_path, monkeypatch)
 
 
 def test_a_failing_csv_write_keeps_the_previous_csv(tmp_path, monkeypatch):
-    from common.report.runs import load_table, write_part_csvs
+    from common.table import load_table, write_part_csvs
 
     out = tmp_path / "results"
     write_run(out, {"run_id": "a", "part": "part1", "method": "full", "seed": 0, "accuracy": 0.5})

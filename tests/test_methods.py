@@ -77,8 +77,8 @@ def test_trainable_counts_match_their_formulas_on_bert_base_and_minilm(method):
 
 
 def test_the_registry_is_the_one_list_of_methods():
+    from common.methods import label as method_name
     from common.report.plots import method_color
-    from common.report.runs import method_name
     from common.schema import METHODS, PeftCfg, method_section
 
     assert METHODS == tuple(methods.REGISTRY) and METHODS[0] == "full"

@@ -17,7 +17,7 @@ from conftest import RECIPES, ROOT, run_main, table, tiny_args, write_run
 
 
 def _record_many(out, who, n):
-    from common.report.runs import load_table, write_part_csvs
+    from common.table import load_table, write_part_csvs
 
     for i in range(n):
         write_run(out, {"run_id": f"part1-full-s{i}-{who}", "part": "part1", "method": "full", "seed": i,
@@ -28,7 +28,7 @@ def _record_many(out, who, n):
 def test_two_commands_recording_into_one_folder_both_land_intact(tmp_path):
     """Each run is its own record file, so two writers never touch one file but the generated CSV, which is
     whole whichever writes last and lists every run once the report runs again."""
-    from common.report.runs import load_table, write_part_csvs
+    from common.table import load_table, write_part_csvs
 
     out = tmp_path / "results"
     ctx = mp.get_context("fork")

@@ -222,7 +222,7 @@ def test_a_collapsed_run_is_called_what_it_is(tmp_path):
     assert detail["McNemar p < 0.05"] == "–" and "e-" not in detail["McNemar p < 0.05"]
     assert "Collapsed (one class for at least 99% of reviews): LoRA (3 of 3 seeds)" in " ".join(text.split())
     # The flag is the record's (metrics.collapsed, from the predictions at test time), and the generated CSV says it.
-    from common.report.runs import load_table, part_rows
+    from common.table import load_table, part_rows
 
     lora = [r for r in part_rows(load_table(out), "part1") if r["method"] == "lora"]
     assert lora and all(r["collapsed"] is True and r["majority_share"] == 1.0 for r in lora)
@@ -363,16 +363,20 @@ def test_compare_falls_back_when_seeds_saw_different_reviews(tmp_path):
 
     out = tmp_path / "results"
     _fixture_results(out)
-    from common.report.runs import load_table, part_rows
+    from common.table import load_table, part_rows
 
+    def groups():
+        rows = part_rows(load_table(out), "part1")
+        return {m: {"rows": [r for r in rows if r["method"] == m]} for m in ("full", "lora")}
+
+    assert compare(groups()["full"], groups()["lora"])["ci_how"].startswith("seeds and test reviews")
     rows = part_rows(load_table(out), "part1")
-    groups = {m: {"rows": [r for r in rows if r["method"] == m]} for m in ("full", "lora")}
-    assert compare(out, groups["full"], groups["lora"])["ci_how"].startswith("seeds and test reviews")
     for r in rows:
         if r["seed"] == 1:  # seed 1 of both methods scored on the reviews in another order
             p = records.read_predictions(records.predictions_path(str(out), r["run_id"]))
             records.write_predictions(str(out), r["run_id"], {k: v[::-1] for k, v in p.items()})
-    c = compare(out, groups["full"], groups["lora"])
+    g = groups()  # the table read again: it holds each run's predictions as they were when it was loaded
+    c = compare(g["full"], g["lora"])
     assert c["ci_how"] == "t-interval over 3 paired seeds (seeds scored on different reviews)"
     assert len(c["mcnemar"]) == 3  # each seed's own pair still lines up
 

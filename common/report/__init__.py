@@ -1,4 +1,4 @@
-"""Comparison report: results/runs/*.json (run records, predictions) -> one table -> summary.md, part CSVs, plots.
+"""Comparison report: the run table (common.table: records and predictions) -> summary.md, part CSVs, plots.
 
 Per part: a headline table (one setup, one row per method, side by side), its sentences and plots; every other
 setup below under "Other runs", labelled by what differs from the headline. Modules, top down: markdown (the

@@ -1,8 +1,9 @@
 """Table cells of the report: one way to write an accuracy, a difference, a verdict, a share, a size, a time."""
 from __future__ import annotations
 
+from common.methods import label as method_name
 from common.report.comparison import diff_text, verdict
-from common.report.runs import format_rate, method_name
+from common.report.runs import format_rate
 
 # The reference report's own figures (one run each, A100, fp16, the full 25,000 / 25,000 split, 256 tokens, 3 epochs),
 # quoted, not produced here. Its memory was probably read from nvidia-smi (reserved + CUDA context).
@@ -27,6 +28,11 @@ def reference_gap(method: str) -> list:
             if method != "full" and method in p["accuracy"] and "full" in p["accuracy"]]
 
 
+def side_of(gap: float, ci) -> str:
+    """Where a gap in points falls against a 95% interval (fractions): 'inside', 'below' or 'above'."""
+    return "inside" if 100 * ci[0] <= gap <= 100 * ci[1] else "below" if gap < 100 * ci[0] else "above"
+
+
 def is_collapsed(s: dict) -> bool:
     """Any seed predicting one class: its accuracy measures a failed run, so no interval or test is drawn from it."""
     return bool(s.get("collapsed"))
@@ -45,8 +51,10 @@ def accuracy_cell(s: dict, with_ci: bool = True) -> str:
     return text
 
 
-def delta_cells(c: dict, s: dict) -> tuple:
-    """(Δ [95% CI], verdict) of a method against full FT; a collapsed method has neither."""
+def delta_cells(g: dict, s: dict, c: dict) -> tuple:
+    """(Δ [95% CI], verdict) of a method against full FT; full FT is the reference, a collapsed method has neither."""
+    if g["method"] == "full":
+        return "–", "reference"
     if is_collapsed(s):
         return "collapsed", "collapsed"
     if not c or "diff_mean" not in c:
@@ -54,9 +62,9 @@ def delta_cells(c: dict, s: dict) -> tuple:
     return diff_text(c), verdict(c)
 
 
-def delta_verdict_cell(c: dict, s: dict) -> str:
+def delta_verdict_cell(g: dict, s: dict, c: dict) -> str:
     """'-1.28 [-1.87, -0.69] below by 1.3' in one cell; 'collapsed' or '–' once, not twice."""
-    return " ".join(dict.fromkeys(delta_cells(c, s)))
+    return "reference" if g["method"] == "full" else " ".join(dict.fromkeys(delta_cells(g, s, c)))
 
 
 def mcnemar_cell(c: dict, s: dict) -> str:
@@ -84,34 +92,36 @@ def seconds_cell(x) -> str:
     return "–" if x is None else f"{x:,.0f} s"
 
 
-def latency_cell(s: dict) -> str:
-    if s.get("latency_ms") is None:
-        return "–"
-    merged = f" ({s['latency_merged_ms']:.1f} merged)" if s.get("latency_merged_ms") is not None else ""
-    return f"{s['latency_ms']:.1f} ms{merged}"
-
-
-def loss_cell(s: dict) -> str:
-    if s["loss_mean"] is None:
-        return "–"
-    return f"{s['loss_mean']:.4f}" + (f" ± {s['loss_std']:.4f}" if s["n"] > 1 else "")
-
-
-def memory_cell(s: dict) -> str:
-    if s.get("peak_mem_allocated_mib") is None:
-        return "–"
-    return f"{s['peak_mem_allocated_mib']:,.0f} MiB"
-
-
-def rate_cell(g: dict, s: dict, flag: str = "") -> str:
-    return format_rate(g["learning_rate"]) + flag + (" (picked)" if s["lr_source"].startswith("swept") else "")
-
-
 def labels(members: list) -> list:
     """Method names for a table's rows; a method shown twice carries its learning rate (no duplicate labels)."""
-    names = [method_name(g["method"]) for g, _ in members]
-    return [f"{n}, lr {format_rate(g['learning_rate'])}" if names.count(n) > 1 else n
-            for n, (g, _) in zip(names, members)]
+    names = [method_name(g["method"]) for g, *_ in members]
+    return [f"{n}, lr {format_rate(m[0]['learning_rate'])}" if names.count(n) > 1 else n for n, m in zip(names, members)]
+
+
+# Columns every per-method table may show: header -> cell of a (group, summary, comparison with full FT, ...) row.
+COLUMNS = {
+    "Δ vs full FT, points [95% CI]": lambda g, s, c, *_: delta_cells(g, s, c)[0],
+    "Verdict": lambda g, s, c, *_: delta_cells(g, s, c)[1],
+    "Accuracy, mean ± sd [95% CI]": lambda g, s, c, *_: accuracy_cell(s),
+    "McNemar p < 0.05": lambda g, s, c, *_: mcnemar_cell(c, s),
+    "Loss": lambda g, s, c, *_: "–" if s["loss_mean"] is None else f"{s['loss_mean']:.4f}"
+    + (f" ± {s['loss_std']:.4f}" if s["n"] > 1 else ""),
+    "Learning rate": lambda g, s, c, *_: format_rate(g["learning_rate"])
+    + (" (picked)" if s["lr_source"].startswith("swept") else ""),
+    "Train time / seed": lambda g, s, c, *_: seconds_cell(s["train_time_s"]),
+    "Saved": lambda g, s, c, *_: size_cell(s["saved_bytes"]),
+    "Latency, batch 1": lambda g, s, c, *_: "–" if s.get("latency_ms") is None else f"{s['latency_ms']:.1f} ms"
+    + (f" ({s['latency_merged_ms']:.1f} merged)" if s.get("latency_merged_ms") is not None else ""),
+    "Peak GPU memory": lambda g, s, c, *_: "–" if s.get("peak_mem_allocated_mib") is None
+    else f"{s['peak_mem_allocated_mib']:,.0f} MiB",
+}
+
+
+def method_table(columns: list, rows: list) -> list:
+    """A table with a row per (group, summary, comparison, ...) and a column per entry of columns: a COLUMNS header,
+    or (header, cell(*row)) for a column of one table's own."""
+    columns = [(c, COLUMNS[c]) if isinstance(c, str) else c for c in columns]
+    return table([h for h, _ in columns], [[cell(*r) for _, cell in columns] for r in rows])
 
 
 def table(header: list, rows: list) -> list:

@@ -2,73 +2,78 @@
 another on the same reviews (paired seeds, exact McNemar per seed)."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from common import stats
-from common.report.runs import _f, _predictions
+from common.report import runs
+from common.table import _f, part_rows
 
 # The interval every comparison of two methods uses (and a method's own accuracy, with 2+ seeds).
-CROSSED_HOW = ("seeds and test reviews both counted: variance components, `common.stats.crossed_interval`")
+CROSSED_HOW = "seeds and test reviews both counted: variance components, `common.stats.crossed_interval`"
+# A run's figures summarized over its seeds: the mean, but train time the median, so that one seed which shared the
+# machine with other work (the study's full FT seed 0: 188 s against 112-126 s) does not move it: 116 s, not 131 s.
+FIGURES = ("train_time_s", "peak_mem_allocated_mib", "peak_mem_reserved_mib", "peak_rss_mib", "trainable_params",
+           "total_params", "trainable_pct", "val_accuracy", "saved_bytes", "test_reviews_per_s", "latency_ms",
+           "latency_merged_ms")
 
 
-def _correct_matrix(output_dir: Path, rows: list):
-    """correct[seed, review] (0/1) for runs scored on the same test reviews, or None when a predictions file is
-    missing or the runs saw different reviews."""
-    preds = [_predictions(output_dir, r) for r in rows]
-    if any(p is None for p in preds) or any(not np.array_equal(p["row"], preds[0]["row"]) for p in preds):
+def interval(values: list, scored, why: str) -> tuple:
+    """(95% interval, how) of a mean over seeds: seeds x reviews where every seed's per-review scores line up
+    (scored[seed, review]), else a t-interval over seeds (why not), and one seed a bootstrap over its reviews."""
+    if len(values) > 1 and scored is not None:
+        return tuple(map(float, stats.crossed_interval(np.array(scored))[:2])), CROSSED_HOW
+    if len(values) > 1:
+        return stats.t_interval(values), why
+    if scored is not None:
+        return stats.bootstrap_interval(np.mean, [scored[0]]), f"bootstrap over {len(scored[0])} test reviews (1 seed)"
+    return None, "no predictions file"
+
+
+def _aligned(rows: list):
+    """Each row's per-review correctness, when every row has one on the same reviews in the same order."""
+    if any(r["correct"] is None for r in rows) or any(not np.array_equal(r["review_rows"], rows[0]["review_rows"])
+                                                       for r in rows):
         return None
-    return np.array([(p["pred"] == p["label"]).astype(float) for p in preds])
+    return [r["correct"].astype(float) for r in rows]
 
 
-def summarize_group(output_dir: Path, g: dict) -> dict:
+def summarize_group(g: dict) -> dict:
     rows = g["rows"]
     acc = [_f(r["accuracy"]) for r in rows]
     loss = [_f(r["loss"]) for r in rows if _f(r["loss"]) is not None]
-    s = {"n": len(rows), "seeds": sorted(int(r["seed"]) for r in rows),
-         "collapsed": sum(r["collapsed"] for r in rows)}
+    s = {"n": len(rows), "seeds": sorted(int(r["seed"]) for r in rows), "collapsed": sum(r["collapsed"] for r in rows),
+         "date": max(r.get("date") or "" for r in rows)}
     s["acc_mean"], s["acc_std"] = stats.mean_std(acc)
     s["loss_mean"], s["loss_std"] = stats.mean_std(loss) if loss else (None, None)
-    correct = _correct_matrix(output_dir, rows)
-    if len(rows) > 1 and correct is not None:
-        s["acc_ci"], s["ci_how"] = tuple(map(float, stats.crossed_interval(correct)[:2])), CROSSED_HOW
-    elif len(rows) > 1:
-        s["acc_ci"], s["ci_how"] = stats.t_interval(acc), f"t-interval over {len(rows)} seeds (no predictions)"
-    else:
-        p = _predictions(output_dir, rows[0])
-        if p is not None:
-            s["acc_ci"] = stats.bootstrap_interval(np.mean, [p["pred"] == p["label"]])
-            s["ci_how"] = f"bootstrap over {len(p['label'])} test reviews (1 seed)"
-        else:
-            s["acc_ci"], s["ci_how"] = None, "no predictions file"
-    for k in ("train_time_s", "peak_mem_allocated_mib", "peak_mem_reserved_mib", "peak_rss_mib",
-              "trainable_params", "total_params", "trainable_pct", "val_accuracy", "saved_bytes",
-              "test_reviews_per_s", "latency_ms", "latency_merged_ms"):
+    s["acc_ci"], s["ci_how"] = interval(acc, _aligned(rows), f"t-interval over {len(rows)} seeds (no predictions)")
+    for k in FIGURES:
         vals = [_f(r.get(k)) for r in rows if _f(r.get(k)) is not None]
-        # Train time: the median, so that one seed which shared the machine with other work (the study's full FT
-        # seed 0: 188 s against 112-126 s) does not move the figure: median 116 s, mean 131 s.
         s[k] = (float(np.median(vals)) if k == "train_time_s" else float(np.mean(vals))) if vals else None
         s[k + "_all"] = vals
     swept = [r["lr_source"] for r in rows if (r.get("lr_source") or "").startswith("sweep")]
     # A swept rate's group may hold a run made earlier at the same rate from the config (same identity, reused).
     s["lr_source"] = ("swept over " + swept[0].split(" over ")[-1]) if swept else "config"
-    s["date"] = max(r.get("date") or "" for r in rows)
     return s
 
 
-def compare(output_dir: Path, base: dict, other: dict) -> dict:
+def part_setups(table, part: str) -> list:
+    """A part's completed runs gathered into setups, each group with its statistics."""
+    groups = runs.group_rows(part_rows(table, part))
+    return runs.setups(groups, [summarize_group(g) for g in groups])
+
+
+def compare(base: dict, other: dict) -> dict:
     """Other method minus full FT on the same test reviews: per-seed paired differences and exact McNemar."""
-    return contrast(output_dir, [(other, 1), (base, -1)])
+    return contrast([(other, 1), (base, -1)])
 
 
-def change(output_dir: Path, base_a: dict, other_a: dict, base_b: dict, other_b: dict) -> dict:
+def change(base_a: dict, other_a: dict, base_b: dict, other_b: dict) -> dict:
     """How a method's gap to full FT moves from setup a to setup b: (other_b - base_b) - (other_a - base_a), on the
     seeds all four groups ran and the test reviews they share."""
-    return contrast(output_dir, [(other_b, 1), (base_b, -1), (other_a, -1), (base_a, 1)])
+    return contrast([(other_b, 1), (base_b, -1), (other_a, -1), (base_a, 1)])
 
 
-def contrast(output_dir: Path, terms: list) -> dict:
+def contrast(terms: list) -> dict:
     """sum(sign x accuracy) over (group, sign) terms, seed by seed on the same test reviews, with its 95% interval;
     exact McNemar per seed when it is one group minus another."""
     by_seed = [({int(r["seed"]): r for r in g["rows"]}, sign) for g, sign in terms]
@@ -77,27 +82,22 @@ def contrast(output_dir: Path, terms: list) -> dict:
     scored, review_rows = [], []
     for s in seeds:
         out["diffs"].append(sum(sign * _f(rows[s]["accuracy"]) for rows, sign in by_seed))
-        preds = [_predictions(output_dir, rows[s]) for rows, _ in by_seed]
-        if all(p is not None and np.array_equal(p["row"], preds[0]["row"]) for p in preds):
-            correct = [(p["pred"] == p["label"]) for p in preds]
+        correct = _aligned([rows[s] for rows, _ in by_seed])
+        if correct is not None:
             if len(terms) == 2:
-                out["mcnemar"][s] = stats.mcnemar_exact(correct[1], correct[0])
-            scored.append(sum(sign * c.astype(float) for c, (_, sign) in zip(correct, by_seed)))
-            review_rows.append(preds[0]["row"])
+                out["mcnemar"][s] = stats.mcnemar_exact(correct[1] > 0, correct[0] > 0)
+            scored.append(sum(sign * c for c, (_, sign) in zip(correct, by_seed)))
+            review_rows.append(by_seed[0][0][s]["review_rows"])
     if not seeds:
         return out
     out["diff_mean"] = float(np.mean(out["diffs"]))
     # Every seed scored on the same reviews in the same order: only then is [seed, review] a crossed design.
-    aligned = all(np.array_equal(r, review_rows[0]) for r in review_rows)
-    if len(seeds) > 1 and len(scored) == len(seeds) and aligned:
-        out["diff_ci"], out["ci_how"] = tuple(map(float, stats.crossed_interval(np.array(scored))[:2])), CROSSED_HOW
-    elif len(seeds) > 1:
-        out["diff_ci"] = stats.t_interval(out["diffs"])
-        why = "no predictions" if len(scored) < len(seeds) else "seeds scored on different reviews"
-        out["ci_how"] = f"t-interval over {len(seeds)} paired seeds ({why})"
-    elif scored:
-        out["diff_ci"] = stats.bootstrap_interval(np.mean, [scored[0]])
-        out["ci_how"] = "paired bootstrap over test reviews (1 seed)"
+    aligned = len(scored) == len(seeds) and all(np.array_equal(r, review_rows[0]) for r in review_rows)
+    why = "no predictions" if len(scored) < len(seeds) else "seeds scored on different reviews"
+    out["diff_ci"], out["ci_how"] = interval(out["diffs"], scored if aligned else None,
+                                             f"t-interval over {len(seeds)} paired seeds ({why})")
+    if out["diff_ci"] is None:
+        del out["diff_ci"]
     return out
 
 

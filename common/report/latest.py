@@ -7,25 +7,14 @@ import textwrap
 from pathlib import Path
 
 from common import records
-from common.report.cells import accuracy_cell, delta_cells, seconds_cell, table
+from common.methods import label as method_name
+from common.report import cells, runs
 from common.report.comparison import compare, summarize_group
-from common.report.runs import (
-    GROUP_KEYS,
-    PARTS,
-    group_rows,
-    load_table,
-    method_name,
-    part_rows,
-    plural,
-    reviews_text,
-    seed_list,
-    setups,
-    warn_once,
-)
+from common.table import load_table, part_rows, warn_once
 
 SECTION = "Your last command"
 # What makes two runs the same computation on any machine: every group key but the profile's name and the device.
-SAME_SCIENCE = tuple(k for k in GROUP_KEYS if k not in ("profile", "device"))
+SAME_SCIENCE = tuple(k for k in runs.GROUP_KEYS if k not in ("profile", "device"))
 
 
 def read_last_command(output_dir: Path):
@@ -40,29 +29,23 @@ def read_last_command(output_dir: Path):
         return None
 
 
-def _committed_groups(part: str) -> dict:
-    """The committed study's groups of a part, by SAME_SCIENCE key, each row naming the folder its files are in."""
-    rows = [dict(r, _dir=str(records.STUDY_DIR)) for r in part_rows(load_table(records.STUDY_DIR), part)]
-    return {tuple(g[k] for k in SAME_SCIENCE): g for g in group_rows(rows)}
-
-
-def reproduction_cell(output_dir: Path, g: dict, committed: dict) -> str:
+def reproduction_cell(g: dict, committed: dict) -> str:
     """'reproduced' where the committed run of the same computation and seeds scores the same within the 95%
     interval of their paired difference (same test reviews), else 'differs by x points [CI]'; – without one."""
     twin = committed.get(tuple(g[k] for k in SAME_SCIENCE))
     if twin is None:
         return "– (not in the committed study)"
-    c = compare(output_dir, twin, g)
+    c = compare(twin, g)
     if "diff_mean" not in c:
         return "– (no committed run of these seeds)"
     ci = c.get("diff_ci") or (c["diff_mean"], c["diff_mean"])
-    seeds = plural(len(c["seeds"]), "seed")
+    seeds = runs.plural(len(c["seeds"]), "seed")
     if ci[0] <= 0 <= ci[1]:
         return f"reproduced ({seeds}, {100 * c['diff_mean']:+.2f} [{100 * ci[0]:+.2f}, {100 * ci[1]:+.2f}])"
     return f"differs by {100 * c['diff_mean']:+.2f} points [{100 * ci[0]:+.2f}, {100 * ci[1]:+.2f}] ({seeds})"
 
 
-def last_command_section(output_dir: Path, run_table, part_of=None) -> list:
+def last_command_section(output_dir: Path, run_table) -> list:
     """The command, its date, machine and profile, then per setup it ran: each method's accuracy, Δ vs full FT
     [95% CI], verdict, train time and reproduction of the committed run; [] where no command is noted."""
     cmd = read_last_command(output_dir)
@@ -72,7 +55,7 @@ def last_command_section(output_dir: Path, run_table, part_of=None) -> list:
     # By computation: a run made for another part is listed for this one under the id it was made with.
     wanted = {records.computation(r["run_id"]) for r in cmd.get("runs", [])}
     rows = [r for r in part_rows(run_table, part) if records.computation(r["run_id"]) in wanted] \
-        if part in PARTS else []
+        if part in runs.PARTS else []
     outcomes = {}
     for r in cmd.get("runs", []):
         outcomes[r["outcome"]] = outcomes.get(r["outcome"], 0) + 1
@@ -82,20 +65,18 @@ def last_command_section(output_dir: Path, run_table, part_of=None) -> list:
     lines = [f"## {SECTION}", "", *textwrap.wrap(said, 118, break_long_words=False, break_on_hyphens=False), ""]
     if not rows:
         return lines + ["No completed run to show.", ""]
-    committed = _committed_groups(part)
-    groups = group_rows(rows)
-    for st in setups(groups, [summarize_group(output_dir, g) for g in groups]):
-        key = st["key"]
-        seeds = sorted({x for _, s in st["best"].values() for x in s["seeds"]})
-        lines += [f"{PARTS[part][0]}; {reviews_text(key)}, {plural(key['epochs'], 'epoch')}, {key['precision']}, "
-                  f"{'seeds' if len(seeds) > 1 else 'seed'} {seed_list(seeds)}.", ""]
-        base = st["best"].get("full")
-        body = []
-        for g, s in list(st["best"].values()) + st["extra"]:
-            c = compare(output_dir, base[0], g) if base and g["method"] != "full" else {}
-            d, v = delta_cells(c, s) if g["method"] != "full" else ("–", "reference")
-            body.append([method_name(g["method"]), accuracy_cell(s), d, v, seconds_cell(s["train_time_s"]),
-                         reproduction_cell(output_dir, g, committed)])
-        lines += table(["Method", "Accuracy [95% CI]", "Δ vs full FT, points [95% CI]", "Verdict",
-                        "Train time / seed", "Against the committed study"], body) + [""]
+    committed = {tuple(g[k] for k in SAME_SCIENCE): g for g in runs.group_rows(part_rows(load_table(records.STUDY_DIR),
+                                                                                        part))}
+    groups = runs.group_rows(rows)
+    for st in runs.setups(groups, [summarize_group(g) for g in groups]):
+        key, base = st["key"], st["best"].get("full")
+        lines += [f"{runs.PARTS[part][0]}; {runs.reviews_text(key)}, {runs.plural(key['epochs'], 'epoch')}, "
+                  f"{key['precision']}, {runs.seeds_text(runs.setup_seeds(st))}.", ""]
+        members = [(g, s, compare(base[0], g) if base and g["method"] != "full" else {})
+                   for g, s in list(st["best"].values()) + st["extra"]]
+        lines += cells.method_table([("Method", lambda g, *_: method_name(g["method"])),
+                                     ("Accuracy [95% CI]", lambda g, s, *_: cells.accuracy_cell(s)),
+                                     "Δ vs full FT, points [95% CI]", "Verdict", "Train time / seed",
+                                     ("Against the committed study", lambda g, *_: reproduction_cell(g, committed))],
+                                    members) + [""]
     return lines

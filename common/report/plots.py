@@ -8,36 +8,21 @@ from pathlib import Path
 import numpy as np
 
 from common import methods, records
+from common.methods import label as method_name
+from common.report import runs
 from common.report.comparison import compare
-from common.report.runs import (
-    PARTS,
-    count_text,
-    method_name,
-    model_label,
-    plural,
-    read_record,
-    seeds_text,
-    setup_seeds,
-)
+
+method_color = methods.color  # one colour per method, the registry's: LoRA is the same red in every figure
 
 
-def method_color(method: str) -> str:
-    """One colour per method, the registry's: LoRA is the same red in every figure of every part."""
-    return methods.color(method)
-
-
-def curves(output_dir: Path, g: dict, which: str, field: str) -> tuple:
+def curves(g: dict, which: str, field: str) -> tuple:
     """Per-seed curves of one group, aligned on the steps they share: (steps, values[seed, step])."""
     series = []
     for r in g["rows"]:
-        rec = read_record(output_dir, r["run_id"])
-        if rec is None:
-            continue
         # Records made before curves carried steps have epochs only: steps = epoch x steps per epoch.
-        epochs = rec.get("config", {}).get("train", {}).get("epochs") or 1
-        per_epoch = (rec.get("metrics", {}).get("train_steps") or 0) / epochs
+        per_epoch = (r.get("train_steps") or 0) / (r.get("epochs") or 1)
         pts = [(p.get("step", round(p.get("epoch", 0) * per_epoch) or None), p.get(field))
-               for p in rec.get("curves", {}).get(which, [])]
+               for p in (r.get("curves") or {}).get(which, [])]
         pts = {int(s): v for s, v in pts if s is not None and v is not None}
         if pts:
             series.append(pts)
@@ -50,9 +35,9 @@ def curves(output_dir: Path, g: dict, which: str, field: str) -> tuple:
 def setup_title(part: str, st: dict) -> str:
     """A figure's first title line: the part, the model, the data, the budget, the seeds."""
     key = st["key"]
-    return (f"{PARTS[part][0].split(':')[0]}: {model_label(key['model']).split(' (')[0]}, "
-            f"{count_text(key['train_samples'])} train reviews, {plural(key['epochs'], 'epoch')}, {key['precision']}, "
-            f"{seeds_text(setup_seeds(st))}")
+    return (f"{runs.PARTS[part][0].split(':')[0]}: {runs.model_label(key['model']).split(' (')[0]}, "
+            f"{runs.count_text(key['train_samples'])} train reviews, {runs.plural(key['epochs'], 'epoch')}, "
+            f"{key['precision']}, {runs.seeds_text(runs.setup_seeds(st))}")
 
 
 # Fewer validation points than this a run are drawn as points, not joined into a line that would invent a curve.
@@ -61,19 +46,12 @@ PLOT_NAMES = ("train_loss", "val_accuracy", "pareto", "cost")  # each part's plo
 INPUTS_FILE = "inputs.json"  # part -> hash of what its plots were drawn from
 
 
-def plot_inputs_key(output_dir: Path, part: str, head: dict) -> str:
-    """Hash of everything a part's plots show: its headline groups and their statistics, each run's record (the
-    curves), and this module's code. Equal keys draw identical plots."""
-    h = hashlib.sha256(Path(__file__).read_bytes())
-    members = [(g["method"], [r["run_id"] for r in g["rows"]], s) for g, s in head["best"].values()]
-    h.update(json.dumps([part, members], sort_keys=True, default=str).encode())
-    for _, run_ids, _ in members:
-        for run_id in run_ids:
-            try:
-                h.update(records.record_path(str(output_dir), run_id).read_bytes())
-            except OSError:
-                h.update(b"missing")
-    return h.hexdigest()
+def plot_inputs_key(part: str, head: dict) -> str:
+    """Hash of everything a part's plots show: its headline groups, their statistics and curves, and this module's
+    code. Equal keys draw identical plots."""
+    members = [(g["method"], [(r["run_id"], r["curves"]) for r in g["rows"]], s) for g, s in head["best"].values()]
+    return hashlib.sha256(Path(__file__).read_bytes() + json.dumps([part, members], sort_keys=True, default=str)
+                          .encode()).hexdigest()
 
 
 def plot_paths(output_dir: Path, part: str) -> dict:
@@ -93,7 +71,7 @@ def write_plots(output_dir: Path, part: str, head: dict) -> list:
     (12 s of a 3-part summary here), and every command rewrites the summary of every part."""
     plot_dir = output_dir / "plots"
     paths = list(plot_paths(output_dir, part).values())
-    key = plot_inputs_key(output_dir, part, head)
+    key = plot_inputs_key(part, head)
     if _drawn_keys(plot_dir).get(part) == key and all(p.is_file() for p in paths):
         return paths
     made = draw_plots(output_dir, part, head)
@@ -114,9 +92,9 @@ def draw_plots(output_dir: Path, part: str, head: dict) -> list:
     paths = plot_paths(output_dir, part)
     members = list(head["best"].values())
     title = setup_title(part, head)
-    made = [draw_loss(plt, output_dir, members, title, paths["train_loss"]),
-            draw_validation(plt, output_dir, members, title, paths["val_accuracy"]),
-            draw_pareto(plt, output_dir, head, title, paths["pareto"]),
+    made = [draw_loss(plt, members, title, paths["train_loss"]),
+            draw_validation(plt, members, title, paths["val_accuracy"]),
+            draw_pareto(plt, head, title, paths["pareto"]),
             draw_cost(plt, members, title, paths["cost"])]
     for stale in plot_dir.glob(f"{part}_*.png"):  # plots of an earlier report layout would mislead
         if stale not in made:
@@ -124,7 +102,7 @@ def draw_plots(output_dir: Path, part: str, head: dict) -> list:
     return made
 
 
-def draw_loss(plt, output_dir: Path, members: list, title: str, path: Path) -> Path:
+def draw_loss(plt, members: list, title: str, path: Path) -> Path:
     """Training loss against step: one small panel per method on shared axes (eight bands on one axis tangle)."""
     n = len(members)
     cols = min(n, 4)
@@ -132,7 +110,7 @@ def draw_loss(plt, output_dir: Path, members: list, title: str, path: Path) -> P
     fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols + 0.6, 2.2 * rows + 0.9), sharex=True, sharey=True,
                              squeeze=False)
     for ax, (g, _) in zip(axes.flat, members):
-        steps, vals = curves(output_dir, g, "train", "loss")
+        steps, vals = curves(g, "train", "loss")
         color = method_color(g["method"])
         if len(steps):
             ax.plot(steps, vals.mean(0), color=color, lw=1.2)
@@ -150,15 +128,16 @@ def draw_loss(plt, output_dir: Path, members: list, title: str, path: Path) -> P
     return save_figure(fig, path)
 
 
-def draw_validation(plt, output_dir: Path, members: list, title: str, path: Path) -> Path:
-    """Validation accuracy against step; runs with few evaluations are drawn as points with their seed range."""
+def draw_validation(plt, members: list, title: str, path: Path, epochs: int = 1) -> Path:
+    """Validation accuracy against step; runs with few evaluations are drawn as points with their seed range, the
+    ends of epochs (past one) as dashed lines."""
     fig, ax = plt.subplots(figsize=(7.2, 4.4))
-    few = False
+    few, last = False, 0
     for i, (g, _) in enumerate(members):
-        steps, vals = curves(output_dir, g, "val", "val_accuracy")
+        steps, vals = curves(g, "val", "val_accuracy")
         if not len(steps):
             continue
-        vals, color = 100 * vals, method_color(g["method"])
+        vals, color, last = 100 * vals, method_color(g["method"]), max(last, int(steps[-1]))
         label = f"{method_name(g['method'])} (n={len(vals)})"
         if len(steps) < MIN_CURVE_POINTS:
             few = True
@@ -170,7 +149,10 @@ def draw_validation(plt, output_dir: Path, members: list, title: str, path: Path
             ax.plot(steps, vals.mean(0), color=color, marker="o", ms=3, lw=1.3, label=label)
             if len(vals) > 1:
                 ax.fill_between(steps, vals.min(0), vals.max(0), color=color, alpha=0.15, lw=0)
-    ax.set_xlabel("optimizer step")
+    for e in range(1, epochs):
+        ax.axvline(last * e / epochs, color="0.6", lw=0.8, ls="--")
+    ax.set_xlabel(f"optimizer step ({runs.plural(epochs, 'epoch')}; dashed: epoch ends)" if epochs > 1
+                  else "optimizer step")
     ax.set_ylabel("validation accuracy (%)")
     how = "mean, bars: min–max over seeds; too few points for a curve" if few else "mean, band: min–max over seeds"
     ax.set_title(f"{title}\nvalidation accuracy during training ({how})", fontsize=9)
@@ -182,7 +164,7 @@ def draw_validation(plt, output_dir: Path, members: list, title: str, path: Path
     return save_figure(fig, path)
 
 
-def draw_pareto(plt, output_dir: Path, head: dict, title: str, path: Path) -> Path:
+def draw_pareto(plt, head: dict, title: str, path: Path) -> Path:
     """Accuracy against size, one row per method (the most accurate on top): its Δ vs full FT with the paired 95%
     interval the text uses, and beside it its trainable parameters. Rows, not a scatter: 18 methods within 2x of
     each other's size would stack their labels on one spot."""
@@ -196,7 +178,7 @@ def draw_pareto(plt, output_dir: Path, head: dict, title: str, path: Path) -> Pa
         if g["method"] == "full":
             rows.append((g["method"], 0.0, 0.0, 0.0, s["trainable_params"]))
             continue
-        c = compare(output_dir, base[0], g) if base else {}
+        c = compare(base[0], g) if base else {}
         if s["collapsed"] or not c.get("diff_ci"):
             continue  # a collapsed run has no interval to draw; the tables say so
         rows.append((g["method"], 100 * c["diff_mean"], 100 * c["diff_ci"][0], 100 * c["diff_ci"][1],
