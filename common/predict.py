@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import json
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +28,7 @@ LABELS = {0: "negative", 1: "positive"}
 def load_record(output_dir: str, run_id: str) -> dict:
     path = records.record_path(output_dir, run_id)
     try:
-        rec = json.loads(path.read_text())
+        rec = records.read_record(output_dir, run_id)
     except FileNotFoundError:
         known = sorted(p.stem for p in records.runs_dir(output_dir).glob("*.json")) if \
             records.runs_dir(output_dir).is_dir() else []

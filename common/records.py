@@ -221,11 +221,52 @@ def predictions_path(output_dir: str, run_id: str, split: str = "test") -> Path:
     return runs_dir(output_dir) / (f"{run_id}.preds.npz" if split == "test" else f"{run_id}.{split}.preds.npz")
 
 
+# A listing: a run recorded in one folder and shown in another (a sweep's run that is also the final run, a committed
+# run a user's folder finds done). It holds the source record's path, relative to its own folder, and the few fields
+# that differ where it is listed; everything else, predictions included, is read from the source, never copied.
+LISTED_FROM = "listed_from"
+
+
+def resolve(rec: dict, output_dir: str) -> dict:
+    """A record as read from output_dir: a listing becomes the record it lists, its own fields over the source's
+    (and kept, as `listing`, for writing it back)."""
+    if LISTED_FROM not in rec:
+        return rec
+    return {**json.loads(_source(rec, output_dir).read_text()), **rec, "listing": rec}
+
+
+def _source(rec: dict, output_dir: str) -> Path:
+    # normpath: '../study' from a folder that does not exist yet (a user's first command) is still the study
+    return Path(os.path.normpath(Path(output_dir) / rec[LISTED_FROM]))
+
+
+def files_dir(rec: dict, output_dir: str) -> str:
+    """The output folder holding a resolved record's predictions: its source's for a listing."""
+    return str(_source(rec, output_dir).parent.parent) if LISTED_FROM in rec else str(output_dir)
+
+
+def listing(src_dir: str, rec: dict, output_dir: str, **fields) -> dict:
+    """src_dir's run rec as listed in output_dir, with the fields that differ there, resolved."""
+    path = os.path.relpath(record_path(src_dir, rec["run_id"]).resolve(), Path(output_dir).resolve())
+    return resolve({"run_id": rec["run_id"], LISTED_FROM: path, **fields}, output_dir)
+
+
+def stored(rec: dict) -> dict:
+    """What is written for a resolved record: a listing's own fields (with the parts that list it), else all of it."""
+    if "listing" not in rec:
+        return rec
+    return {**rec["listing"], **({"parts": rec["parts"]} if "parts" in rec else {})}
+
+
+def read_record(output_dir: str, run_id: str) -> dict:
+    """A run's record in output_dir, a listing resolved (OSError, ValueError: missing or unreadable)."""
+    return resolve(json.loads(record_path(output_dir, run_id).read_text()), output_dir)
+
+
 def completed_record(output_dir: str, run_id: str):
     """The record of a completed run with this id in output_dir, or None (missing, failed, unreadable)."""
-    path = record_path(output_dir, run_id)
     try:
-        rec = json.loads(path.read_text())
+        rec = read_record(output_dir, run_id)
     except (OSError, ValueError):
         return None
     return rec if rec.get("status") == "completed" else None
@@ -252,17 +293,9 @@ def committed_same(output_dir: str, method: str, seed: int, identity: str):
 
 
 def adopt_committed(rec: dict, output_dir: str) -> dict:
-    """A committed run recorded in output_dir as it is, its predictions beside it, naming where it came from: the
-    user's folder shows the run without training it again."""
-    src = study_counterpart(output_dir)
-    for split in ("test", "val"):
-        path = predictions_path(str(src), rec["run_id"], split)
-        if path.is_file():
-            write_atomic(predictions_path(output_dir, rec["run_id"], split), path.read_bytes())
-    origin = record_path(str(src), rec["run_id"])
-    with contextlib.suppress(ValueError):  # as it reads from the project folder, where it lies inside it
-        origin = origin.relative_to(PROJECT_ROOT)
-    return {**rec, "saved": None, "committed_from": str(origin)}
+    """A committed run listed in output_dir: the user's folder shows the run without training it again (its weights
+    are the study's machine's, not committed)."""
+    return listing(str(study_counterpart(output_dir)), rec, output_dir, parts=parts_of(rec), saved=None)
 
 
 def find_same(output_dir: str, method: str, seed: int, identity: str):
@@ -290,18 +323,13 @@ def computation(run_id: str) -> str:
 
 
 def promote_swept(swept: dict, output_dir: str, lr_source: str, config: dict) -> dict:
-    """A sweep run that is also a final run (the pick, on the seed the sweep trained): its predictions copied beside
-    the part's runs and its record rewritten for them, so the computation is made once and counted once."""
-    src = sweep_dir(output_dir)
-    for split in ("test", "val"):
-        path = predictions_path(str(src), swept["run_id"], split)
-        if path.is_file():
-            write_atomic(predictions_path(output_dir, swept["run_id"], split), path.read_bytes())
+    """A sweep run that is also a final run (the pick, on the seed the sweep trained), listed beside the part's runs
+    with the final run's config and rate source: the computation is made once, recorded once and counted once."""
     saved = swept.get("saved")
     if saved and saved.get("dir"):  # the weights stay where the sweep wrote them; dir is relative to output.dir
-        saved = {**saved, "dir": str(Path(src.name) / saved["dir"])}
-    return {**swept, "lr_source": lr_source, "config": config, "saved": saved,
-            "promoted_from": str(record_path(str(src), swept["run_id"]).relative_to(output_dir))}
+        saved = {**saved, "dir": str(Path(sweep_dir(output_dir).name) / saved["dir"])}
+    return listing(str(sweep_dir(output_dir)), swept, output_dir, parts=parts_of(swept), lr_source=lr_source,
+                   config=config, saved=saved)
 
 
 def write_predictions(output_dir: str, run_id: str, preds: dict, split: str = "test") -> Path:

@@ -46,11 +46,11 @@ def _predictions(folder: Path, run_id: str) -> dict:
 
 
 def report_fields(rec: dict, folder: Path) -> dict:
-    """What a report reads of a record beyond its CSV row: its folder, curves, validation size, seconds, the
-    config of the sections it read, and its test predictions."""
+    """What a report reads of a record beyond its CSV row: the folder of its files, curves, validation size, seconds,
+    the config of the sections it read, and its test predictions."""
     phases = rec.get("phases_s", {})
     return {"_dir": str(folder), "curves": rec.get("curves", {}), "train_steps": rec["metrics"].get("train_steps"),
-            "val_samples": rec.get("data", {}).get("val_samples"), "promoted_from": rec.get("promoted_from"),
+            "val_samples": rec.get("data", {}).get("val_samples"), "listed_from": rec.get("listed_from"),
             "run_seconds": sum(float(phases.get(k) or 0.0) for k in PHASES),
             "config": flatten(records.active_sections(rec.get("config", {}))), **_predictions(folder, rec["run_id"])}
 
@@ -71,13 +71,13 @@ def load_table(output_dir) -> pd.DataFrame:
     rows = []
     for path in sorted(records.runs_dir(str(output_dir)).glob("*.json")):
         try:
-            rec = json.loads(path.read_text())
+            rec = records.resolve(json.loads(path.read_text()), str(output_dir))
             if rec.get("status") != "completed":
                 continue
             row = records.flat_row(rec)
             damage = _damage(row)
             if not damage:
-                row.update(report_fields(rec, Path(output_dir)))
+                row.update(report_fields(rec, Path(records.files_dir(rec, str(output_dir)))))
             listed = [dict(row, part=part) for part in records.parts_of(rec)]
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
             warn_once(path, "damaged run record, left out of the report", e)

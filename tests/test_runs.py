@@ -258,8 +258,9 @@ def test_a_users_runs_stay_apart_from_the_study_and_reuse_its_runs(tmp_path, tin
     rows = records.read_csv_rows(mine / "part1.csv")
     for row in rows:
         rec = json.loads(records.record_path(str(mine), row["run_id"]).read_text())
-        assert rec["committed_from"] == str(records.record_path(str(study), row["run_id"]))
-        assert (mine / "runs" / f"{row['run_id']}.preds.npz").is_file()
+        # A listing of the committed record: nothing of it copied, its predictions read from the study.
+        assert (mine / rec["listed_from"]).resolve() == records.record_path(str(study), row["run_id"]).resolve()
+        assert "metrics" not in rec and not (mine / "runs" / f"{row['run_id']}.preds.npz").exists()
     last = json.loads(records.last_command_path(str(mine)).read_text())
     assert last["part"] == "part1" and [r["outcome"] for r in last["runs"]] == ["reused", "reused"]
     summary = (mine / "summary.md").read_text()

@@ -96,13 +96,15 @@ def test_sweep_picks_on_validation_and_the_part_uses_the_picks(signal_data, tmp_
     for row in rows:
         pick = picks[f"part1/{row['method']}/{profile}"]
         assert float(row["learning_rate"]) == pick["learning_rate"] and row["lr_source"].startswith("sweep")
-        # Seed 0's final run is the sweep's run at the pick: promoted, not trained again, its files beside it.
+        # Seed 0's final run is the sweep's run at the pick: listed, not trained again and not copied (its metrics
+        # and predictions are read from the sweep's record), with the final run's own config.
         rec = json.loads((out / "runs" / f"{row['run_id']}.json").read_text())
-        swept = json.loads((out / rec["promoted_from"]).read_text())
-        assert rec["run_id"] == swept["run_id"] and rec["metrics"] == swept["metrics"]
+        swept = json.loads((out / rec["listed_from"]).read_text())
+        assert rec["run_id"] == swept["run_id"] and "metrics" not in rec
+        assert records.read_record(str(out), row["run_id"])["metrics"] == swept["metrics"]
         assert rec["config"]["train"]["learning_rate"] == pick["learning_rate"]
-        assert (out / "runs" / rec["predictions_file"]).read_bytes() == \
-            (out / "sweep" / "runs" / rec["predictions_file"]).read_bytes()
+        assert (out / "sweep" / "runs" / swept["predictions_file"]).is_file()
+        assert not (out / "runs" / swept["predictions_file"]).exists()
     assert "[reuse]" in capsys.readouterr().out
     assert "Learning-rate selection" in (out / "summary.md").read_text()
     # Again: every run is skipped and the picks file is left as it was (no new date for the same decision).

@@ -49,10 +49,10 @@ def budget_setups(all_setups: list, head) -> list:
 
 def compute_hours(part: str, st: dict, method: str, sweep) -> float:
     """Hours of one method's runs in a setup: its sweep's runs (every rate, from the sweep's table rows of the same
-    profile and budget) and its final runs that trained (a run promoted from the sweep or made for another part is
-    counted where it trained). Summed from each record's phases, excluding the command's start-up."""
+    profile and budget) and its final runs that trained (a run listed from the sweep or the committed study, or made
+    for another part, is counted where it trained). Summed from each record's phases, without the command's start-up."""
     total = sum(r["run_seconds"] for r in st["best"][method][0]["rows"]
-                if r["made_for"] == part and not r["promoted_from"])
+                if r["made_for"] == part and not r["listed_from"])
     key = st["key"]
     for _, r in sweep[sweep["part"] == sweep["made_for"]].iterrows() if sweep is not None else ():
         if r["run_id"].startswith(f"{part}-{method}-s") and r["profile"] == key["profile"] and \

@@ -63,7 +63,9 @@ def seeds_text(seeds) -> str:
 
 
 def model_label(model: str) -> str:
-    return MODEL_NAMES.get(model, model.rstrip("/").split("/")[-1])
+    """A model's name in words, a local folder of a known model too (the offline package's, wherever it is)."""
+    m = model.rstrip("/")
+    return next((v for k, v in MODEL_NAMES.items() if m == k or m.endswith("/" + k.split(":")[-1])), m.split("/")[-1])
 
 
 def group_rows(rows: list) -> list:
