@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from common import records
@@ -268,9 +269,38 @@ def test_a_users_runs_stay_apart_from_the_study_and_reuse_its_runs(tmp_path, tin
     assert lines[2] == "## Your last command" and lines.index("## Your last command") < lines.index("## Findings")
     mine_table = table(summary.split("## Your last command")[1].split("\n## ")[0], "Method")
     assert set(mine_table) == {"Full FT", "LoRA"}
-    # The same computation on the same machine: the same predictions, a difference of exactly zero.
+    # Found done, not trained: the committed runs themselves, which reproduce nothing.
     for row in mine_table.values():
+        assert row["Against the committed study"] == "– (the committed run, listed: not trained here)", row
+    # Trained again here (--force): the same computation on the same machine, the same predictions, a difference of
+    # exactly zero.
+    monkeypatch.undo()
+    monkeypatch.setattr(records, "STUDY_DIR", study)
+    rc, stdout, err = run_main("part1", tiny_args("part1", tiny_data, mine, "--force"), capsys)
+    assert rc == 0 and "[reuse]" not in stdout, err
+    summary = (mine / "summary.md").read_text()
+    for row in table(summary.split("## Your last command")[1].split("\n## ")[0], "Method").values():
         assert row["Against the committed study"] == "reproduced (1 seed, +0.00 [+0.00, +0.00])", row
+
+
+def test_a_run_that_scores_otherwise_than_the_committed_one_is_said_to_differ():
+    """On the same 1,000 reviews, a run right on 70% of them against the committed run's 90%: 'differs by -20.00
+    points' with its interval; the committed run found done in the study is no reproduction of itself."""
+    from common.report.latest import SAME_SCIENCE, reproduction_cell
+
+    rng = np.random.default_rng(0)
+
+    def group(share, folder):
+        correct = rng.random(1000) < share
+        return {**dict.fromkeys(SAME_SCIENCE), "rows": [{"run_id": f"part1-lora-s0-{folder}", "seed": 0,
+                "accuracy": float(correct.mean()), "correct": correct, "review_rows": np.arange(1000),
+                "_dir": str(records.STUDY_DIR if folder == "study" else folder)}]}
+
+    twin = group(0.9, "study")
+    committed = {(None,) * len(SAME_SCIENCE): twin}
+    cell = reproduction_cell(group(0.7, "results"), committed)
+    assert re.fullmatch(r"differs by -\d+\.\d\d points \[-\d+\.\d\d, -\d+\.\d\d\] \(1 seed\)", cell), cell
+    assert reproduction_cell(twin, committed) == "– (the committed run, listed: not trained here)"
 
 
 def test_the_study_folder_is_committed_and_a_users_folder_is_not():

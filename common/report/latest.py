@@ -35,6 +35,8 @@ def reproduction_cell(g: dict, committed: dict) -> str:
     twin = committed.get(tuple(g[k] for k in SAME_SCIENCE))
     if twin is None:
         return "– (not in the committed study)"
+    if all(records.is_study(r["_dir"]) for r in g["rows"]):  # found done in the study: nothing was reproduced
+        return f"– (the committed {'run' if len(g['rows']) == 1 else 'runs'}, listed: not trained here)"
     c = compare(twin, g)
     if "diff_mean" not in c:
         return "– (no committed run of these seeds)"
