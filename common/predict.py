@@ -29,7 +29,9 @@ def load_record(output_dir: str, run_id: str) -> dict:
     path = records.record_path(output_dir, run_id)
     try:
         rec = records.read_record(output_dir, run_id)
-    except FileNotFoundError:
+    except FileNotFoundError as e:
+        if path.is_file():  # a listing whose listed record is gone (a study or sweep folder removed)
+            raise UserError(f"--run {run_id}: {path} lists {e.filename}, which is missing") from None
         known = sorted(p.stem for p in records.runs_dir(output_dir).glob("*.json")) if \
             records.runs_dir(output_dir).is_dir() else []
         hint = f"; runs there: {', '.join(known[:5])}{' ...' if len(known) > 5 else ''}" if known else ""

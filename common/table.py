@@ -79,6 +79,9 @@ def load_table(output_dir) -> pd.DataFrame:
             if not damage:
                 row.update(report_fields(rec, Path(records.files_dir(rec, str(output_dir)))))
             listed = [dict(row, part=part) for part in records.parts_of(rec)]
+        except FileNotFoundError as e:  # only a listing reads another file: the one it lists
+            warn_once(path, f"lists {e.filename}, which is missing; left out of the report")
+            continue
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
             warn_once(path, "damaged run record, left out of the report", e)
             continue

@@ -174,7 +174,11 @@ def test_predict_refuses_what_it_cannot_do(tiny_runs, tmp_path, capsys):
     (out / "runs" / "part3-lora-s0-failed.json").write_text(json.dumps(failed))
     (out / "runs" / "part3-lora-s0-cut.json").write_text(json.dumps(runs["lora"])[:200])
     inp = write_csv(tmp_path / "in.csv", [{"review": "a fine film"}], columns=("review",))
+    # A listing whose listed record is gone (the sweep or study folder it points into removed).
+    (out / "runs" / "part3-lora-s0-gone.json").write_text(json.dumps({"run_id": "part3-lora-s0-gone",
+                                                                       "listed_from": "sweep/runs/nowhere.json"}))
     cases += [(["--run", "part3-lora-s0-failed", "x"], "the run is failed, not completed"),
+              (["--run", "part3-lora-s0-gone", "x"], "lists " + str(out / "sweep" / "runs" / "nowhere.json")),
               (["--run", "part3-lora-s0-cut", "x"], "part3-lora-s0-cut.json: not a readable run record"),
               (["--run", runs["lora"]["run_id"], "--input", str(inp)], "no column 'sentences' (--column)"),
               (["--run", runs["lora"]["run_id"], "--input", str(inp), "--column", "text"], "no column 'text'")]

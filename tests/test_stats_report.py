@@ -345,15 +345,18 @@ def test_a_hand_edited_record_is_named_in_a_warning_and_the_csv_is_only_a_view(t
         rec["metrics"].update(edit) if "accuracy" in edit else rec.update(edit)
         path.write_text(json.dumps(rec))
     (out / "part1.csv").write_text("run_id,part\ncut sho")
+    gone = out / "runs" / "part1-full-s9-gone.json"  # a listing whose listed record was removed
+    gone.write_text(json.dumps({"run_id": gone.stem, "listed_from": "sweep/runs/part1-full-s9-gone.json"}))
     capsys.readouterr()
     text = write_summary(str(out), plots=False).read_text()
     err = capsys.readouterr().err
+    assert f"[warning] {gone}: lists {out / 'sweep' / 'runs' / gone.name}, which is missing; left out" in err
     assert f"[warning] {paths[0]}: damaged run record (accuracy or seed not a number), left out of the report" in err
     assert f"[warning] {paths[1]}: damaged run record (fields missing), left out of the report" in err
     assert "Traceback" not in err and "| LoRA |" in text
     rows = records.read_csv_rows(out / "part1.csv")
     assert len(rows) == 4 and {r["run_id"] for r in rows} == {p.stem for p in (out / "runs").glob("*.json")} - \
-        {p.stem for p in paths[:2]}
+        {p.stem for p in paths[:2]} - {gone.stem}
 
 
 def test_compare_falls_back_when_seeds_saw_different_reviews(tmp_path):
