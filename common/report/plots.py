@@ -228,7 +228,7 @@ def draw_cost(plt, members: list, title: str, path: Path) -> Path:
                       ha="right", rotation_mode="anchor")  # method names are wider than their bars
         ax.set_ylabel(label, fontsize=9)
         ax.grid(alpha=0.3, axis="y")
-    note = "" if gpu else " (memory: GPU runs only; a CPU's RSS does not compare methods)"
+    note = "" if gpu else "\nmemory: GPU runs only (a CPU process's RSS does not compare methods)"  # a line of its own
     fig.suptitle(f"{title}\ncost per seed: bars as in the tables (time: median), dots seeds{note}", fontsize=9)
     fig.tight_layout()
     return save_figure(fig, path)
