@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import io
-import json
 import sys
 from pathlib import Path
 
@@ -25,7 +24,8 @@ def warn_once(path, what: str, error: Exception = None) -> None:
     print(f"[warning] {path}: {what}{why}", file=sys.stderr)
 
 
-def _f(x):
+def as_float(x):
+    """x as a float, or None where it is no number (a CSV cell, a hand edit)."""
     try:
         return float(x)
     except (TypeError, ValueError):
@@ -60,7 +60,7 @@ def _damage(r: dict):
     sweep's) has no accuracy, and that is no damage."""
     if any(r.get(k) is None for k in ("run_id", "method", "seed")):
         return "fields missing"
-    if (r["accuracy"] is not None and _f(r["accuracy"]) is None) or not str(r["seed"]).lstrip("-").isdigit():
+    if (r["accuracy"] is not None and as_float(r["accuracy"]) is None) or not str(r["seed"]).lstrip("-").isdigit():
         return "accuracy or seed not a number"
     return None
 
@@ -71,7 +71,7 @@ def load_table(output_dir) -> pd.DataFrame:
     rows = []
     for path in sorted(records.runs_dir(str(output_dir)).glob("*.json")):
         try:
-            rec = records.resolve(json.loads(path.read_text()), str(output_dir))
+            rec = records.read_record(str(output_dir), path.stem)
             if rec.get("status") != "completed":
                 continue
             row = records.flat_row(rec)
@@ -96,6 +96,12 @@ def load_table(output_dir) -> pd.DataFrame:
     # A computation listed by a part and also forced to run again for it: the part shows the newer one.
     key = table["part"].astype(str) + "/" + table["run_id"].map(records.computation)
     return table[~key.duplicated(keep="last")].reset_index(drop=True)
+
+
+def load_sweep_table(output_dir):
+    """The table of output_dir's sweep runs, or None where it has no sweep."""
+    sweep = records.sweep_dir(str(output_dir))
+    return load_table(sweep) if records.runs_dir(str(sweep)).is_dir() else None
 
 
 def select(table: pd.DataFrame, parts=None, profiles=None, since=None, run_ids=None) -> pd.DataFrame:

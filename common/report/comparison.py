@@ -6,7 +6,7 @@ import numpy as np
 
 from common import stats
 from common.report import runs
-from common.table import _f, part_rows
+from common.table import as_float, part_rows
 
 # The interval every comparison of two methods uses (and a method's own accuracy, with 2+ seeds).
 CROSSED_HOW = "seeds and test reviews both counted: variance components, `common.stats.crossed_interval`"
@@ -39,15 +39,15 @@ def _aligned(rows: list):
 
 def summarize_group(g: dict) -> dict:
     rows = g["rows"]
-    acc = [_f(r["accuracy"]) for r in rows]
-    loss = [_f(r["loss"]) for r in rows if _f(r["loss"]) is not None]
+    acc = [as_float(r["accuracy"]) for r in rows]
+    loss = [as_float(r["loss"]) for r in rows if as_float(r["loss"]) is not None]
     s = {"n": len(rows), "seeds": sorted(int(r["seed"]) for r in rows), "collapsed": sum(r["collapsed"] for r in rows),
          "date": max(r.get("date") or "" for r in rows)}
     s["acc_mean"], s["acc_std"] = stats.mean_std(acc)
     s["loss_mean"], s["loss_std"] = stats.mean_std(loss) if loss else (None, None)
     s["acc_ci"], s["ci_how"] = interval(acc, _aligned(rows), f"t-interval over {len(rows)} seeds (no predictions)")
     for k in FIGURES:
-        vals = [_f(r.get(k)) for r in rows if _f(r.get(k)) is not None]
+        vals = [as_float(r.get(k)) for r in rows if as_float(r.get(k)) is not None]
         s[k] = (float(np.median(vals)) if k == "train_time_s" else float(np.mean(vals))) if vals else None
         s[k + "_all"] = vals
     swept = [r["lr_source"] for r in rows if (r.get("lr_source") or "").startswith("sweep")]
@@ -81,7 +81,7 @@ def contrast(terms: list) -> dict:
     out = {"seeds": seeds, "diffs": [], "mcnemar": {}}
     scored, review_rows = [], []
     for s in seeds:
-        out["diffs"].append(sum(sign * _f(rows[s]["accuracy"]) for rows, sign in by_seed))
+        out["diffs"].append(sum(sign * as_float(rows[s]["accuracy"]) for rows, sign in by_seed))
         correct = _aligned([rows[s] for rows, _ in by_seed])
         if correct is not None:
             if len(terms) == 2:
