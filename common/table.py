@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import json
 import sys
 from pathlib import Path
 
@@ -22,6 +23,15 @@ def warn_once(path, what: str, error: Exception = None) -> None:
     _WARNED.add((str(path), what))
     why = f" ({type(error).__name__}: {str(error).splitlines()[0][:80] if str(error) else ''})" if error else ""
     print(f"[warning] {path}: {what}{why}", file=sys.stderr)
+
+
+def read_json(path: Path, damaged: str):
+    """A folder's JSON file beside its runs (picks, the last command), {} without one; damaged: named in a warning."""
+    try:
+        return json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError) as e:
+        warn_once(path, damaged, e)
+        return {}
 
 
 def as_float(x):

@@ -3,90 +3,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from common import records
+from common import analysis
 from common.methods import label as method_name
 from common.report import cells, plots, runs
-from common.report.comparison import change, compare, diff_text, verdict
 from common.report.runs import plural
 
 SECTION = "How verdicts move with training"
 ANCHOR = "#" + SECTION.lower().replace(" ", "-")
-# What may differ between the budgets of one setup: the budget itself (epochs, training reviews), the profile that
-# asked for it, and the machine (hardware does not change what a run computes; precision and dropout kernel do, and
-# must match). The test reviews must match: every Δ here is paired review by review.
-BUDGET_KEYS = ("epochs", "train_samples")
-BUDGET_FREE_KEYS = BUDGET_KEYS + ("profile", "device")
-
-
-def budget_of(st: dict) -> tuple:
-    return tuple(int(st["key"][k]) for k in BUDGET_KEYS)
-
-
-def examples_seen(st: dict) -> int:
-    """Training examples the budget shows the model: reviews x epochs (3,000 x 3 = 9,000)."""
-    epochs, reviews = budget_of(st)
-    return epochs * reviews
 
 
 def budget_label(st: dict) -> str:
     """'3,000 × 3 epochs': training reviews times epochs, the two axes of a budget."""
-    epochs, reviews = budget_of(st)
+    epochs, reviews = analysis.budget_of(st)
     return f"{runs.count_text(reviews)} × {plural(epochs, 'epoch')}"
 
 
-def budget_setups(all_setups: list, head) -> list:
-    """The headline, then every other budget of the same setup that has full fine-tuning, fewest examples seen
-    first; of several setups at one budget, the one comparing the most methods with the most seeds."""
-    if head is None or "full" not in head["best"]:
-        return []
-    same = [st for st in all_setups if st is not head and "full" in st["best"] and budget_of(st) != budget_of(head)
-            and all(st["key"][k] == head["key"][k] for k in runs.SETUP_KEYS if k not in BUDGET_FREE_KEYS)]
-    best = {}
-    for st in sorted(same, key=lambda st: (len(st["best"]), st["seeds"], st["date"])):
-        best[budget_of(st)] = st  # the last one sorted wins
-    return [head, *sorted(best.values(), key=examples_seen)] if best else []
-
-
-def compute_hours(part: str, st: dict, method: str, sweep) -> float:
-    """Hours of one method's runs in a setup: its sweep's runs (every rate, from the sweep's table rows of the same
-    profile and budget) and its final runs that trained (a run listed from the sweep or the committed study, or made
-    for another part, is counted where it trained). Summed from each record's phases, without the command's start-up."""
-    total = sum(r["run_seconds"] for r in st["best"][method][0]["rows"]
-                if r["made_for"] == part and not r["listed_from"])
-    key = st["key"]
-    for _, r in sweep[sweep["part"] == sweep["made_for"]].iterrows() if sweep is not None else ():
-        if r["run_id"].startswith(f"{part}-{method}-s") and r["profile"] == key["profile"] and \
-                str(r["epochs"]) == str(key["epochs"]) and str(r["config"].get("data.train_samples")) == \
-                str(key["train_samples"]):
-            total += r["run_seconds"]
-    return total / 3600
-
-
-def budget_rows(part: str, columns: list, sweep) -> list:
-    """Per method of the headline: at each budget its Δ vs full FT (None where it did not run), the change of that
-    Δ from the headline's, its accuracy, rate and compute hours."""
-    head, rows = columns[0], []
-    for method in head["best"]:
-        row = {"method": method, "cells": []}
-        for st in columns:
-            if method not in st["best"]:
-                row["cells"].append(None)
-                continue
-            g, s = st["best"][method]
-            cell = {"group": g, "summary": s, "collapsed": bool(s["collapsed"]),
-                    "hours": compute_hours(part, st, method, sweep), "vs_full": {}}
-            if method != "full":
-                cell["vs_full"] = compare(st["best"]["full"][0], g)
-                first = row["cells"][0] if row["cells"] else None
-                if first and not (cell["collapsed"] or first["collapsed"]):
-                    cell["change"] = change(head["best"]["full"][0], head["best"][method][0], st["best"]["full"][0], g)
-            row["cells"].append(cell)
-        rows.append(row)
-    return rows
-
-
 def _verdict(cell) -> str:
-    return verdict(cell["vs_full"], cell["collapsed"]) if cell and cell["vs_full"] else "–"
+    return cells.verdict(cell["vs_full"], cell["collapsed"]) if cell and cell["vs_full"] else "–"
 
 
 def verdict_moves(rows: list, i: int) -> tuple:
@@ -109,7 +42,7 @@ def budget_note(columns: list, rows: list) -> str:
         for m, _, b in changed:  # 'LoRA and (IA)³ → no difference resolved'
             to.setdefault(b, []).append(method_name(m))
         moved = ", ".join(f"{' and '.join(ms)} → {b}" for b, ms in to.items()) or "none"
-        said.append(f"at {budget_label(st)} ({runs.seeds_text(runs.setup_seeds(st))}) {moved}, {len(kept)} hold")
+        said.append(f"at {budget_label(st)} ({runs.seeds_text(analysis.setup_seeds(st))}) {moved}, {len(kept)} hold")
     return f"[More training]({ANCHOR}) changes {plural(n, 'verdict')}: " + "; ".join(said) + "."
 
 
@@ -126,25 +59,6 @@ def _reference_bullets(rows: list, columns: list) -> list:
     return out
 
 
-# Keys that differ between two budgets by construction or per run, or that change speed and not the science
-# (records.NOT_SCIENCE; the precision and dropout kernel a setup resolved to are part of its key), so the sentence on
-# what else differs skips them.
-_PER_RUN_KEYS = {"train.epochs", "data.train_samples", "train.seeds", "profile", "output.dir", "train.lr_grid", "part",
-                 "train.report_to", "data.dir", "data.cache_dir", "train.allocator", *records.NOT_SCIENCE}
-
-
-def setup_differences(head: dict, st: dict) -> list:
-    """'key (headline's value, this budget's value)' for every config value and the device that differ between the
-    two setups' full fine-tuning runs, other than the budget itself and what each run sets for itself."""
-    # Only the sections the runs read (the table's config): full FT reads no method's own peft section.
-    ra, rb = (x["best"]["full"][0]["rows"][0] for x in (head, st))
-    a, b = ra["config"], rb["config"]
-    shown = lambda v: "not recorded" if v is None else repr(v)  # noqa: E731 - a key added after the run was made
-    out = [f"{k} ({shown(a.get(k))}, {shown(b.get(k))})" for k in sorted(set(a) | set(b))
-           if k not in _PER_RUN_KEYS and a.get(k) != b.get(k)]
-    return out + ([f"the machine ({ra['device']}, {rb['device']})"] if ra["device"] != rb["device"] else [])
-
-
 def budget_tables(rows: list, columns: list) -> list:
     """The verdict table (Δ vs full FT and its change from the headline per budget), then what each cost."""
     labels = [budget_label(st) for st in columns]
@@ -155,7 +69,7 @@ def budget_tables(rows: list, columns: list) -> list:
     rows = [r for r in rows if any(c is not None for c in r["cells"][1:])]
     delta = lambda c: "–" if c is None else cells.delta_verdict_cell(c["group"], c["summary"], c["vs_full"])  # noqa
     body = [[method_name(r["method"]), delta(r["cells"][0])] +
-            [x for c in r["cells"][1:] for x in (delta(c), diff_text(c["change"]) if c and "change" in c else "–")]
+            [x for c in r["cells"][1:] for x in (delta(c), cells.diff_text(c["change"]) if c and "change" in c else "–")]
             for r in rows]
     cost = [[method_name(r["method"]),
              " / ".join("–" if c is None or c["summary"]["acc_mean"] is None else
@@ -171,14 +85,11 @@ def budget_tables(rows: list, columns: list) -> list:
 def draw_moves(output_dir: Path, part: str, columns: list, rows: list) -> Path:
     """Δ vs full FT against training examples seen (log scale), a line per method with its 95% intervals: every
     method on the left, the ones within a few points of full FT enlarged on the right."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import matplotlib.ticker
 
+    plt = plots.pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.9))
-    xs = [examples_seen(st) for st in columns]
+    xs = [analysis.examples_seen(st) for st in columns]
     peft = [r for r in rows if r["method"] != "full" and any(c is not None for c in r["cells"][1:])]
     lines = []
     for i, r in enumerate(peft):
@@ -221,21 +132,16 @@ def draw_moves(output_dir: Path, part: str, columns: list, rows: list) -> Path:
 
 def draw_curves(output_dir: Path, part: str, st: dict) -> Path:
     """Validation accuracy against optimizer step for every method of one budget, epoch ends marked."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    epochs, reviews = budget_of(st)
+    epochs, reviews = analysis.budget_of(st)
     (output_dir / "plots").mkdir(parents=True, exist_ok=True)
-    return plots.draw_validation(plt, list(st["best"].values()), plots.setup_title(part, st),
+    return plots.draw_validation(plots.pyplot(), list(st["best"].values()), plots.setup_title(part, st),
                                  output_dir / "plots" / f"budget_{part}_{reviews}x{epochs}_val_accuracy.png", epochs)
 
 
 def budget_data(part: str, all_setups: list, head, sweep) -> tuple:
     """(columns, rows) of one part: its budgets, headline first, and each method's cells; ([], []) with one."""
-    columns = budget_setups(all_setups, head)
-    return (columns, budget_rows(part, columns, sweep)) if columns else ([], [])
+    columns = analysis.budget_setups(all_setups, head)
+    return (columns, analysis.budget_rows(part, columns, sweep)) if columns else ([], [])
 
 
 def budget_section(output_dir: Path, part: str, columns: list, rows: list, plots_too: bool = True) -> list:
@@ -244,8 +150,8 @@ def budget_section(output_dir: Path, part: str, columns: list, rows: list, plots
         return []
     head = columns[0]
     said = "; ".join(
-        f"`{st['key']['profile']}` ({budget_label(st)}, {runs.seeds_text(runs.setup_seeds(st))}"
-        + ("" if st is head else ": " + (", ".join(setup_differences(head, st)) or "nothing else different")) + ")"
+        f"`{st['key']['profile']}` ({budget_label(st)}, {runs.seeds_text(analysis.setup_seeds(st))}"
+        + ("" if st is head else ": " + (", ".join(analysis.setup_differences(head, st)) or "nothing else different")) + ")"
         for st in columns)
     lines = [f"### {runs.PARTS[part][0].split(':')[0]}: " + ", ".join(budget_label(st) for st in columns), "",
              f"The same model and test reviews at each budget, each at its own picked rate; a dash where a method did "

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from common.methods import label as method_name
-from common.report.comparison import diff_text, verdict
 from common.report.runs import format_rate
 
 # The reference report's own figures (one run each, A100, fp16, the full 25,000 / 25,000 split, 256 tokens, 3 epochs),
@@ -14,6 +13,28 @@ REFERENCE_REPORT = {
               "cost": {"full": "loss 0.3227, 109,483,778 params", "prefix": "loss 0.2374, 9,866,242 params"}},
 }
 REFERENCE_SETTINGS = "25,000 train / 25,000 test reviews, 256 tokens, 3 epochs, fp16 on one A100, one run per method"
+
+
+def verdict(c: dict, collapsed: bool = False) -> str:
+    """A comparison in words, from its 95% interval: "below by 1.3", "above by 0.4", "no difference resolved"."""
+    if collapsed:
+        return "collapsed"
+    ci = c.get("diff_ci")
+    if "diff_mean" not in c or not ci:
+        return "no interval"
+    if ci[0] > 0:
+        return f"above by {100 * c['diff_mean']:.1f}"
+    if ci[1] < 0:
+        return f"below by {-100 * c['diff_mean']:.1f}"
+    return "no difference resolved"
+
+
+def diff_text(c: dict) -> str:
+    """'-1.28 [-1.87, -0.69]' in points, or – without a comparison."""
+    if "diff_mean" not in c:
+        return "–"
+    ci = c.get("diff_ci")
+    return f"{100 * c['diff_mean']:+.2f}" + (f" [{100 * ci[0]:+.2f}, {100 * ci[1]:+.2f}]" if ci else "")
 
 
 def reference_accuracy(method: str) -> str:

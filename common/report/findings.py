@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import textwrap
 
+from common import analysis
+from common.analysis import compare
 from common.methods import label as method_name
 from common.report import cells, runs
-from common.report.comparison import compare, diff_text
 
 # A gap of this many points is what the reference report is about (92.2 vs 89.9, 93.09 vs 90.79): an interval narrower
 # than it on each side can tell such a gap from none.
@@ -27,9 +28,9 @@ def what_ran(part: str, head: dict) -> str:
     model = name + size + ("" if name == reference_model else f", standing in for {reference_model}")
     model += "" if key["init"] == "pretrained" else f", {key['init']} weights"
     return (f"**What ran:** {model}; profile `{key['profile']}`: "
-            f"{runs.reviews_text(key, runs.validation_reviews(runs.head_rows(head)))}, {key['max_length']} tokens, "
+            f"{runs.reviews_text(key, analysis.validation_reviews(analysis.head_rows(head)))}, {key['max_length']} tokens, "
             f"{runs.plural(key['epochs'], 'epoch')}, {key['precision']} on {key['device']}, "
-            f"{runs.seeds_text(runs.setup_seeds(head))}.")
+            f"{runs.seeds_text(analysis.setup_seeds(head))}.")
 
 
 def findings_rows(head: dict, floor_too: bool = True) -> list:
@@ -50,7 +51,7 @@ def findings_table(head: dict, rows: list) -> list:
         (f"Trainable, {denom}", lambda g, s, *_: cells.share_cell(s, full_params)),
         ("Accuracy", lambda g, s, *_: "–" if s["acc_mean"] is None else f"{100 * s['acc_mean']:.2f}%"),
         "Δ vs full FT, points [95% CI]", "Verdict",
-        *([("Δ vs head only [95% CI]", lambda g, s, c, h: diff_text(h) if h.get("diff_ci") else "–")]
+        *([("Δ vs head only [95% CI]", lambda g, s, c, h: cells.diff_text(h) if h.get("diff_ci") else "–")]
           if any(h for *_, h in rows) else []), "Train time / seed", "Saved",
         *([("Reference report", lambda g, *_: cells.reference_accuracy(g["method"]))]
           if any(cells.reference_accuracy(g["method"]) != "–" for g, *_ in rows) else [])], rows)
@@ -67,7 +68,7 @@ def head_only_bullet(head: dict, rows: list) -> list:
             + ("every method adds" if not rest else f"{len(compared) - len(rest)} of {len(compared)} methods add")
             + " to it with an interval that excludes zero (Δ vs head only)")
     if rest:
-        text += "; not " + ", ".join(f"{method_name(g['method'])} ({diff_text(h)})" for g, h in rest)
+        text += "; not " + ", ".join(f"{method_name(g['method'])} ({cells.diff_text(h)})" for g, h in rest)
     return [text + "."]
 
 

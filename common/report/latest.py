@@ -2,31 +2,18 @@
 reproduces the committed study's run of the same computation."""
 from __future__ import annotations
 
-import json
 import textwrap
 from pathlib import Path
 
-from common import records
+from common import analysis, records
+from common.analysis import compare, summarize_group
 from common.methods import label as method_name
 from common.report import cells, runs
-from common.report.comparison import compare, summarize_group
-from common.table import load_table, part_rows, warn_once
+from common.table import load_table, part_rows, read_json
 
 SECTION = "Your last command"
 # What makes two runs the same computation on any machine: every group key but the profile's name and the device.
-SAME_SCIENCE = tuple(k for k in runs.GROUP_KEYS if k not in ("profile", "device"))
-
-
-def read_last_command(output_dir: Path):
-    """The folder's last_command.json, or None (none yet, or damaged: named in a warning)."""
-    path = records.last_command_path(str(output_dir))
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as e:
-        warn_once(path, "damaged last-command file, its section left out", e)
-        return None
+SAME_SCIENCE = tuple(k for k in analysis.GROUP_KEYS if k not in ("profile", "device"))
 
 
 def reproduction_cell(g: dict, committed: dict) -> str:
@@ -50,7 +37,7 @@ def reproduction_cell(g: dict, committed: dict) -> str:
 def last_command_section(output_dir: Path, run_table) -> list:
     """The command, its date, machine and profile, then per setup it ran: each method's accuracy, Δ vs full FT
     [95% CI], verdict, train time and reproduction of the committed run; [] where no command is noted."""
-    cmd = read_last_command(output_dir)
+    cmd = read_json(records.last_command_path(str(output_dir)), "damaged last-command file, its section left out")
     if not cmd or records.is_study(str(output_dir)):
         return []
     part = cmd.get("part")
@@ -67,13 +54,13 @@ def last_command_section(output_dir: Path, run_table) -> list:
     lines = [f"## {SECTION}", "", *textwrap.wrap(said, 118, break_long_words=False, break_on_hyphens=False), ""]
     if not rows:
         return lines + ["No completed run to show.", ""]
-    committed = {tuple(g[k] for k in SAME_SCIENCE): g for g in runs.group_rows(part_rows(load_table(records.STUDY_DIR),
+    committed = {tuple(g[k] for k in SAME_SCIENCE): g for g in analysis.group_rows(part_rows(load_table(records.STUDY_DIR),
                                                                                         part))}
-    groups = runs.group_rows(rows)
-    for st in runs.setups(groups, [summarize_group(g) for g in groups]):
+    groups = analysis.group_rows(rows)
+    for st in analysis.setups(groups, [summarize_group(g) for g in groups]):
         key, base = st["key"], st["best"].get("full")
         lines += [f"{runs.PARTS[part][0]}; {runs.reviews_text(key)}, {runs.plural(key['epochs'], 'epoch')}, "
-                  f"{key['precision']}, {runs.seeds_text(runs.setup_seeds(st))}.", ""]
+                  f"{key['precision']}, {runs.seeds_text(analysis.setup_seeds(st))}.", ""]
         members = [(g, s, compare(base[0], g) if base and g["method"] != "full" else {})
                    for g, s in list(st["best"].values()) + st["extra"]]
         lines += cells.method_table([("Method", lambda g, *_: method_name(g["method"])),

@@ -2,21 +2,20 @@
 rates, how to read it) and of results/other_runs.md (every group of runs outside the headlines)."""
 from __future__ import annotations
 
-import json
 import os
 import textwrap
 from pathlib import Path
 
-from common import records, stats
+from common import analysis, records, stats
+from common.analysis import compare, part_setups
 from common.env import now_iso
 from common.methods import label as method_name
 from common.report import budget, cells, runs
-from common.report.comparison import compare, part_setups
 from common.report.findings import findings_rows, findings_section, widest_part
 from common.report.latest import last_command_section
 from common.report.plots import plot_paths, write_plots
 from common.schema import PROJECT_ROOT
-from common.table import load_sweep_table, load_table, select, warn_once, write_part_csvs
+from common.table import load_sweep_table, load_table, read_json, select, write_part_csvs
 
 OTHER_RUNS = "other_runs.md"
 SETUP_LABELS = {"model": "model", "init": "weights", "profile": "profile", "train_samples": "train reviews",
@@ -28,9 +27,9 @@ NAMED_COLUMNS = 8
 PAIRWISE = "Which methods beat which?"
 
 
-def wrap(text: str, width: int = 118) -> list:
+def wrap(text: str, width: int = 118, indent: str = "") -> list:
     """A paragraph as lines a reader can read without scrolling sideways (markdown joins them again)."""
-    return textwrap.wrap(text, width, break_long_words=False, break_on_hyphens=False)
+    return textwrap.wrap(text, width, break_long_words=False, break_on_hyphens=False, subsequent_indent=indent)
 
 
 def setup_heading(part: str, key: dict, seeds: list, val_reviews=None) -> str:
@@ -96,7 +95,7 @@ def part_section(out: Path, part: str, head, findings: dict, plots: bool) -> lis
     if head is None:
         return lines + ["No completed runs yet.", ""]
     members = list(head["best"].values())
-    if findings["part"] != part and {r["run_id"] for r in runs.head_rows(head)} <= findings["sources"]:
+    if findings["part"] != part and {r["run_id"] for r in analysis.head_rows(head)} <= findings["sources"]:
         cost = cells.REFERENCE_REPORT.get(part, {}).get("cost", {})
         lines += wrap(f"Its headline runs are the Findings' {' and '.join(method_name(g['method']) for g, _ in members)}"
                       f" rows (`made_for` in its CSV where they were not trained again). The reference report's cost, "
@@ -107,10 +106,10 @@ def part_section(out: Path, part: str, head, findings: dict, plots: bool) -> lis
         return lines
     said = findings["part"] == part
     if not said:
-        val = runs.validation_reviews(runs.head_rows(head))
-        lines += wrap(f"Setup: {setup_heading(part, head['key'], runs.setup_seeds(head), val)}.") + [""]
+        val = analysis.validation_reviews(analysis.head_rows(head))
+        lines += wrap(f"Setup: {setup_heading(part, head['key'], analysis.setup_seeds(head), val)}.") + [""]
     lines += part_table(part, members, head["best"].get("full"), said, part in cells.REFERENCE_REPORT) + [""]
-    reused = sorted({r["made_for"] for r in runs.head_rows(head) if r["made_for"] != r["part"]})
+    reused = sorted({r["made_for"] for r in analysis.head_rows(head) if r["made_for"] != r["part"]})
     if reused:
         lines += wrap(f"² Runs made for {' or '.join(reused)} with the same model, data and settings, listed here "
                       f"without training again (`made_for` in the CSV, `parts` in the record).") + [""]
@@ -133,8 +132,9 @@ def other_runs_lines(part: str, all_setups: list, head) -> list:
         members = st["extra"] if st.get("extra_only") else list(st["best"].values()) + st["extra"]
         seeds = sorted({x for _, s in members for x in s["seeds"]})
         diffs = "; ".join(f"{SETUP_LABELS[k]} {st['key'][k]}" + (f" (headline: {head['key'][k]})" if k != "model" else "")
-                          for k in runs.SETUP_KEYS if st["key"][k] != head["key"][k]) or "same setup, other learning rates"
-        val = runs.validation_reviews([r for g, _ in members for r in g["rows"]])
+                          for k in analysis.SETUP_KEYS if st["key"][k] != head["key"][k])
+        diffs = diffs or "same setup, other learning rates"
+        val = analysis.validation_reviews([r for g, _ in members for r in g["rows"]])
         lines += [f"### {diffs}", "", *wrap(f"{setup_heading(part, st['key'], seeds, val)}."), "",
                   *part_table(part, members, st["best"].get("full"), said=False, reference=False), ""]
     return lines
@@ -166,16 +166,6 @@ def _edge(p: dict) -> str:
     if len(grid) < 2 or grid[0] < p["learning_rate"] < grid[-1]:
         return ""
     return "lowest" if p["learning_rate"] == grid[0] else "highest"
-
-
-def read_picks(out: Path) -> dict:
-    """The folder's sweep/picks.json, {} without one (or damaged: named in a warning)."""
-    path = out / "sweep" / "picks.json"
-    try:
-        return json.loads(path.read_text()) if path.is_file() else {}
-    except ValueError as e:
-        warn_once(path, "damaged picks file, the learning-rate table left out", e)
-        return {}
 
 
 def lr_picks(picks: dict, sweep, keep) -> list:
@@ -218,47 +208,27 @@ def lr_pointer(picks: list) -> list:
 # ------------------------------------------------------------------------------------------------ summary
 
 
+NOTES = PROJECT_ROOT / "docs" / "results.md"  # the notes every table needs, said once: there
+
+
 def how_to_read(out: Path) -> list:
-    """The notes every table needs, each said once; the others (headline, train time and memory, saved weights,
-    latency, McNemar, learning rates) are docs/results.md's."""
-    notes = [
-        "**Intervals** are 95%. Over several seeds they count both sources of chance: seed-to-seed variation and "
-        "the sample of test reviews every seed is scored on (`common.stats.crossed_interval`: two-way variance "
-        "components of seeds x reviews, Satterthwaite's degrees of freedom; `tests/test_coverage.py` requires it to "
-        "cover a known true gap 93-97% of the time, in simulated studies of 3 and 5 seeds and in the study's own "
-        "regime). One seed: a bootstrap over the test reviews. A Δ pairs each method with full fine-tuning seed by "
-        "seed on the same reviews.",
-        "**Verdicts**: \"below by x\" / \"above by x\" when the interval of the difference excludes zero; \"no "
-        "difference resolved\" when it holds zero (its width says how large a gap it rules out).",
-        f"**Collapsed**: a run whose test predictions are at least {stats.COLLAPSE_SHARE:.0%} one class. A method "
-        "with any collapsed seed gets no Δ, interval or test: a failed run, not a measure of the method.",
-        "**¹ Pooler**: the BERT pooler trained too (`peft.train_pooler`), counted in the trainable parameters. "
-        "all-MiniLM-L6-v2 was trained with mean pooling, so its pooler (the dense + tanh over [CLS] that the "
-        "classifier reads) is barely trained; full fine-tuning trains it, so every method that reads it does too, "
-        "standing in for the head layer the reference settings train. Frozen, it cost LoRA 2-5 points and made "
-        "prompt-style methods collapse. Off at the reference settings, which keep the reference's counts.",
-        "**Loss** is the mean cross-entropy over the test reviews. It can disagree with accuracy: it also charges "
-        "for confidence, heavily for confident mistakes. A lower loss with a lower accuracy is calibration, not "
-        "evidence of being \"more stable\".",
-        "**Reference report** figures are quoted from it (one run each on an A100, full data, 3 epochs), not produced "
-        "here; its memory was probably read from nvidia-smi and does not compare with these runs.",
-        "The other notes (which setup is the headline, train time and memory, saved weights and latency, McNemar, "
-        f"learning rates): [docs/results.md]({_docs(out)}#reading-the-report).",
-    ]
-    return ["## How to read this report", ""] + [line for n in notes for line in
-                                                 ["- " + wrap(n, 116)[0]] + ["  " + x for x in wrap(n, 116)[1:]]]
+    """The notes every table needs, quoted from docs/results.md, and a link to its other notes."""
+    notes = NOTES.read_text().split("<!-- summary notes -->\n")[1].split("<!-- end of summary notes -->")[0]
+    return ["## How to read this report", "", *notes.splitlines(), *wrap(
+        "- The other notes (which setup is the headline, train time and memory, saved weights and latency, McNemar, "
+        f"learning rates): [docs/results.md]({_docs(out)}#reading-the-report).", 116, indent="  ")]
 
 
 def _docs(out: Path) -> str:
     """docs/results.md as a link from a report in out."""
-    return os.path.relpath(PROJECT_ROOT / "docs" / "results.md", Path(out).resolve())
+    return os.path.relpath(NOTES, Path(out).resolve())
 
 
 def summary_lines(out: Path, run_table, sweep, plots: bool, latest: bool = True) -> tuple:
     """(lines of summary.md, what other_runs.md needs) from one table of runs; latest: open with the folder's last
     command."""
     all_setups = {part: part_setups(run_table, part) for part in runs.PARTS}
-    heads = {part: runs.pick_headline(all_setups[part]) for part in runs.PARTS}
+    heads = {part: analysis.pick_headline(all_setups[part]) for part in runs.PARTS}
     budgets = {part: budget.budget_data(part, all_setups[part], heads[part], sweep) for part in runs.PARTS}
     lines = ["# imdb-peft: results summary", ""] + (last_command_section(out, run_table) if latest else [])
     top = widest_part(heads)
@@ -266,14 +236,14 @@ def summary_lines(out: Path, run_table, sweep, plots: bool, latest: bool = True)
     if top:
         columns, rows = budgets[top]
         lines += findings_section(top, heads[top], budget.budget_note(columns, rows) if columns else "")
-        findings["sources"] = {r["run_id"] for r in runs.head_rows(heads[top])}
+        findings["sources"] = {r["run_id"] for r in analysis.head_rows(heads[top])}
     for part in runs.PARTS:
         lines += part_section(out, part, heads[part], findings, plots)
     moves = [line for part in runs.PARTS for line in budget.budget_section(out, part, *budgets[part], plots)]
     lines += [f"## {budget.SECTION}", "", *moves] if moves else []
     # The headlines' picks here; the other budgets' (their rates are in the training table) with the other runs.
     shown = {st["key"]["profile"] for st in heads.values() if st}
-    picks = read_picks(out)
+    picks = read_json(out / "sweep" / "picks.json", "damaged picks file, the learning-rate table left out")
     lines += lr_pointer(lr_picks(picks, sweep, lambda profile: profile in shown))
     return lines + how_to_read(out), (all_setups, heads, shown, sweep, picks)
 
@@ -310,13 +280,13 @@ def side_by_side(dirs: list, **selection) -> str:
     full FT [95% CI] in each folder, with the setup each headline ran."""
     lines = ["# imdb-peft: " + " beside ".join(f"`{d}`" for d in dirs), ""]
     tables = [select(load_table(Path(d)), **selection) for d in dirs]
-    heads = [{part: runs.pick_headline(part_setups(t, part)) for part in runs.PARTS} for t in tables]
+    heads = [{part: analysis.pick_headline(part_setups(t, part)) for part in runs.PARTS} for t in tables]
     for part in runs.PARTS:
         shown = [(Path(d), h[part]) for d, h in zip(dirs, heads) if h[part]]
         if not shown:
             continue
         lines += [f"## {runs.PARTS[part][0]}", ""]
-        lines += [f"- `{d}`: {setup_heading(part, h['key'], runs.setup_seeds(h))}" for d, h in shown] + [""]
+        lines += [f"- `{d}`: {setup_heading(part, h['key'], analysis.setup_seeds(h))}" for d, h in shown] + [""]
         by_method = {}
         for i, (d, h) in enumerate(shown):
             for g, s, c, _ in findings_rows(h, floor_too=False):
@@ -329,7 +299,7 @@ def side_by_side(dirs: list, **selection) -> str:
 
 def write_other_runs(out: Path, all_setups: dict, heads: dict, shown: set, sweep, picks: dict) -> Path:
     """results/other_runs.md: the groups of runs and learning-rate picks that summary.md does not show."""
-    n_runs = sum(len(runs.head_rows(st)) + sum(s["n"] for _, s in st["extra"]) for ss in all_setups.values()
+    n_runs = sum(len(analysis.head_rows(st)) + sum(s["n"] for _, s in st["extra"]) for ss in all_setups.values()
                  for st in ss)
     lines = ["# imdb-peft: other runs", "", *wrap(f"Every group of completed runs ({n_runs} in all) outside the "
              "headlines of [summary.md](summary.md), per part and setup, labelled by what differs from that part's "

@@ -5,31 +5,12 @@ import hashlib
 import json
 from pathlib import Path
 
-import numpy as np
-
-from common import methods, records
+from common import analysis, methods, records
+from common.analysis import compare
 from common.methods import label as method_name
 from common.report import runs
-from common.report.comparison import compare
 
 method_color = methods.color  # one colour per method, the registry's: LoRA is the same red in every figure
-
-
-def curves(g: dict, which: str, field: str) -> tuple:
-    """Per-seed curves of one group, aligned on the steps they share: (steps, values[seed, step])."""
-    series = []
-    for r in g["rows"]:
-        # Records made before curves carried steps have epochs only: steps = epoch x steps per epoch.
-        per_epoch = (r.get("train_steps") or 0) / (r.get("epochs") or 1)
-        pts = [(p.get("step", round(p.get("epoch", 0) * per_epoch) or None), p.get(field))
-               for p in (r.get("curves") or {}).get(which, [])]
-        pts = {int(s): v for s, v in pts if s is not None and v is not None}
-        if pts:
-            series.append(pts)
-    if not series:
-        return np.array([]), np.zeros((0, 0))
-    steps = sorted(set.intersection(*(set(s) for s in series)))
-    return np.array(steps), np.array([[s[k] for k in steps] for s in series], dtype=float)
 
 
 def setup_title(part: str, st: dict) -> str:
@@ -37,7 +18,7 @@ def setup_title(part: str, st: dict) -> str:
     key = st["key"]
     return (f"{runs.PARTS[part][0].split(':')[0]}: {runs.model_label(key['model']).split(' (')[0]}, "
             f"{runs.count_text(key['train_samples'])} train reviews, {runs.plural(key['epochs'], 'epoch')}, "
-            f"{key['precision']}, {runs.seeds_text(runs.setup_seeds(st))}")
+            f"{key['precision']}, {runs.seeds_text(analysis.setup_seeds(st))}")
 
 
 # Fewer validation points than this a run are drawn as points, not joined into a line that would invent a curve.
@@ -46,59 +27,49 @@ PLOT_NAMES = ("train_loss", "val_accuracy", "pareto", "cost")  # each part's plo
 INPUTS_FILE = "inputs.json"  # part -> hash of what its plots were drawn from
 
 
-def plot_inputs_key(part: str, head: dict) -> str:
-    """Hash of everything a part's plots show: its headline groups, their statistics and curves, and this module's
-    code. Equal keys draw identical plots."""
-    members = [(g["method"], [(r["run_id"], r["curves"]) for r in g["rows"]], s) for g, s in head["best"].values()]
-    return hashlib.sha256(Path(__file__).read_bytes() + json.dumps([part, members], sort_keys=True, default=str)
-                          .encode()).hexdigest()
-
-
 def plot_paths(output_dir: Path, part: str) -> dict:
     """name -> path of each of a part's plots, for PLOT_NAMES."""
     return {name: output_dir / "plots" / f"{part}_{name}.png" for name in PLOT_NAMES}
 
 
-def _drawn_keys(plot_dir: Path) -> dict:
-    try:
-        return json.loads((plot_dir / INPUTS_FILE).read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-def write_plots(output_dir: Path, part: str, head: dict) -> list:
-    """The headline setup's plots, drawn again only when what they show changed: matplotlib takes ~1 s a plot
-    (12 s of a 3-part summary here), and every command rewrites the summary of every part."""
-    plot_dir = output_dir / "plots"
-    paths = list(plot_paths(output_dir, part).values())
-    key = plot_inputs_key(part, head)
-    if _drawn_keys(plot_dir).get(part) == key and all(p.is_file() for p in paths):
-        return paths
-    made = draw_plots(output_dir, part, head)
-    # Read again after drawing: another part's key may have been written meanwhile.
-    records.write_json(plot_dir / INPUTS_FILE, {**_drawn_keys(plot_dir), part: key})
-    return made
-
-
-def draw_plots(output_dir: Path, part: str, head: dict) -> list:
-    """The headline setup's plots: training loss, validation accuracy, Δ vs full FT against parameters, cost."""
+def pyplot():
+    """matplotlib's pyplot, drawing to files (imported here: a report without plots never loads it)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    plot_dir = output_dir / "plots"
-    plot_dir.mkdir(parents=True, exist_ok=True)
-    paths = plot_paths(output_dir, part)
+    return plt
+
+
+def _drawn_keys(keys_file: Path) -> dict:
+    try:
+        return json.loads(keys_file.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def write_plots(output_dir: Path, part: str, head: dict) -> list:
+    """The headline setup's plots: training loss, validation accuracy, Δ vs full FT against parameters, cost. Drawn
+    again only when what they show changed (a hash of the groups, their statistics and curves, and this module's
+    code): matplotlib takes ~1 s a plot, and every command rewrites the summary of every part."""
     members = list(head["best"].values())
-    title = setup_title(part, head)
+    key = hashlib.sha256(Path(__file__).read_bytes() + json.dumps(
+        [part, [(g["method"], [(r["run_id"], r["curves"]) for r in g["rows"]], s) for g, s in members]],
+        sort_keys=True, default=str).encode()).hexdigest()
+    keys_file, paths = output_dir / "plots" / INPUTS_FILE, plot_paths(output_dir, part)
+    if _drawn_keys(keys_file).get(part) == key and all(p.is_file() for p in paths.values()):
+        return list(paths.values())
+    plt, title = pyplot(), setup_title(part, head)
+    paths["train_loss"].parent.mkdir(parents=True, exist_ok=True)
     made = [draw_loss(plt, members, title, paths["train_loss"]),
             draw_validation(plt, members, title, paths["val_accuracy"]),
-            draw_pareto(plt, head, title, paths["pareto"]),
-            draw_cost(plt, members, title, paths["cost"])]
-    for stale in plot_dir.glob(f"{part}_*.png"):  # plots of an earlier report layout would mislead
+            draw_pareto(plt, head, title, paths["pareto"]), draw_cost(plt, members, title, paths["cost"])]
+    for stale in keys_file.parent.glob(f"{part}_*.png"):  # plots of an earlier report layout would mislead
         if stale not in made:
             stale.unlink()
+    # Read again after drawing: another part's key may have been written meanwhile.
+    records.write_json(keys_file, {**_drawn_keys(keys_file), part: key})
     return made
 
 
@@ -110,7 +81,7 @@ def draw_loss(plt, members: list, title: str, path: Path) -> Path:
     fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols + 0.6, 2.2 * rows + 0.9), sharex=True, sharey=True,
                              squeeze=False)
     for ax, (g, _) in zip(axes.flat, members):
-        steps, vals = curves(g, "train", "loss")
+        steps, vals = analysis.curves(g, "train", "loss")
         color = method_color(g["method"])
         if len(steps):
             ax.plot(steps, vals.mean(0), color=color, lw=1.2)
@@ -134,7 +105,7 @@ def draw_validation(plt, members: list, title: str, path: Path, epochs: int = 1)
     fig, ax = plt.subplots(figsize=(7.2, 4.4))
     few, last = False, 0
     for i, (g, _) in enumerate(members):
-        steps, vals = curves(g, "val", "val_accuracy")
+        steps, vals = analysis.curves(g, "val", "val_accuracy")
         if not len(steps):
             continue
         vals, color, last = 100 * vals, method_color(g["method"]), max(last, int(steps[-1]))

@@ -1,0 +1,270 @@
+"""The analysis every report reads: the run table's rows grouped into configurations (seeds of one setting) and
+setups (what a comparison holds fixed), each configuration's statistics, and one configuration minus another on the
+same test reviews (paired seeds, exact McNemar per seed)."""
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+
+from common import records, stats
+from common.table import as_float, part_rows
+
+# The setup a reader sees first when it has runs: the study profile, made for comparisons that resolve.
+HEADLINE_PROFILE = "study"
+
+# A setup: everything a comparison holds fixed. Rows of one setup are compared with each other, never across.
+# Where a learning rate came from (config or sweep) is not part of it: the same rate computes the same run.
+SETUP_KEYS = ("model", "init", "profile", "train_samples", "test_samples", "max_length", "epochs", "device",
+              "precision", "dropout_kernel")
+# Rows with the same setup, method, learning rate and extra trained modules are seeds of one configuration.
+GROUP_KEYS = SETUP_KEYS + ("method", "learning_rate", "train_pooler")
+
+
+
+def group_rows(rows: list) -> list:
+    groups = OrderedDict()
+    for r in rows:
+        groups.setdefault(tuple(r.get(k, "") for k in GROUP_KEYS), []).append(r)
+    return [dict(zip(GROUP_KEYS, k), rows=v) for k, v in groups.items()]
+
+
+def setups(groups: list, summaries: list) -> list:
+    """Row groups gathered by setup. Each setup: {'key', 'best': method -> (group, summary), 'extra': [...]}.
+    best holds, per method, the group with the most seeds (then the most recent); extra the other groups."""
+    out = OrderedDict()
+    for g, s in zip(groups, summaries):
+        key = tuple(g[k] for k in SETUP_KEYS)
+        out.setdefault(key, {"key": dict(zip(SETUP_KEYS, key)), "members": []})["members"].append((g, s))
+    for st in out.values():
+        st["best"], st["extra"] = OrderedDict(), []
+        for g, s in sorted(st["members"], key=lambda gs: (gs[1]["n"], gs[1]["date"]), reverse=True):
+            if g["method"] in st["best"]:
+                st["extra"].append((g, s))
+            else:
+                st["best"][g["method"]] = (g, s)
+        # Most accurate first (a collapsed group last): the table reads as a ranking.
+        st["best"] = OrderedDict(sorted(st["best"].items(),
+                                        key=lambda kv: (kv[1][1]["collapsed"] == kv[1][1]["n"], -kv[1][1]["acc_mean"])))
+        st["seeds"] = min(s["n"] for _, s in st["best"].values())
+        st["date"] = max(s["date"] for _, s in st["best"].values())
+    return list(out.values())
+
+
+def pick_headline(all_setups: list):
+    """The setup a reader sees first: the study profile's where it has runs, then the one comparing the most
+    methods, then with the most seeds (its least-repeated method's count), then the most recent."""
+    return max(all_setups, default=None, key=lambda st: (st["key"]["profile"] == HEADLINE_PROFILE, len(st["best"]),
+                                                         st["seeds"], st["date"]))
+
+
+def head_rows(st: dict) -> list:
+    return [r for g, _ in st["best"].values() for r in g["rows"]]
+
+
+def setup_seeds(st: dict) -> list:
+    """Every seed the headline groups of a setup ran."""
+    return sorted({x for _, s in st["best"].values() for x in s["seeds"]})
+
+
+def validation_reviews(rows: list):
+    """Validation reviews the runs held out of train (from their records), or None when unknown or they disagree."""
+    sizes = {r.get("val_samples") for r in rows}
+    return sizes.pop() if len(sizes) == 1 and None not in sizes else None
+
+
+# The interval every comparison of two methods uses (and a method's own accuracy, with 2+ seeds).
+CROSSED_HOW = "seeds and test reviews both counted: variance components, `common.stats.crossed_interval`"
+# A run's figures summarized over its seeds: the mean, but train time the median, so that one seed which shared the
+# machine with other work (the study's full FT seed 0: 188 s against 112-126 s) does not move it: 116 s, not 131 s.
+FIGURES = ("train_time_s", "peak_mem_allocated_mib", "peak_mem_reserved_mib", "peak_rss_mib", "trainable_params",
+           "total_params", "trainable_pct", "val_accuracy", "saved_bytes", "test_reviews_per_s", "latency_ms",
+           "latency_merged_ms")
+
+
+def interval(values: list, scored, why: str) -> tuple:
+    """(95% interval, how) of a mean over seeds: seeds x reviews where every seed's per-review scores line up
+    (scored[seed, review]), else a t-interval over seeds (why not), and one seed a bootstrap over its reviews."""
+    if len(values) > 1 and scored is not None:
+        return tuple(map(float, stats.crossed_interval(np.array(scored))[:2])), CROSSED_HOW
+    if len(values) > 1:
+        return stats.t_interval(values), why
+    if scored is not None:
+        return stats.bootstrap_interval(np.mean, [scored[0]]), f"bootstrap over {len(scored[0])} test reviews (1 seed)"
+    return None, "no predictions file"
+
+
+def _aligned(rows: list):
+    """Each row's per-review correctness, when every row has one on the same reviews in the same order."""
+    if any(r["correct"] is None for r in rows) or any(not np.array_equal(r["review_rows"], rows[0]["review_rows"])
+                                                       for r in rows):
+        return None
+    return [r["correct"].astype(float) for r in rows]
+
+
+def summarize_group(g: dict) -> dict:
+    rows = g["rows"]
+    acc = [as_float(r["accuracy"]) for r in rows]
+    loss = [as_float(r["loss"]) for r in rows if as_float(r["loss"]) is not None]
+    s = {"n": len(rows), "seeds": sorted(int(r["seed"]) for r in rows), "collapsed": sum(r["collapsed"] for r in rows),
+         "date": max(r.get("date") or "" for r in rows)}
+    s["acc_mean"], s["acc_std"] = stats.mean_std(acc)
+    s["loss_mean"], s["loss_std"] = stats.mean_std(loss) if loss else (None, None)
+    s["acc_ci"], s["ci_how"] = interval(acc, _aligned(rows), f"t-interval over {len(rows)} seeds (no predictions)")
+    for k in FIGURES:
+        vals = [as_float(r.get(k)) for r in rows if as_float(r.get(k)) is not None]
+        s[k] = (float(np.median(vals)) if k == "train_time_s" else float(np.mean(vals))) if vals else None
+        s[k + "_all"] = vals
+    swept = [r["lr_source"] for r in rows if (r.get("lr_source") or "").startswith("sweep")]
+    # A swept rate's group may hold a run made earlier at the same rate from the config (same identity, reused).
+    s["lr_source"] = ("swept over " + swept[0].split(" over ")[-1]) if swept else "config"
+    return s
+
+
+def part_setups(table, part: str) -> list:
+    """A part's completed runs gathered into setups, each group with its statistics."""
+    groups = group_rows(part_rows(table, part))
+    return setups(groups, [summarize_group(g) for g in groups])
+
+
+def compare(base: dict, other: dict) -> dict:
+    """Other method minus full FT on the same test reviews: per-seed paired differences and exact McNemar."""
+    return contrast([(other, 1), (base, -1)])
+
+
+def change(base_a: dict, other_a: dict, base_b: dict, other_b: dict) -> dict:
+    """How a method's gap to full FT moves from setup a to setup b: (other_b - base_b) - (other_a - base_a), on the
+    seeds all four groups ran and the test reviews they share."""
+    return contrast([(other_b, 1), (base_b, -1), (other_a, -1), (base_a, 1)])
+
+
+def contrast(terms: list) -> dict:
+    """sum(sign x accuracy) over (group, sign) terms, seed by seed on the same test reviews, with its 95% interval;
+    exact McNemar per seed when it is one group minus another."""
+    by_seed = [({int(r["seed"]): r for r in g["rows"]}, sign) for g, sign in terms]
+    seeds = sorted(set.intersection(*(set(rows) for rows, _ in by_seed)))
+    out = {"seeds": seeds, "diffs": [], "mcnemar": {}}
+    scored, review_rows = [], []
+    for s in seeds:
+        out["diffs"].append(sum(sign * as_float(rows[s]["accuracy"]) for rows, sign in by_seed))
+        correct = _aligned([rows[s] for rows, _ in by_seed])
+        if correct is not None:
+            if len(terms) == 2:
+                out["mcnemar"][s] = stats.mcnemar_exact(correct[1] > 0, correct[0] > 0)
+            scored.append(sum(sign * c for c, (_, sign) in zip(correct, by_seed)))
+            review_rows.append(by_seed[0][0][s]["review_rows"])
+    if not seeds:
+        return out
+    out["diff_mean"] = float(np.mean(out["diffs"]))
+    # Every seed scored on the same reviews in the same order: only then is [seed, review] a crossed design.
+    aligned = len(scored) == len(seeds) and all(np.array_equal(r, review_rows[0]) for r in review_rows)
+    why = "no predictions" if len(scored) < len(seeds) else "seeds scored on different reviews"
+    out["diff_ci"], out["ci_how"] = interval(out["diffs"], scored if aligned else None,
+                                             f"t-interval over {len(seeds)} paired seeds ({why})")
+    if out["diff_ci"] is None:
+        del out["diff_ci"]
+    return out
+
+
+# What may differ between the budgets of one setup: the budget itself (epochs, training reviews), the profile that
+# asked for it, and the machine (hardware does not change what a run computes; precision and dropout kernel do, and
+# must match). The test reviews must match: every Δ here is paired review by review.
+BUDGET_KEYS = ("epochs", "train_samples")
+BUDGET_FREE_KEYS = BUDGET_KEYS + ("profile", "device")
+
+
+def budget_of(st: dict) -> tuple:
+    return tuple(int(st["key"][k]) for k in BUDGET_KEYS)
+
+
+def examples_seen(st: dict) -> int:
+    """Training examples the budget shows the model: reviews x epochs (3,000 x 3 = 9,000)."""
+    epochs, reviews = budget_of(st)
+    return epochs * reviews
+
+
+def budget_setups(all_setups: list, head) -> list:
+    """The headline, then every other budget of the same setup that has full fine-tuning, fewest examples seen
+    first; of several setups at one budget, the one comparing the most methods with the most seeds."""
+    if head is None or "full" not in head["best"]:
+        return []
+    same = [st for st in all_setups if st is not head and "full" in st["best"] and budget_of(st) != budget_of(head)
+            and all(st["key"][k] == head["key"][k] for k in SETUP_KEYS if k not in BUDGET_FREE_KEYS)]
+    best = {}
+    for st in sorted(same, key=lambda st: (len(st["best"]), st["seeds"], st["date"])):
+        best[budget_of(st)] = st  # the last one sorted wins
+    return [head, *sorted(best.values(), key=examples_seen)] if best else []
+
+
+def compute_hours(part: str, st: dict, method: str, sweep) -> float:
+    """Hours of one method's runs in a setup: its sweep's runs (every rate, from the sweep's table rows of the same
+    profile and budget) and its final runs that trained (a run listed from the sweep or the committed study, or made
+    for another part, is counted where it trained). Summed from each record's phases, without the command's start-up."""
+    total = sum(r["run_seconds"] for r in st["best"][method][0]["rows"]
+                if r["made_for"] == part and not r["listed_from"])
+    key = st["key"]
+    for _, r in sweep[sweep["part"] == sweep["made_for"]].iterrows() if sweep is not None else ():
+        if r["run_id"].startswith(f"{part}-{method}-s") and r["profile"] == key["profile"] and \
+                str(r["epochs"]) == str(key["epochs"]) and str(r["config"].get("data.train_samples")) == \
+                str(key["train_samples"]):
+            total += r["run_seconds"]
+    return total / 3600
+
+
+def budget_rows(part: str, columns: list, sweep) -> list:
+    """Per method of the headline: at each budget its Δ vs full FT (None where it did not run), the change of that
+    Δ from the headline's, its accuracy, rate and compute hours."""
+    head, rows = columns[0], []
+    for method in head["best"]:
+        row = {"method": method, "cells": []}
+        for st in columns:
+            if method not in st["best"]:
+                row["cells"].append(None)
+                continue
+            g, s = st["best"][method]
+            cell = {"group": g, "summary": s, "collapsed": bool(s["collapsed"]),
+                    "hours": compute_hours(part, st, method, sweep), "vs_full": {}}
+            if method != "full":
+                cell["vs_full"] = compare(st["best"]["full"][0], g)
+                first = row["cells"][0] if row["cells"] else None
+                if first and not (cell["collapsed"] or first["collapsed"]):
+                    cell["change"] = change(head["best"]["full"][0], head["best"][method][0], st["best"]["full"][0], g)
+            row["cells"].append(cell)
+        rows.append(row)
+    return rows
+
+
+# Keys that differ between two budgets by construction or per run, or that change speed and not the science
+# (records.NOT_SCIENCE; the precision and dropout kernel a setup resolved to are part of its key), so the sentence on
+# what else differs skips them.
+_PER_RUN_KEYS = {"train.epochs", "data.train_samples", "train.seeds", "profile", "output.dir", "train.lr_grid", "part",
+                 "train.report_to", "data.dir", "data.cache_dir", "train.allocator", *records.NOT_SCIENCE}
+
+
+def setup_differences(head: dict, st: dict) -> list:
+    """'key (headline's value, this budget's value)' for every config value and the device that differ between the
+    two setups' full fine-tuning runs, other than the budget itself and what each run sets for itself."""
+    # Only the sections the runs read (the table's config): full FT reads no method's own peft section.
+    ra, rb = (x["best"]["full"][0]["rows"][0] for x in (head, st))
+    a, b = ra["config"], rb["config"]
+    shown = lambda v: "not recorded" if v is None else repr(v)  # noqa: E731 - a key added after the run was made
+    out = [f"{k} ({shown(a.get(k))}, {shown(b.get(k))})" for k in sorted(set(a) | set(b))
+           if k not in _PER_RUN_KEYS and a.get(k) != b.get(k)]
+    return out + ([f"the machine ({ra['device']}, {rb['device']})"] if ra["device"] != rb["device"] else [])
+
+
+def curves(g: dict, which: str, field: str) -> tuple:
+    """Per-seed curves of one group, aligned on the steps they share: (steps, values[seed, step])."""
+    series = []
+    for r in g["rows"]:
+        # Records made before curves carried steps have epochs only: steps = epoch x steps per epoch.
+        per_epoch = (r.get("train_steps") or 0) / (r.get("epochs") or 1)
+        pts = [(p.get("step", round(p.get("epoch", 0) * per_epoch) or None), p.get(field))
+               for p in (r.get("curves") or {}).get(which, [])]
+        pts = {int(s): v for s, v in pts if s is not None and v is not None}
+        if pts:
+            series.append(pts)
+    if not series:
+        return np.array([]), np.zeros((0, 0))
+    steps = sorted(set.intersection(*(set(s) for s in series)))
+    return np.array(steps), np.array([[s[k] for k in steps] for s in series], dtype=float)
