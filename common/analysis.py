@@ -10,6 +10,15 @@ import numpy as np
 from common import records, stats
 from common.table import as_float, part_rows
 
+# The reference report's own figures (one run each, A100, fp16, the full 25,000 / 25,000 split, 256 tokens, 3 epochs),
+# quoted, not produced here. Its memory was probably read from nvidia-smi (reserved + CUDA context).
+REFERENCE_REPORT = {
+    "part1": {"model": "DistilBERT", "accuracy": {"full": "92.2", "lora": "89.9"},
+              "cost": {"full": "~4.5 min, ~3340 MB", "lora": "4m24s, ~2588 MB"}},
+    "part2": {"model": "BERT", "accuracy": {"full": "93.09", "prefix": "90.79"},
+              "cost": {"full": "loss 0.3227, 109,483,778 params", "prefix": "loss 0.2374, 9,866,242 params"}},
+}
+REFERENCE_SETTINGS = "25,000 train / 25,000 test reviews, 256 tokens, 3 epochs, fp16 on one A100, one run per method"
 # The setup a reader sees first when it has runs: the study profile, made for comparisons that resolve.
 HEADLINE_PROFILE = "study"
 
@@ -123,7 +132,12 @@ def summarize_group(g: dict) -> dict:
 
 def part_setups(table, part: str) -> list:
     """A part's completed runs gathered into setups, each group with its statistics."""
-    groups = group_rows(part_rows(table, part))
+    return row_setups(part_rows(table, part))
+
+
+def row_setups(rows: list) -> list:
+    """Rows of the run table gathered into setups, each group with its statistics."""
+    groups = group_rows(rows)
     return setups(groups, [summarize_group(g) for g in groups])
 
 
@@ -164,6 +178,21 @@ def contrast(terms: list) -> dict:
     if out["diff_ci"] is None:
         del out["diff_ci"]
     return out
+
+
+def widest_part(heads: dict):
+    """The part whose headline compares the most methods (then the most seeds; the later part of equals)."""
+    return max((p for p in heads if heads[p]), key=lambda p: (len(heads[p]["best"]), heads[p]["seeds"], p),
+               default=None)
+
+
+def findings_rows(head: dict, floor_too: bool = True) -> list:
+    """Per method of the headline: (group, summary, comparison with full FT or {}, comparison with head only or {})."""
+    base, floor = head["best"].get("full"), head["best"].get("head") if floor_too else None
+    floor = None if floor is None or floor[1]["collapsed"] else floor
+    return [(g, s, compare(base[0], g) if base and g["method"] != "full" else {},
+             compare(floor[0], g) if floor and g["method"] != "head" and not s["collapsed"] else {})
+            for g, s in head["best"].values()]
 
 
 # What may differ between the budgets of one setup: the budget itself (epochs, training reviews), the profile that
@@ -268,3 +297,20 @@ def curves(g: dict, which: str, field: str) -> tuple:
         return np.array([]), np.zeros((0, 0))
     steps = sorted(set.intersection(*(set(s) for s in series)))
     return np.array(steps), np.array([[s[k] for k in steps] for s in series], dtype=float)
+
+
+def reference_gap(method: str) -> list:
+    """(points, model) of the reference report's method minus its full FT, one run each, per part that has both."""
+    return [(float(p["accuracy"][method]) - float(p["accuracy"]["full"]), p["model"]) for p in REFERENCE_REPORT.values()
+            if method != "full" and method in p["accuracy"] and "full" in p["accuracy"]]
+
+
+def side_of(gap: float, ci) -> str:
+    """Where a gap in points falls against a 95% interval (fractions): 'inside', 'below' or 'above'."""
+    return "inside" if 100 * ci[0] <= gap <= 100 * ci[1] else "below" if gap < 100 * ci[0] else "above"
+
+
+def budget_data(part: str, all_setups: list, head, sweep) -> tuple:
+    """(columns, rows) of one part: its budgets, headline first, and each method's cells; ([], []) with one."""
+    columns = budget_setups(all_setups, head)
+    return (columns, budget_rows(part, columns, sweep)) if columns else ([], [])

@@ -120,3 +120,15 @@ def test_the_committed_summary_reads_at_a_glance():
     start = lines.index("## Findings")
     end = next(i for i in heads if i > start)
     assert len(lines) <= 150 and end <= 40, (len(lines), start, end)
+
+
+def test_the_summary_quotes_its_notes_from_docs_and_they_hold_the_code_s_numbers():
+    from common import stats
+    from common.report.markdown import how_to_read
+
+    notes = (ROOT / "docs" / "results.md").read_text().split("<!-- summary notes -->\n")[1] \
+        .split("<!-- end of summary notes -->")[0]
+    quoted = "\n".join(how_to_read(ROOT / "study"))
+    assert notes.strip() and notes.strip() in quoted  # the summary's notes are the docs' text, said once there
+    assert f"at least {stats.COLLAPSE_SHARE:.0%} one class" in notes  # the share the code flags a collapse at
+    assert "(../docs/results.md#reading-the-report)" in quoted  # the other notes, one click away

@@ -1,8 +1,5 @@
-"""Comparison report: the run table (common.table: records and predictions) -> summary.md, part CSVs, plots.
-
-Per part: a headline table (one setup, one row per method, side by side), its sentences and plots; every other
-setup below under "Other runs", labelled by what differs from the headline. Modules, top down: markdown (the
-summary) -> plots -> comparison (statistics) -> runs (rows, groups, setups).
+"""Comparison report: the run table (common.table) and its analysis (common.analysis) -> summary.md, other_runs.md,
+the part CSVs and plots. Modules, top down: markdown -> findings | budget | latest -> plots | cells -> runs (words).
 
   python -m common.report [--output-dir results]
 """

@@ -50,8 +50,8 @@ def _reference_bullets(rows: list, columns: list) -> list:
     """Where the reference report's own gap falls in each budget's interval, per method it measured."""
     out = []
     for r in rows:
-        for gap, model in cells.reference_gap(r["method"]):
-            where = [(f"{cells.side_of(gap, c['vs_full']['diff_ci'])} the interval" if c and not c["collapsed"]
+        for gap, model in analysis.reference_gap(r["method"]):
+            where = [(f"{analysis.side_of(gap, c['vs_full']['diff_ci'])} the interval" if c and not c["collapsed"]
                       and c["vs_full"].get("diff_ci") else "–") + f" at {budget_label(st)}"
                      for st, c in zip(columns, r["cells"])]
             out.append(f"- The reference report's {gap:+.2f} for {method_name(r['method'])} ({model}, one run) lies "
@@ -100,7 +100,7 @@ def draw_moves(output_dir: Path, part: str, columns: list, rows: list) -> Path:
                if c and not c["collapsed"] and c["vs_full"].get("diff_ci")]
         if pts:
             lines.append((r["method"], [list(v) for v in zip(*pts)]))
-    gaps = sorted({(round(g, 2), method_name(r["method"]), m) for r in peft for g, m in cells.reference_gap(r["method"])})
+    gaps = sorted({(round(g, 2), method_name(r["method"]), m) for r in peft for g, m in analysis.reference_gap(r["method"])})
     zoom = -6.0  # the enlarged panel: methods whose every interval lies within 6 points of full FT
     for ax, keep in zip(axes, (lambda lo: True, lambda lo: min(lo) >= zoom)):
         for method, (x, y, lo, hi) in lines:
@@ -136,12 +136,6 @@ def draw_curves(output_dir: Path, part: str, st: dict) -> Path:
     (output_dir / "plots").mkdir(parents=True, exist_ok=True)
     return plots.draw_validation(plots.pyplot(), list(st["best"].values()), plots.setup_title(part, st),
                                  output_dir / "plots" / f"budget_{part}_{reviews}x{epochs}_val_accuracy.png", epochs)
-
-
-def budget_data(part: str, all_setups: list, head, sweep) -> tuple:
-    """(columns, rows) of one part: its budgets, headline first, and each method's cells; ([], []) with one."""
-    columns = analysis.budget_setups(all_setups, head)
-    return (columns, analysis.budget_rows(part, columns, sweep)) if columns else ([], [])
 
 
 def budget_section(output_dir: Path, part: str, columns: list, rows: list, plots_too: bool = True) -> list:

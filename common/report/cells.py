@@ -1,18 +1,9 @@
 """Table cells of the report: one way to write an accuracy, a difference, a verdict, a share, a size, a time."""
 from __future__ import annotations
 
+from common import analysis
 from common.methods import label as method_name
 from common.report.runs import format_rate
-
-# The reference report's own figures (one run each, A100, fp16, the full 25,000 / 25,000 split, 256 tokens, 3 epochs),
-# quoted, not produced here. Its memory was probably read from nvidia-smi (reserved + CUDA context).
-REFERENCE_REPORT = {
-    "part1": {"model": "DistilBERT", "accuracy": {"full": "92.2", "lora": "89.9"},
-              "cost": {"full": "~4.5 min, ~3340 MB", "lora": "4m24s, ~2588 MB"}},
-    "part2": {"model": "BERT", "accuracy": {"full": "93.09", "prefix": "90.79"},
-              "cost": {"full": "loss 0.3227, 109,483,778 params", "prefix": "loss 0.2374, 9,866,242 params"}},
-}
-REFERENCE_SETTINGS = "25,000 train / 25,000 test reviews, 256 tokens, 3 epochs, fp16 on one A100, one run per method"
 
 
 def verdict(c: dict, collapsed: bool = False) -> str:
@@ -39,19 +30,8 @@ def diff_text(c: dict) -> str:
 
 def reference_accuracy(method: str) -> str:
     """The reference report's accuracy for a method, with its model: '92.2% (DistilBERT), 93.09% (BERT)', or –."""
-    cells = [f"{p['accuracy'][method]}% ({p['model']})" for p in REFERENCE_REPORT.values() if method in p["accuracy"]]
-    return ", ".join(cells) or "–"
-
-
-def reference_gap(method: str) -> list:
-    """(points, model) of the reference report's method minus its full FT, one run each, per part that has both."""
-    return [(float(p["accuracy"][method]) - float(p["accuracy"]["full"]), p["model"]) for p in REFERENCE_REPORT.values()
-            if method != "full" and method in p["accuracy"] and "full" in p["accuracy"]]
-
-
-def side_of(gap: float, ci) -> str:
-    """Where a gap in points falls against a 95% interval (fractions): 'inside', 'below' or 'above'."""
-    return "inside" if 100 * ci[0] <= gap <= 100 * ci[1] else "below" if gap < 100 * ci[0] else "above"
+    return ", ".join(f"{p['accuracy'][method]}% ({p['model']})" for p in analysis.REFERENCE_REPORT.values()
+                     if method in p["accuracy"]) or "–"
 
 
 def is_collapsed(s: dict) -> bool:

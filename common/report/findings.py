@@ -4,19 +4,12 @@ from __future__ import annotations
 import textwrap
 
 from common import analysis
-from common.analysis import compare
 from common.methods import label as method_name
 from common.report import cells, runs
 
 # A gap of this many points is what the reference report is about (92.2 vs 89.9, 93.09 vs 90.79): an interval narrower
 # than it on each side can tell such a gap from none.
 RESOLVES_POINTS = 1.0
-
-
-def widest_part(heads: dict):
-    """The part whose headline compares the most methods (then the most seeds; the later part of equals)."""
-    return max((p for p in heads if heads[p]), key=lambda p: (len(heads[p]["best"]), heads[p]["seeds"], p),
-               default=None)
 
 
 def what_ran(part: str, head: dict) -> str:
@@ -31,15 +24,6 @@ def what_ran(part: str, head: dict) -> str:
             f"{runs.reviews_text(key, analysis.validation_reviews(analysis.head_rows(head)))}, {key['max_length']} tokens, "
             f"{runs.plural(key['epochs'], 'epoch')}, {key['precision']} on {key['device']}, "
             f"{runs.seeds_text(analysis.setup_seeds(head))}.")
-
-
-def findings_rows(head: dict, floor_too: bool = True) -> list:
-    """Per method of the headline: (group, summary, comparison with full FT or {}, comparison with head only or {})."""
-    base, floor = head["best"].get("full"), head["best"].get("head") if floor_too else None
-    floor = None if floor is None or cells.is_collapsed(floor[1]) else floor
-    return [(g, s, compare(base[0], g) if base and g["method"] != "full" else {},
-             compare(floor[0], g) if floor and g["method"] != "head" and not cells.is_collapsed(s) else {})
-            for g, s in head["best"].values()]
 
 
 def findings_table(head: dict, rows: list) -> list:
@@ -110,12 +94,12 @@ def findings_bullets(head: dict, rows: list, budget_note: str = "") -> list:
             f"{method_name(g['method'])} ({s['collapsed']} of {runs.plural(s['n'], 'seed')})" for g, s in collapsed)
             + ": failed runs, not measures of their methods.")
     seen = [f"{method_name(g['method'])}'s {gap:+.2f} ({model}) " + {"inside": "lies inside this interval"}.get(
-        cells.side_of(gap, c["diff_ci"]), f"{cells.side_of(gap, c['diff_ci'])} it")
+        analysis.side_of(gap, c["diff_ci"]), f"{analysis.side_of(gap, c['diff_ci'])} it")
         for g, s, c, _ in rows if c.get("diff_ci") and not cells.is_collapsed(s) for gap, model in
-        cells.reference_gap(g["method"])]
+        analysis.reference_gap(g["method"])]
     if seen:
-        reference_models = " and ".join(f"{p['model']}-base" for p in cells.REFERENCE_REPORT.values())
-        out.append(f"The reference report ({reference_models}, {cells.REFERENCE_SETTINGS}, no interval): "
+        reference_models = " and ".join(f"{p['model']}-base" for p in analysis.REFERENCE_REPORT.values())
+        out.append(f"The reference report ({reference_models}, {analysis.REFERENCE_SETTINGS}, no interval): "
                    + "; ".join(seen) + ": two measurements, not a replication.")
     if budget_note:
         out.append(budget_note)
@@ -125,6 +109,6 @@ def findings_bullets(head: dict, rows: list, budget_note: str = "") -> list:
 
 def findings_section(part: str, head: dict, budget_note: str = "") -> list:
     """The Findings lines: what ran, the table, what it resolves."""
-    rows = findings_rows(head)
+    rows = analysis.findings_rows(head)
     return ["## Findings", "", *textwrap.wrap(what_ran(part, head), 118, break_on_hyphens=False), "",
             *findings_table(head, rows), "", *findings_bullets(head, rows, budget_note), ""]

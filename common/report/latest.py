@@ -3,10 +3,11 @@ reproduces the committed study's run of the same computation."""
 from __future__ import annotations
 
 import textwrap
+from collections import Counter
 from pathlib import Path
 
 from common import analysis, records
-from common.analysis import compare, summarize_group
+from common.analysis import compare
 from common.methods import label as method_name
 from common.report import cells, runs
 from common.table import load_table, part_rows, read_json
@@ -45,9 +46,7 @@ def last_command_section(output_dir: Path, run_table) -> list:
     wanted = {records.computation(r["run_id"]) for r in cmd.get("runs", [])}
     rows = [r for r in part_rows(run_table, part) if records.computation(r["run_id"]) in wanted] \
         if part in runs.PARTS else []
-    outcomes = {}
-    for r in cmd.get("runs", []):
-        outcomes[r["outcome"]] = outcomes.get(r["outcome"], 0) + 1
+    outcomes = Counter(r["outcome"] for r in cmd.get("runs", []))
     said = (f"`{cmd['command']}` at {cmd['date']} on {cmd['device']}, profile "
             f"{', '.join(f'`{p}`' for p in cmd.get('profiles', []))}: "
             + ", ".join(f"{n} {o}" for o, n in sorted(outcomes.items())) + ".")
@@ -56,8 +55,7 @@ def last_command_section(output_dir: Path, run_table) -> list:
         return lines + ["No completed run to show.", ""]
     committed = {tuple(g[k] for k in SAME_SCIENCE): g for g in analysis.group_rows(part_rows(load_table(records.STUDY_DIR),
                                                                                         part))}
-    groups = analysis.group_rows(rows)
-    for st in analysis.setups(groups, [summarize_group(g) for g in groups]):
+    for st in analysis.row_setups(rows):
         key, base = st["key"], st["best"].get("full")
         lines += [f"{runs.PARTS[part][0]}; {runs.reviews_text(key)}, {runs.plural(key['epochs'], 'epoch')}, "
                   f"{key['precision']}, {runs.seeds_text(analysis.setup_seeds(st))}.", ""]

@@ -11,7 +11,7 @@ from common.analysis import compare, part_setups
 from common.env import now_iso
 from common.methods import label as method_name
 from common.report import budget, cells, runs
-from common.report.findings import findings_rows, findings_section, widest_part
+from common.report.findings import findings_section
 from common.report.latest import last_command_section
 from common.report.plots import plot_paths, write_plots
 from common.schema import PROJECT_ROOT
@@ -46,7 +46,7 @@ def part_table(part: str, members: list, base, said: bool, reference: bool) -> l
     """One row per group. said: the Findings already give this part's share, Δ, verdict, time and size, so the
     table keeps only what they do not."""
     full_params = base[1]["trainable_params"] if base else None
-    ref = cells.REFERENCE_REPORT.get(part, {})
+    ref = analysis.REFERENCE_REPORT.get(part, {})
     name = dict(zip((id(g) for g, _ in members), cells.labels(members)))
     rows = [(g, s, compare(base[0], g) if base and g["method"] != "full" else {}) for g, s in members]
     return cells.method_table([
@@ -96,7 +96,7 @@ def part_section(out: Path, part: str, head, findings: dict, plots: bool) -> lis
         return lines + ["No completed runs yet.", ""]
     members = list(head["best"].values())
     if findings["part"] != part and {r["run_id"] for r in analysis.head_rows(head)} <= findings["sources"]:
-        cost = cells.REFERENCE_REPORT.get(part, {}).get("cost", {})
+        cost = analysis.REFERENCE_REPORT.get(part, {}).get("cost", {})
         lines += wrap(f"Its headline runs are the Findings' {' and '.join(method_name(g['method']) for g, _ in members)}"
                       f" rows (`made_for` in its CSV where they were not trained again). The reference report's cost, "
                       f"loss and size: " + "; ".join(f"{method_name(g['method'])} {cost.get(g['method'], '–')}"
@@ -108,7 +108,7 @@ def part_section(out: Path, part: str, head, findings: dict, plots: bool) -> lis
     if not said:
         val = analysis.validation_reviews(analysis.head_rows(head))
         lines += wrap(f"Setup: {setup_heading(part, head['key'], analysis.setup_seeds(head), val)}.") + [""]
-    lines += part_table(part, members, head["best"].get("full"), said, part in cells.REFERENCE_REPORT) + [""]
+    lines += part_table(part, members, head["best"].get("full"), said, part in analysis.REFERENCE_REPORT) + [""]
     reused = sorted({r["made_for"] for r in analysis.head_rows(head) if r["made_for"] != r["part"]})
     if reused:
         lines += wrap(f"² Runs made for {' or '.join(reused)} with the same model, data and settings, listed here "
@@ -140,16 +140,13 @@ def other_runs_lines(part: str, all_setups: list, head) -> list:
     return lines
 
 
-# ------------------------------------------------------------------------------------------------ learning rates
-
-
 def _val_cell(score: dict, n) -> str:
     """One rate's validation accuracy with its 95% Wilson interval over the n validation reviews."""
     rate, acc = runs.format_rate(score["learning_rate"]), score.get("val_accuracy")
-    if acc is None or score.get("collapsed"):
-        return f"{rate}: " + ("–" if acc is None else "collapsed")
-    lo, hi = stats.wilson_interval(round(acc * n), n) if n else (None, None)
-    return f"{rate}: {100 * acc:.1f}%" + (f" [{100 * lo:.1f}, {100 * hi:.1f}]" if n else "")
+    if acc is None or score.get("collapsed") or not n:
+        return f"{rate}: " + ("–" if acc is None else "collapsed" if score.get("collapsed") else f"{100 * acc:.1f}%")
+    lo, hi = stats.wilson_interval(round(acc * n), n)
+    return f"{rate}: {100 * acc:.1f}% [{100 * lo:.1f}, {100 * hi:.1f}]"
 
 
 def _runner_up_cell(p: dict) -> str:
@@ -160,27 +157,20 @@ def _runner_up_cell(p: dict) -> str:
             f"{100 * gap['ci'][1]:+.1f}], " + ("resolved" if gap["resolved"] else "**not distinguishable**"))
 
 
-def _edge(p: dict) -> str:
-    """'lowest' or 'highest' for a pick on an end of the rates searched (the best rate may lie past it), else ''."""
-    grid = sorted(p.get("grid") or [])
-    if len(grid) < 2 or grid[0] < p["learning_rate"] < grid[-1]:
-        return ""
-    return "lowest" if p["learning_rate"] == grid[0] else "highest"
-
-
 def lr_picks(picks: dict, sweep, keep) -> list:
     """(label, method, cells, edge) per learning-rate pick whose profile keep(profile) accepts; parts that share a
-    sweep (full FT in all three: one setup) share its row."""
+    sweep (full FT in all three: one setup) share its row. edge: 'lowest' or 'highest' for a pick on an end of the
+    rates searched (the best rate may lie past it), else ''."""
     # Validation reviews behind a score: in the pick, or (picks made before it was kept there) in the run's record.
     val = dict(zip(sweep["run_id"], sweep["val_samples"])) if sweep is not None and len(sweep) else {}
     rows = {}
     for key, p in picks.items():
         part, method, profile = key.split("/", 2)  # a profile may be a path
+        grid, lr = sorted(p.get("grid") or []), p["learning_rate"]
+        edge = "" if len(grid) < 2 or grid[0] < lr < grid[-1] else "lowest" if lr == grid[0] else "highest"
         if keep(profile):
-            scores = ", ".join(_val_cell(sc, sc.get("val_samples") or val.get(sc["run_id"])) for sc in p["scores"])
-            edge = _edge(p)
-            row = (scores, runs.format_rate(p["learning_rate"]) + (f" **at the {edge} rate searched**" if edge else ""),
-                   _runner_up_cell(p))
+            row = (", ".join(_val_cell(sc, sc.get("val_samples") or val.get(sc["run_id"])) for sc in p["scores"]),
+                   runs.format_rate(lr) + (f" **at the {edge} rate searched**" if edge else ""), _runner_up_cell(p))
             rows.setdefault((method, profile, row, edge), []).append(part)
     return [(f"{'+'.join(parts)}/{method}/{profile}", method, row, edge)
             for (method, profile, row, edge), parts in rows.items()]
@@ -205,9 +195,6 @@ def lr_pointer(picks: list) -> list:
     return ["## Learning-rate selection", "", *wrap(text), ""]
 
 
-# ------------------------------------------------------------------------------------------------ summary
-
-
 NOTES = PROJECT_ROOT / "docs" / "results.md"  # the notes every table needs, said once: there
 
 
@@ -229,9 +216,9 @@ def summary_lines(out: Path, run_table, sweep, plots: bool, latest: bool = True)
     command."""
     all_setups = {part: part_setups(run_table, part) for part in runs.PARTS}
     heads = {part: analysis.pick_headline(all_setups[part]) for part in runs.PARTS}
-    budgets = {part: budget.budget_data(part, all_setups[part], heads[part], sweep) for part in runs.PARTS}
+    budgets = {part: analysis.budget_data(part, all_setups[part], heads[part], sweep) for part in runs.PARTS}
     lines = ["# imdb-peft: results summary", ""] + (last_command_section(out, run_table) if latest else [])
-    top = widest_part(heads)
+    top = analysis.widest_part(heads)
     findings = {"part": top, "sources": set()}
     if top:
         columns, rows = budgets[top]
@@ -289,7 +276,7 @@ def side_by_side(dirs: list, **selection) -> str:
         lines += [f"- `{d}`: {setup_heading(part, h['key'], analysis.setup_seeds(h))}" for d, h in shown] + [""]
         by_method = {}
         for i, (d, h) in enumerate(shown):
-            for g, s, c, _ in findings_rows(h, floor_too=False):
+            for g, s, c, _ in analysis.findings_rows(h, floor_too=False):
                 by_method.setdefault(g["method"], ["–"] * (2 * len(shown)))[2 * i: 2 * i + 2] = [
                     cells.accuracy_cell(s, with_ci=False), cells.delta_verdict_cell(g, s, c)]
         header = ["Method"] + [x for d, _ in shown for x in (f"`{d}`: accuracy", f"`{d}`: Δ vs full FT [95% CI]")]
