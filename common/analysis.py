@@ -1,6 +1,6 @@
 """The analysis every report reads: the run table's rows grouped into configurations (seeds of one setting) and
-setups (what a comparison holds fixed), each configuration's statistics, and one configuration minus another on the
-same test reviews (paired seeds, exact McNemar per seed)."""
+setups (what a comparison holds fixed), their statistics, one configuration minus another on the same test reviews
+(paired seeds, exact McNemar per seed), the budgets of a setup, per-seed curves, and the reference report's figures."""
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -10,25 +10,14 @@ import numpy as np
 from common import records, stats
 from common.table import as_float, part_rows
 
-# The reference report's own figures (one run each, A100, fp16, the full 25,000 / 25,000 split, 256 tokens, 3 epochs),
-# quoted, not produced here. Its memory was probably read from nvidia-smi (reserved + CUDA context).
-REFERENCE_REPORT = {
-    "part1": {"model": "DistilBERT", "accuracy": {"full": "92.2", "lora": "89.9"},
-              "cost": {"full": "~4.5 min, ~3340 MB", "lora": "4m24s, ~2588 MB"}},
-    "part2": {"model": "BERT", "accuracy": {"full": "93.09", "prefix": "90.79"},
-              "cost": {"full": "loss 0.3227, 109,483,778 params", "prefix": "loss 0.2374, 9,866,242 params"}},
-}
-REFERENCE_SETTINGS = "25,000 train / 25,000 test reviews, 256 tokens, 3 epochs, fp16 on one A100, one run per method"
 # The setup a reader sees first when it has runs: the study profile, made for comparisons that resolve.
 HEADLINE_PROFILE = "study"
-
 # A setup: everything a comparison holds fixed. Rows of one setup are compared with each other, never across.
 # Where a learning rate came from (config or sweep) is not part of it: the same rate computes the same run.
 SETUP_KEYS = ("model", "init", "profile", "train_samples", "test_samples", "max_length", "epochs", "device",
               "precision", "dropout_kernel")
 # Rows with the same setup, method, learning rate and extra trained modules are seeds of one configuration.
 GROUP_KEYS = SETUP_KEYS + ("method", "learning_rate", "train_pooler")
-
 
 
 def group_rows(rows: list) -> list:
@@ -82,6 +71,17 @@ def validation_reviews(rows: list):
     return sizes.pop() if len(sizes) == 1 and None not in sizes else None
 
 
+def part_setups(table, part: str) -> list:
+    """A part's completed runs gathered into setups, each group with its statistics."""
+    return row_setups(part_rows(table, part))
+
+
+def row_setups(rows: list) -> list:
+    """Rows of the run table gathered into setups, each group with its statistics."""
+    groups = group_rows(rows)
+    return setups(groups, [summarize_group(g) for g in groups])
+
+
 # The interval every comparison of two methods uses (and a method's own accuracy, with 2+ seeds).
 CROSSED_HOW = "seeds and test reviews both counted: variance components, `common.stats.crossed_interval`"
 # A run's figures summarized over its seeds: the mean, but train time the median, so that one seed which shared the
@@ -128,17 +128,6 @@ def summarize_group(g: dict) -> dict:
     # A swept rate's group may hold a run made earlier at the same rate from the config (same identity, reused).
     s["lr_source"] = ("swept over " + swept[0].split(" over ")[-1]) if swept else "config"
     return s
-
-
-def part_setups(table, part: str) -> list:
-    """A part's completed runs gathered into setups, each group with its statistics."""
-    return row_setups(part_rows(table, part))
-
-
-def row_setups(rows: list) -> list:
-    """Rows of the run table gathered into setups, each group with its statistics."""
-    groups = group_rows(rows)
-    return setups(groups, [summarize_group(g) for g in groups])
 
 
 def compare(base: dict, other: dict) -> dict:
@@ -263,6 +252,12 @@ def budget_rows(part: str, columns: list, sweep) -> list:
     return rows
 
 
+def budget_data(part: str, all_setups: list, head, sweep) -> tuple:
+    """(columns, rows) of one part: its budgets, headline first, and each method's cells; ([], []) with one."""
+    columns = budget_setups(all_setups, head)
+    return (columns, budget_rows(part, columns, sweep)) if columns else ([], [])
+
+
 # Keys that differ between two budgets by construction or per run, or that change speed and not the science
 # (records.NOT_SCIENCE; the precision and dropout kernel a setup resolved to are part of its key), so the sentence on
 # what else differs skips them.
@@ -299,6 +294,17 @@ def curves(g: dict, which: str, field: str) -> tuple:
     return np.array(steps), np.array([[s[k] for k in steps] for s in series], dtype=float)
 
 
+# The reference report's own figures (one run each, A100, fp16, the full 25,000 / 25,000 split, 256 tokens, 3 epochs),
+# quoted, not produced here. Its memory was probably read from nvidia-smi (reserved + CUDA context).
+REFERENCE_REPORT = {
+    "part1": {"model": "DistilBERT", "accuracy": {"full": "92.2", "lora": "89.9"},
+              "cost": {"full": "~4.5 min, ~3340 MB", "lora": "4m24s, ~2588 MB"}},
+    "part2": {"model": "BERT", "accuracy": {"full": "93.09", "prefix": "90.79"},
+              "cost": {"full": "loss 0.3227, 109,483,778 params", "prefix": "loss 0.2374, 9,866,242 params"}},
+}
+REFERENCE_SETTINGS = "25,000 train / 25,000 test reviews, 256 tokens, 3 epochs, fp16 on one A100, one run per method"
+
+
 def reference_gap(method: str) -> list:
     """(points, model) of the reference report's method minus its full FT, one run each, per part that has both."""
     return [(float(p["accuracy"][method]) - float(p["accuracy"]["full"]), p["model"]) for p in REFERENCE_REPORT.values()
@@ -308,9 +314,3 @@ def reference_gap(method: str) -> list:
 def side_of(gap: float, ci) -> str:
     """Where a gap in points falls against a 95% interval (fractions): 'inside', 'below' or 'above'."""
     return "inside" if 100 * ci[0] <= gap <= 100 * ci[1] else "below" if gap < 100 * ci[0] else "above"
-
-
-def budget_data(part: str, all_setups: list, head, sweep) -> tuple:
-    """(columns, rows) of one part: its budgets, headline first, and each method's cells; ([], []) with one."""
-    columns = budget_setups(all_setups, head)
-    return (columns, budget_rows(part, columns, sweep)) if columns else ([], [])

@@ -20,8 +20,9 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     for d, flag in [(a.output_dir, "--output-dir"), *((d, "--beside") for d in a.beside or ())]:
         if not (Path(d) / "runs").is_dir():
-            return print(f"common.report: {flag} {d}: no run records there ({Path(d) / 'runs'} is not a folder)",
-                         file=sys.stderr) or 2
+            print(f"common.report: {flag} {d}: no run records there ({Path(d) / 'runs'} is not a folder)",
+                  file=sys.stderr)
+            return 2
     selection = {"parts": a.part, "profiles": a.profile, "since": a.since, "run_ids": a.runs}
     if a.beside:
         print(side_by_side([a.output_dir, *a.beside], **selection), end="")
