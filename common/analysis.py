@@ -44,6 +44,9 @@ def setups(groups: list, summaries: list) -> list:
         # Most accurate first (a collapsed group last): the table reads as a ranking.
         st["best"] = OrderedDict(sorted(st["best"].items(),
                                         key=lambda kv: (kv[1][1]["collapsed"] == kv[1][1]["n"], -kv[1][1]["acc_mean"])))
+        full = st["best"].get("full")
+        for g, s in st["members"]:  # Δ vs full FT, once for every view; none for a collapsed group: a failed run
+            s["vs_full"] = compare(full[0], g) if full and g["method"] != "full" and not s["collapsed"] else {}
         st["seeds"] = min(s["n"] for _, s in st["best"].values())
         st["date"] = max(s["date"] for _, s in st["best"].values())
     return list(out.values())
@@ -166,7 +169,14 @@ def contrast(terms: list) -> dict:
                                              f"t-interval over {len(seeds)} paired seeds ({why})")
     if out["diff_ci"] is None:
         del out["diff_ci"]
+    else:  # the verdict, decided here once: the views word it
+        out["side"] = "above" if out["diff_ci"][0] > 0 else "below" if out["diff_ci"][1] < 0 else "tied"
     return out
+
+
+def points(c: dict):
+    """(Δ, low, high) of a comparison with a 95% interval in accuracy points, else None."""
+    return tuple(100 * x for x in (c["diff_mean"], *c["diff_ci"])) if c.get("diff_ci") else None
 
 
 def widest_part(heads: dict):
@@ -175,12 +185,11 @@ def widest_part(heads: dict):
                default=None)
 
 
-def findings_rows(head: dict, floor_too: bool = True) -> list:
-    """Per method of the headline: (group, summary, comparison with full FT or {}, comparison with head only or {})."""
-    base, floor = head["best"].get("full"), head["best"].get("head") if floor_too else None
+def findings_rows(head: dict) -> list:
+    """Per method of the headline: (group, summary, comparison with head only or {}); Δ vs full FT is the summary's."""
+    floor = head["best"].get("head")
     floor = None if floor is None or floor[1]["collapsed"] else floor
-    return [(g, s, compare(base[0], g) if base and g["method"] != "full" else {},
-             compare(floor[0], g) if floor and g["method"] != "head" and not s["collapsed"] else {})
+    return [(g, s, compare(floor[0], g) if floor and g["method"] != "head" and not s["collapsed"] else {})
             for g, s in head["best"].values()]
 
 
@@ -240,10 +249,9 @@ def budget_rows(part: str, columns: list, sweep) -> list:
                 row["cells"].append(None)
                 continue
             g, s = st["best"][method]
-            cell = {"group": g, "summary": s, "collapsed": bool(s["collapsed"]),
-                    "hours": compute_hours(part, st, method, sweep), "vs_full": {}}
+            cell = {"group": g, "summary": s, "collapsed": bool(s["collapsed"]), "vs_full": s["vs_full"],
+                    "hours": compute_hours(part, st, method, sweep)}
             if method != "full":
-                cell["vs_full"] = compare(st["best"]["full"][0], g)
                 first = row["cells"][0] if row["cells"] else None
                 if first and not (cell["collapsed"] or first["collapsed"]):
                     cell["change"] = change(head["best"]["full"][0], head["best"][method][0], st["best"]["full"][0], g)

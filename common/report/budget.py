@@ -18,17 +18,16 @@ def budget_label(st: dict) -> str:
     return f"{runs.count_text(reviews)} × {plural(epochs, 'epoch')}"
 
 
-def _verdict(cell) -> str:
-    return cells.verdict(cell["vs_full"], cell["collapsed"]) if cell and cell["vs_full"] else "–"
-
-
 def verdict_moves(rows: list, i: int) -> tuple:
-    """(changed, kept) at column i against the headline, each a list of (method, verdict there, verdict here)."""
+    """(changed, kept) at column i against the headline, each a list of (method, verdict there, verdict here); a
+    verdict is kept where its side is ('below by 1.3' and 'below by 2.4' are the same verdict)."""
     changed, kept = [], []
     for r in rows:
-        a, b = _verdict(r["cells"][0]), _verdict(r["cells"][i])
-        if r["method"] != "full" and "–" not in (a, b):  # 'below by 1.3' and 'below by 2.4' are the same verdict
-            (kept if a.split(" by ")[0] == b.split(" by ")[0] else changed).append((r["method"], a, b))
+        a, b = r["cells"][0], r["cells"][i]
+        sides = ["collapsed" if c["collapsed"] else c["vs_full"].get("side") for c in (a, b) if c]
+        if r["method"] != "full" and len(sides) == 2 and None not in sides:
+            (kept if sides[0] == sides[1] else changed).append(
+                (r["method"], *(cells.verdict(c["vs_full"], c["collapsed"]) for c in (a, b))))
     return changed, kept
 
 
@@ -51,8 +50,8 @@ def _reference_bullets(rows: list, columns: list) -> list:
     out = []
     for r in rows:
         for gap, model in analysis.reference_gap(r["method"]):
-            where = [(f"{analysis.side_of(gap, c['vs_full']['diff_ci'])} the interval" if c and not c["collapsed"]
-                      and c["vs_full"].get("diff_ci") else "–") + f" at {budget_label(st)}"
+            where = [(f"{analysis.side_of(gap, c['vs_full']['diff_ci'])} the interval" if c and
+                      c["vs_full"].get("diff_ci") else "–") + f" at {budget_label(st)}"
                      for st, c in zip(columns, r["cells"])]
             out.append(f"- The reference report's {gap:+.2f} for {method_name(r['method'])} ({model}, one run) lies "
                        f"{'; '.join(where)}.")
@@ -67,7 +66,7 @@ def budget_tables(rows: list, columns: list) -> list:
         header += [f"Δ vs full FT, {label} [95% CI]", f"Change of Δ, {labels[0]} → {label} [95% CI]"]
     # The rows of methods that ran at another budget too: one that ran at the headline's alone has nothing to move.
     rows = [r for r in rows if any(c is not None for c in r["cells"][1:])]
-    delta = lambda c: "–" if c is None else cells.delta_verdict_cell(c["group"], c["summary"], c["vs_full"])  # noqa
+    delta = lambda c: "–" if c is None else cells.delta_verdict_cell(c["group"], c["summary"])  # noqa
     body = [[method_name(r["method"]), delta(r["cells"][0])] +
             [x for c in r["cells"][1:] for x in (delta(c), cells.diff_text(c["change"]) if c and "change" in c else "–")]
             for r in rows]
@@ -95,9 +94,8 @@ def draw_moves(output_dir: Path, part: str, columns: list, rows: list) -> Path:
     for i, r in enumerate(peft):
         # Side by side around each budget (x 0.9-1.1), so intervals at one budget do not hide each other.
         shift = 1 + 0.2 * (i - (len(peft) - 1) / 2) / max(len(peft) - 1, 1)
-        pts = [(x * shift, 100 * c["vs_full"]["diff_mean"], 100 * c["vs_full"]["diff_ci"][0],
-                100 * c["vs_full"]["diff_ci"][1]) for x, c in zip(xs, r["cells"])
-               if c and not c["collapsed"] and c["vs_full"].get("diff_ci")]
+        pts = [(x * shift, *analysis.points(c["vs_full"])) for x, c in zip(xs, r["cells"])
+               if c and analysis.points(c["vs_full"])]
         if pts:
             lines.append((r["method"], [list(v) for v in zip(*pts)]))
     gaps = sorted({(round(g, 2), method_name(r["method"]), m) for r in peft for g, m in analysis.reference_gap(r["method"])})

@@ -7,17 +7,11 @@ from common.report.runs import format_rate
 
 
 def verdict(c: dict, collapsed: bool = False) -> str:
-    """A comparison in words, from its 95% interval: "below by 1.3", "above by 0.4", "no difference resolved"."""
-    if collapsed:
-        return "collapsed"
-    ci = c.get("diff_ci")
-    if "diff_mean" not in c or not ci:
-        return "no interval"
-    if ci[0] > 0:
-        return f"above by {100 * c['diff_mean']:.1f}"
-    if ci[1] < 0:
-        return f"below by {-100 * c['diff_mean']:.1f}"
-    return "no difference resolved"
+    """A comparison's side in words: "below by 1.3", "above by 0.4", "no difference resolved"."""
+    side = "collapsed" if collapsed else c.get("side", "no interval")
+    if side in ("above", "below"):
+        return f"{side} by {abs(100 * c['diff_mean']):.1f}"
+    return "no difference resolved" if side == "tied" else side
 
 
 def diff_text(c: dict) -> str:
@@ -52,28 +46,24 @@ def accuracy_cell(s: dict, with_ci: bool = True) -> str:
     return text
 
 
-def delta_cells(g: dict, s: dict, c: dict) -> tuple:
+def delta_cells(g: dict, s: dict) -> tuple:
     """(Δ [95% CI], verdict) of a method against full FT; full FT is the reference, a collapsed method has neither."""
     if g["method"] == "full":
         return "–", "reference"
     if is_collapsed(s):
         return "collapsed", "collapsed"
-    if not c or "diff_mean" not in c:
-        return "–", "–"
-    return diff_text(c), verdict(c)
+    return (diff_text(s["vs_full"]), verdict(s["vs_full"])) if "diff_mean" in s["vs_full"] else ("–", "–")
 
 
-def delta_verdict_cell(g: dict, s: dict, c: dict) -> str:
+def delta_verdict_cell(g: dict, s: dict) -> str:
     """'-1.28 [-1.87, -0.69] below by 1.3' in one cell; 'collapsed' or '–' once, not twice."""
-    return "reference" if g["method"] == "full" else " ".join(dict.fromkeys(delta_cells(g, s, c)))
+    return "reference" if g["method"] == "full" else " ".join(dict.fromkeys(delta_cells(g, s)))
 
 
-def mcnemar_cell(c: dict, s: dict) -> str:
-    """Seeds whose exact McNemar test finds the two methods' errors different: '5 of 5 (p ≤ 0.023)'."""
-    ps = [m["p_value"] for m in (c or {}).get("mcnemar", {}).values()]
-    if is_collapsed(s) or not ps:
-        return "–"
-    return f"{sum(p < 0.05 for p in ps)} of {len(ps)} (p ≤ {max(ps):.2g})"
+def mcnemar_cell(s: dict) -> str:
+    """Seeds whose exact McNemar test finds a method's errors different from full FT's: '5 of 5 (p ≤ 0.023)'."""
+    ps = [m["p_value"] for m in s["vs_full"].get("mcnemar", {}).values()]
+    return f"{sum(p < 0.05 for p in ps)} of {len(ps)} (p ≤ {max(ps):.2g})" if ps else "–"
 
 
 def share_cell(s: dict, full_params) -> str:
@@ -99,27 +89,27 @@ def labels(members: list) -> list:
     return [f"{n}, lr {format_rate(m[0]['learning_rate'])}" if names.count(n) > 1 else n for n, m in zip(names, members)]
 
 
-# Columns every per-method table may show: header -> cell of a (group, summary, comparison with full FT, ...) row.
+# Columns every per-method table may show: header -> cell of a (group, summary, ...) row.
 COLUMNS = {
-    "Δ vs full FT, points [95% CI]": lambda g, s, c, *_: delta_cells(g, s, c)[0],
-    "Verdict": lambda g, s, c, *_: delta_cells(g, s, c)[1],
-    "Accuracy, mean ± sd [95% CI]": lambda g, s, c, *_: accuracy_cell(s),
-    "McNemar p < 0.05": lambda g, s, c, *_: mcnemar_cell(c, s),
-    "Loss": lambda g, s, c, *_: "–" if s["loss_mean"] is None else f"{s['loss_mean']:.4f}"
+    "Δ vs full FT, points [95% CI]": lambda g, s, *_: delta_cells(g, s)[0],
+    "Verdict": lambda g, s, *_: delta_cells(g, s)[1],
+    "Accuracy, mean ± sd [95% CI]": lambda g, s, *_: accuracy_cell(s),
+    "McNemar p < 0.05": lambda g, s, *_: mcnemar_cell(s),
+    "Loss": lambda g, s, *_: "–" if s["loss_mean"] is None else f"{s['loss_mean']:.4f}"
     + (f" ± {s['loss_std']:.4f}" if s["n"] > 1 else ""),
-    "Learning rate": lambda g, s, c, *_: format_rate(g["learning_rate"])
+    "Learning rate": lambda g, s, *_: format_rate(g["learning_rate"])
     + (" (picked)" if s["lr_source"].startswith("swept") else ""),
-    "Train time / seed": lambda g, s, c, *_: seconds_cell(s["train_time_s"]),
-    "Saved": lambda g, s, c, *_: size_cell(s["saved_bytes"]),
-    "Latency, batch 1": lambda g, s, c, *_: "–" if s.get("latency_ms") is None else f"{s['latency_ms']:.1f} ms"
+    "Train time / seed": lambda g, s, *_: seconds_cell(s["train_time_s"]),
+    "Saved": lambda g, s, *_: size_cell(s["saved_bytes"]),
+    "Latency, batch 1": lambda g, s, *_: "–" if s.get("latency_ms") is None else f"{s['latency_ms']:.1f} ms"
     + (f" ({s['latency_merged_ms']:.1f} merged)" if s.get("latency_merged_ms") is not None else ""),
-    "Peak GPU memory": lambda g, s, c, *_: "–" if s.get("peak_mem_allocated_mib") is None
+    "Peak GPU memory": lambda g, s, *_: "–" if s.get("peak_mem_allocated_mib") is None
     else f"{s['peak_mem_allocated_mib']:,.0f} MiB",
 }
 
 
 def method_table(columns: list, rows: list) -> list:
-    """A table with a row per (group, summary, comparison, ...) and a column per entry of columns: a COLUMNS header,
+    """A table with a row per (group, summary, ...) and a column per entry of columns: a COLUMNS header,
     or (header, cell(*row)) for a column of one table's own."""
     columns = [(c, COLUMNS[c]) if isinstance(c, str) else c for c in columns]
     return table([h for h, _ in columns], [[cell(*r) for _, cell in columns] for r in rows])

@@ -35,7 +35,7 @@ def findings_table(head: dict, rows: list) -> list:
         (f"Trainable, {denom}", lambda g, s, *_: cells.share_cell(s, full_params)),
         ("Accuracy", lambda g, s, *_: "–" if s["acc_mean"] is None else f"{100 * s['acc_mean']:.2f}%"),
         "Δ vs full FT, points [95% CI]", "Verdict",
-        *([("Δ vs head only [95% CI]", lambda g, s, c, h: cells.diff_text(h) if h.get("diff_ci") else "–")]
+        *([("Δ vs head only [95% CI]", lambda g, s, h: cells.diff_text(h) if h.get("diff_ci") else "–")]
           if any(h for *_, h in rows) else []), "Train time / seed", "Saved",
         *([("Reference report", lambda g, *_: cells.reference_accuracy(g["method"]))]
           if any(cells.reference_accuracy(g["method"]) != "–" for g, *_ in rows) else [])], rows)
@@ -44,10 +44,10 @@ def findings_table(head: dict, rows: list) -> list:
 def head_only_bullet(head: dict, rows: list) -> list:
     """What the methods add over training the head alone (the encoder frozen): which beat it, from the table's
     Δ vs head only; [] when head only did not run or collapsed."""
-    compared = [(g, h) for g, _, _, h in rows if h.get("diff_ci")]
+    compared = [(g, h) for g, _, h in rows if h.get("diff_ci")]
     if not compared:
         return []
-    rest = [(g, h) for g, h in compared if not h["diff_ci"][0] > 0]
+    rest = [(g, h) for g, h in compared if h["side"] != "above"]
     text = (f"Head-only training (the encoder frozen) scores {100 * head['best']['head'][1]['acc_mean']:.2f}%; "
             + ("every method adds" if not rest else f"{len(compared) - len(rest)} of {len(compared)} methods add")
             + " to it with an interval that excludes zero (Δ vs head only)")
@@ -59,9 +59,7 @@ def head_only_bullet(head: dict, rows: list) -> list:
 def first_bullet(head: dict, peft: list) -> str:
     """What the headline resolves against full FT: how many methods below, above and not told apart, and how fine."""
     epochs = runs.plural(head["key"]["epochs"], "epoch")
-    below = [(g, c) for g, c in peft if c["diff_ci"][1] < 0]
-    above = [(g, c) for g, c in peft if c["diff_ci"][0] > 0]
-    tied = [(g, c) for g, c in peft if not (c["diff_ci"][0] > 0 or c["diff_ci"][1] < 0)]
+    below, above, tied = ([(g, c) for g, c in peft if c["side"] == side] for side in ("below", "above", "tied"))
     worst = max((-100 * c["diff_ci"][0] for _, c in tied), default=0.0)
     if len(peft) == 1:
         (g, _), = peft
@@ -86,7 +84,7 @@ def first_bullet(head: dict, peft: list) -> str:
 
 def findings_bullets(head: dict, rows: list, budget_note: str = "") -> list:
     """At most five sentences on what the intervals resolve, generated from them."""
-    peft = [(g, c) for g, s, c, _ in rows if g["method"] != "full" and c.get("diff_ci") and not cells.is_collapsed(s)]
+    peft = [(g, s["vs_full"]) for g, s, _ in rows if s["vs_full"].get("diff_ci")]  # none for full FT or a collapse
     out = [first_bullet(head, peft), *head_only_bullet(head, rows)] if peft else []
     collapsed = [(g, s) for g, s, *_ in rows if cells.is_collapsed(s)]
     if collapsed:
@@ -95,8 +93,7 @@ def findings_bullets(head: dict, rows: list, budget_note: str = "") -> list:
             + ": failed runs, not measures of their methods.")
     seen = [f"{method_name(g['method'])}'s {gap:+.2f} ({model}) " + {"inside": "lies inside this interval"}.get(
         analysis.side_of(gap, c["diff_ci"]), f"{analysis.side_of(gap, c['diff_ci'])} it")
-        for g, s, c, _ in rows if c.get("diff_ci") and not cells.is_collapsed(s) for gap, model in
-        analysis.reference_gap(g["method"])]
+        for g, c in peft for gap, model in analysis.reference_gap(g["method"])]
     if seen:
         reference_models = " and ".join(f"{p['model']}-base" for p in analysis.REFERENCE_REPORT.values())
         out.append(f"The reference report ({reference_models}, {analysis.REFERENCE_SETTINGS}, no interval): "

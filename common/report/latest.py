@@ -56,14 +56,12 @@ def last_command_section(output_dir: Path, run_table) -> list:
     committed = {tuple(g[k] for k in SAME_SCIENCE): g for g in analysis.group_rows(part_rows(load_table(records.STUDY_DIR),
                                                                                         part))}
     for st in analysis.row_setups(rows):
-        key, base = st["key"], st["best"].get("full")
+        key = st["key"]
         lines += [f"{runs.PARTS[part][0]}; {runs.reviews_text(key)}, {runs.plural(key['epochs'], 'epoch')}, "
                   f"{key['precision']}, {runs.seeds_text(analysis.setup_seeds(st))}.", ""]
-        members = [(g, s, compare(base[0], g) if base and g["method"] != "full" else {})
-                   for g, s in list(st["best"].values()) + st["extra"]]
         lines += cells.method_table([("Method", lambda g, *_: method_name(g["method"])),
                                      ("Accuracy [95% CI]", lambda g, s, *_: cells.accuracy_cell(s)),
                                      "Δ vs full FT, points [95% CI]", "Verdict", "Train time / seed",
                                      ("Against the committed study", lambda g, *_: reproduction_cell(g, committed))],
-                                    members) + [""]
+                                    list(st["best"].values()) + st["extra"]) + [""]
     return lines

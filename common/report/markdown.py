@@ -48,11 +48,10 @@ def part_table(part: str, members: list, base, said: bool, reference: bool) -> l
     full_params = base[1]["trainable_params"] if base else None
     ref = analysis.REFERENCE_REPORT.get(part, {})
     name = dict(zip((id(g) for g, _ in members), cells.labels(members)))
-    rows = [(g, s, compare(base[0], g) if base and g["method"] != "full" else {}) for g, s in members]
     return cells.method_table([
         ("Method", lambda g, *_: name[id(g)] + ("¹" if g["train_pooler"] else "")
          + ("²" if any(r["made_for"] != r["part"] for r in g["rows"]) else "")),  # ²: made for another part
-        *([] if said else [("Trainable, % of full FT", lambda g, s, c: cells.share_cell(s, full_params)),
+        *([] if said else [("Trainable, % of full FT", lambda g, s: cells.share_cell(s, full_params)),
                            "Δ vs full FT, points [95% CI]", "Verdict"]),
         "Accuracy, mean ± sd [95% CI]", "McNemar p < 0.05", "Loss", "Learning rate",
         *([] if said else ["Train time / seed", "Saved"]), "Latency, batch 1",
@@ -60,7 +59,7 @@ def part_table(part: str, members: list, base, said: bool, reference: bool) -> l
         *([("Reference report: accuracy", lambda g, *_: f"{ref['accuracy'][g['method']]}%"
             if g["method"] in ref.get("accuracy", {}) else "–")] if reference and not said else []),
         *([("Reference report: cost", lambda g, *_: ref.get("cost", {}).get(g["method"], "–"))] if reference else [])],
-        rows)
+        members)
 
 
 def pairwise_lines(members: list) -> list:
@@ -80,9 +79,8 @@ def pairwise_lines(members: list) -> list:
         row = []
         for j, (gb, _) in enumerate(kept):
             c = compare(gb, ga) if i != j else {}
-            ci = c.get("diff_ci")
             row.append("–" if i == j else "?" if "diff_mean" not in c else
-                       f"{100 * c['diff_mean']:+.1f}" + ("*" if ci and (ci[0] > 0 or ci[1] < 0) else ""))
+                       f"{100 * c['diff_mean']:+.1f}" + ("*" if c.get("side") in ("above", "below") else ""))
         lines.append(f"| {names[i]} | " + " | ".join(row) + " |")
     left = [method_name(g["method"]) for g, s in members if cells.is_collapsed(s)]
     return lines + ([""] + wrap(f"Left out, collapsed: {', '.join(left)}.") if left else []) + [""]
@@ -276,9 +274,9 @@ def side_by_side(dirs: list, **selection) -> str:
         lines += [f"- `{d}`: {setup_heading(part, h['key'], analysis.setup_seeds(h))}" for d, h in shown] + [""]
         by_method = {}
         for i, (d, h) in enumerate(shown):
-            for g, s, c, _ in analysis.findings_rows(h, floor_too=False):
+            for g, s in h["best"].values():
                 by_method.setdefault(g["method"], ["–"] * (2 * len(shown)))[2 * i: 2 * i + 2] = [
-                    cells.accuracy_cell(s, with_ci=False), cells.delta_verdict_cell(g, s, c)]
+                    cells.accuracy_cell(s, with_ci=False), cells.delta_verdict_cell(g, s)]
         header = ["Method"] + [x for d, _ in shown for x in (f"`{d}`: accuracy", f"`{d}`: Δ vs full FT [95% CI]")]
         lines += cells.table(header, [[method_name(m), *row] for m, row in by_method.items()]) + [""]
     return "\n".join(lines) + "\n"

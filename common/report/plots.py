@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 from common import analysis, methods, records
-from common.analysis import compare
 from common.methods import label as method_name
 from common.report import runs
 
@@ -141,19 +140,10 @@ def draw_pareto(plt, head: dict, title: str, path: Path) -> Path:
     each other's size would stack their labels on one spot."""
     import matplotlib.ticker
 
-    base = head["best"].get("full")
-    rows = []
-    for g, s in head["best"].values():
-        if s["trainable_params"] is None:
-            continue
-        if g["method"] == "full":
-            rows.append((g["method"], 0.0, 0.0, 0.0, s["trainable_params"]))
-            continue
-        c = compare(base[0], g) if base else {}
-        if s["collapsed"] or not c.get("diff_ci"):
-            continue  # a collapsed run has no interval to draw; the tables say so
-        rows.append((g["method"], 100 * c["diff_mean"], 100 * c["diff_ci"][0], 100 * c["diff_ci"][1],
-                     s["trainable_params"]))
+    # (method, Δ, low, high, size): full FT at zero; a method without an interval (a collapse) is not drawn
+    rows = [(g["method"], *(analysis.points(s["vs_full"]) or (0.0,) * 3), s["trainable_params"])
+            for g, s in head["best"].values()
+            if s["trainable_params"] is not None and (g["method"] == "full" or analysis.points(s["vs_full"]))]
     rows.sort(key=lambda r: r[1])  # bottom to top: the most accurate ends on top
     fig, (left, right) = plt.subplots(1, 2, figsize=(8.4, 1.6 + 0.28 * max(len(rows), 5)), sharey=True,
                                       gridspec_kw={"width_ratios": (3, 2)})
