@@ -114,7 +114,7 @@ def test_summary_from_fixture_csvs(tmp_path):
     # The Findings open the summary: what ran, then one row per method with one denominator for the share.
     assert text.splitlines().index("## Findings") < 5
     assert "**What ran:** m, 1,000 parameters, standing in for DistilBERT-base; profile `fixture`: 100 train / 1,000 " \
-           "test reviews, 64 tokens, 1 epoch, fp32 on cpu, seeds 0-2" in " ".join(findings.split())
+           "test reviews, 64 tokens, 1 epoch; fp32 on cpu, torch dropout kernel; seeds 0-2" in " ".join(findings.split())
     row = table(findings, "Method")
     assert "Trainable, % of full FT's 1,000" in row["LoRA"]
     # full: 100, 101, 102 wrong of 1000 -> 89.90% +- 0.10; lora: 200, 201, 202 wrong -> 79.90%. The seeds agree,
@@ -179,7 +179,7 @@ def test_headline_is_the_most_recent_setup_with_the_most_seeds(tmp_path):
     summary = write_summary(str(out), plots=False).read_text()
     head = summary.split("## Findings")[1].split("\n## ")[0]
     others = (out / "other_runs.md").read_text()
-    assert "fp32 on cpu, seeds 0-2" in " ".join(head.split())
+    assert "fp32 on cpu, fast dropout kernel; seeds 0-2" in " ".join(head.split())
     assert table(head, "Method")["LoRA"]["Accuracy"] == "84.90%" and head.count("| LoRA |") == 1
     assert "| Full FT |" in head and "5e-3" not in summary and "Other runs" not in summary
     # Every other setup in its own file, linked once, labelled by what differs from the headline.

@@ -13,17 +13,11 @@ RESOLVES_POINTS = 1.0
 
 
 def what_ran(part: str, head: dict) -> str:
-    """One sentence: model, data, budget, precision, device and seeds of the headline."""
-    key, full = head["key"], head["best"].get("full")
-    total = full[1].get("total_params") if full else None
-    size = "" if not total else f", {total / 1e6:.1f}M parameters" if total >= 1e6 else f", {total:,.0f} parameters"
-    name, reference_model = runs.model_label(key["model"]), runs.PARTS[part][1]
-    model = name + size + ("" if name == reference_model else f", standing in for {reference_model}")
-    model += "" if key["init"] == "pretrained" else f", {key['init']} weights"
-    return (f"**What ran:** {model}; profile `{key['profile']}`: "
-            f"{runs.reviews_text(key, analysis.validation_reviews(analysis.head_rows(head)))}, {key['max_length']} tokens, "
-            f"{runs.plural(key['epochs'], 'epoch')}, {key['precision']} on {key['device']}, "
-            f"{runs.seeds_text(analysis.setup_seeds(head))}.")
+    """One sentence: the headline's setup, the model's size with it."""
+    full = head["best"].get("full")
+    val = analysis.validation_reviews(analysis.head_rows(head))
+    return "**What ran:** " + runs.setup_text(part, head["key"], analysis.setup_seeds(head), val,
+                                             full[1].get("total_params") if full else None) + "."
 
 
 def findings_table(head: dict, rows: list) -> list:

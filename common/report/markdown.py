@@ -32,16 +32,6 @@ def wrap(text: str, width: int = 118, indent: str = "") -> list:
     return textwrap.wrap(text, width, break_long_words=False, break_on_hyphens=False, subsequent_indent=indent)
 
 
-def setup_heading(part: str, key: dict, seeds: list, val_reviews=None) -> str:
-    """What actually ran, in words: the model (and whose place it takes), data, device, precision, seeds."""
-    name, reference_model = runs.model_label(key["model"]), runs.PARTS[part][1]
-    model = (name if name == reference_model else f"{name} in place of {reference_model}") + \
-        ("" if key["init"] == "pretrained" else f" ({key['init']} weights)")
-    return (f"{model}; profile `{key['profile']}`: {runs.reviews_text(key, val_reviews)}, {key['max_length']} tokens, "
-            f"{runs.plural(key['epochs'], 'epoch')}; {key['device']}, {key['precision']}, {key['dropout_kernel']} "
-            f"dropout kernel; {runs.seeds_text(seeds)}")
-
-
 def part_table(part: str, members: list, base, said: bool, reference: bool) -> list:
     """One row per group. said: the Findings already give this part's share, Δ, verdict, time and size, so the
     table keeps only what they do not."""
@@ -105,7 +95,7 @@ def part_section(out: Path, part: str, head, findings: dict, plots: bool) -> lis
     said = findings["part"] == part
     if not said:
         val = analysis.validation_reviews(analysis.head_rows(head))
-        lines += wrap(f"Setup: {setup_heading(part, head['key'], analysis.setup_seeds(head), val)}.") + [""]
+        lines += wrap(f"Setup: {runs.setup_text(part, head['key'], analysis.setup_seeds(head), val)}.") + [""]
     lines += part_table(part, members, head["best"].get("full"), said, part in analysis.REFERENCE_REPORT) + [""]
     reused = sorted({r["made_for"] for r in analysis.head_rows(head) if r["made_for"] != r["part"]})
     if reused:
@@ -133,7 +123,7 @@ def other_runs_lines(part: str, all_setups: list, head) -> list:
                           for k in analysis.SETUP_KEYS if st["key"][k] != head["key"][k])
         diffs = diffs or "same setup, other learning rates"
         val = analysis.validation_reviews([r for g, _ in members for r in g["rows"]])
-        lines += [f"### {diffs}", "", *wrap(f"{setup_heading(part, st['key'], seeds, val)}."), "",
+        lines += [f"### {diffs}", "", *wrap(f"{runs.setup_text(part, st['key'], seeds, val)}."), "",
                   *part_table(part, members, st["best"].get("full"), said=False, reference=False), ""]
     return lines
 
@@ -271,7 +261,7 @@ def side_by_side(dirs: list, **selection) -> str:
         if not shown:
             continue
         lines += [f"## {runs.PARTS[part][0]}", ""]
-        lines += [f"- `{d}`: {setup_heading(part, h['key'], analysis.setup_seeds(h))}" for d, h in shown] + [""]
+        lines += [f"- `{d}`: {runs.setup_text(part, h['key'], analysis.setup_seeds(h))}" for d, h in shown] + [""]
         by_method = {}
         for i, (d, h) in enumerate(shown):
             for g, s in h["best"].values():
