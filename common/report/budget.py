@@ -121,17 +121,15 @@ def draw_moves(output_dir: Path, part: str, columns: list, rows: list) -> Path:
     handles, names = axes[0].get_legend_handles_labels()
     fig.legend(handles, names, fontsize=8, loc="lower center", ncol=5, frameon=False)
     legend_rows = -(-len(names) // 5)  # ceil: 5 entries a row, each row ~0.035 of the figure's height
-    fig.suptitle(f"{plots.setup_title(part, columns[0]).split(',')[0]}: Δ vs full fine-tuning as training grows "
-                 "(paired 95% intervals over seeds and test reviews; no point where a method did not run)", fontsize=9)
-    fig.tight_layout(rect=(0, 0.02 + 0.035 * legend_rows, 1, 1))
-    (output_dir / "plots").mkdir(parents=True, exist_ok=True)
-    return plots.save_figure(fig, output_dir / "plots" / f"budget_{part}_delta.png")
+    title = (f"{plots.setup_title(part, columns[0]).split(',')[0]}: Δ vs full fine-tuning as training grows (paired "
+             "95% intervals over seeds and test reviews; no point where a method did not run)")
+    return plots.save_figure(fig, output_dir / "plots" / f"budget_{part}_delta.png", title,
+                             rect=(0, 0.02 + 0.035 * legend_rows, 1, 1))
 
 
 def draw_curves(output_dir: Path, part: str, st: dict) -> Path:
     """Validation accuracy against optimizer step for every method of one budget, epoch ends marked."""
     epochs, reviews = analysis.budget_of(st)
-    (output_dir / "plots").mkdir(parents=True, exist_ok=True)
     return plots.draw_validation(plots.pyplot(), list(st["best"].values()), plots.setup_title(part, st),
                                  output_dir / "plots" / f"budget_{part}_{reviews}x{epochs}_val_accuracy.png", epochs)
 

@@ -60,7 +60,6 @@ def write_plots(output_dir: Path, part: str, head: dict) -> list:
     if _drawn_keys(keys_file).get(part) == key and all(p.is_file() for p in paths.values()):
         return list(paths.values())
     plt, title = pyplot(), setup_title(part, head)
-    paths["train_loss"].parent.mkdir(parents=True, exist_ok=True)
     made = [draw_loss(plt, members, title, paths["train_loss"]),
             draw_validation(plt, members, title, paths["val_accuracy"]),
             draw_pareto(plt, head, title, paths["pareto"]), draw_cost(plt, members, title, paths["cost"])]
@@ -83,9 +82,7 @@ def draw_loss(plt, members: list, title: str, path: Path) -> Path:
         steps, vals = analysis.curves(g, "train", "loss")
         color = method_color(g["method"])
         if len(steps):
-            ax.plot(steps, vals.mean(0), color=color, lw=1.2)
-            if len(vals) > 1:
-                ax.fill_between(steps, vals.min(0), vals.max(0), color=color, alpha=0.25, lw=0)
+            mean_band(ax, steps, vals, color, 0.25, lw=1.2)
         ax.set_title(f"{method_name(g['method'])} (n={len(vals)})", fontsize=9, color=color)
         ax.grid(alpha=0.3)
         ax.tick_params(labelsize=8)
@@ -93,9 +90,7 @@ def draw_loss(plt, members: list, title: str, path: Path) -> Path:
         ax.set_visible(False)
     fig.supxlabel("optimizer step", fontsize=9)
     fig.supylabel("training loss", fontsize=9)
-    fig.suptitle(f"{title}\ntraining loss (mean over seeds, band: min–max)", fontsize=9)
-    fig.tight_layout()
-    return save_figure(fig, path)
+    return save_figure(fig, path, f"{title}\ntraining loss (mean over seeds, band: min–max)")
 
 
 def draw_validation(plt, members: list, title: str, path: Path, epochs: int = 1) -> Path:
@@ -116,9 +111,7 @@ def draw_validation(plt, members: list, title: str, path: Path, epochs: int = 1)
             ax.errorbar(x, vals.mean(0), yerr=[vals.mean(0) - vals.min(0), vals.max(0) - vals.mean(0)], fmt="o",
                         color=color, ms=5, capsize=3, label=label)
         else:
-            ax.plot(steps, vals.mean(0), color=color, marker="o", ms=3, lw=1.3, label=label)
-            if len(vals) > 1:
-                ax.fill_between(steps, vals.min(0), vals.max(0), color=color, alpha=0.15, lw=0)
+            mean_band(ax, steps, vals, color, 0.15, marker="o", ms=3, lw=1.3, label=label)
     for e in range(1, epochs):
         ax.axvline(last * e / epochs, color="0.6", lw=0.8, ls="--")
     ax.set_xlabel(f"optimizer step ({runs.plural(epochs, 'epoch')}; dashed: epoch ends)" if epochs > 1
@@ -130,7 +123,6 @@ def draw_validation(plt, members: list, title: str, path: Path, epochs: int = 1)
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7, ncol=2, loc="best")
-    fig.tight_layout()
     return save_figure(fig, path)
 
 
@@ -165,10 +157,8 @@ def draw_pareto(plt, head: dict, title: str, path: Path) -> Path:
     right.set_xlabel("trainable parameters (log scale)", fontsize=9)
     for ax in (left, right):
         ax.grid(alpha=0.3, axis="x")
-    fig.suptitle(f"{title}\naccuracy and size: Δ vs full fine-tuning (seeds and reviews), trainable parameters",
-                 fontsize=9)
-    fig.tight_layout()
-    return save_figure(fig, path)
+    return save_figure(fig, path, f"{title}\naccuracy and size: Δ vs full fine-tuning (seeds and reviews), trainable "
+                                  "parameters")
 
 
 def draw_cost(plt, members: list, title: str, path: Path) -> Path:
@@ -190,9 +180,7 @@ def draw_cost(plt, members: list, title: str, path: Path) -> Path:
         ax.set_ylabel(label, fontsize=9)
         ax.grid(alpha=0.3, axis="y")
     note = "" if gpu else "\nmemory: GPU runs only (a CPU process's RSS does not compare methods)"  # a line of its own
-    fig.suptitle(f"{title}\ncost per seed: bars as in the tables (time: median), dots seeds{note}", fontsize=9)
-    fig.tight_layout()
-    return save_figure(fig, path)
+    return save_figure(fig, path, f"{title}\ncost per seed: bars as in the tables (time: median), dots seeds{note}")
 
 
 def count_label(x, _pos=None) -> str:
@@ -202,9 +190,21 @@ def count_label(x, _pos=None) -> str:
     return f"{x:g}"
 
 
-def save_figure(fig, path: Path) -> Path:
+def mean_band(ax, steps, vals, color, alpha: float, **line) -> None:
+    """The mean over seeds as a line, their min–max as a band around it (with two seeds or more)."""
+    ax.plot(steps, vals.mean(0), color=color, **line)
+    if len(vals) > 1:
+        ax.fill_between(steps, vals.min(0), vals.max(0), color=color, alpha=alpha, lw=0)
+
+
+def save_figure(fig, path: Path, title: str = None, rect=None) -> Path:
+    """Title, lay out and write a figure; rect: the part of it the axes may fill (a legend below takes the rest)."""
     import matplotlib.pyplot as plt
 
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout(rect=rect)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp.png")  # atomic like every other result file
     fig.savefig(tmp, dpi=110)
     plt.close(fig)
