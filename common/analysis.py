@@ -193,6 +193,35 @@ def findings_rows(head: dict) -> list:
             for g, s in head["best"].values()]
 
 
+# What makes two runs the same computation on any machine: every group key but the profile's name and the device.
+SAME_SCIENCE = tuple(k for k in GROUP_KEYS if k not in ("profile", "device"))
+
+
+def command_rows(cmd: dict, table) -> list:
+    """The runs of its part that a noted command made or found; by computation, so a run made for another part is
+    found under the id it was made with."""
+    wanted = {records.computation(r["run_id"]) for r in cmd.get("runs", [])}
+    return [r for r in part_rows(table, cmd.get("part")) if records.computation(r["run_id"]) in wanted]
+
+
+def computations(rows: list) -> dict:
+    """Rows' groups by the computation they ran (SAME_SCIENCE)."""
+    return {tuple(g[k] for k in SAME_SCIENCE): g for g in group_rows(rows)}
+
+
+def reproduction(g: dict, committed: dict) -> tuple:
+    """(how, comparison) of a group against the committed study's group of the same computation (computations): how
+    is 'absent', 'listed' (the committed runs themselves, found done), 'no seeds' (none in common), 'reproduced' (the
+    paired difference's 95% interval covers zero) or 'differs'."""
+    twin = committed.get(tuple(g[k] for k in SAME_SCIENCE))
+    if twin is None or all(records.is_study(r["_dir"]) for r in g["rows"]):
+        return ("absent" if twin is None else "listed"), {}
+    c = compare(twin, g)
+    if "diff_mean" not in c:
+        return "no seeds", c
+    return ("reproduced" if c.get("side", "tied" if c["diff_mean"] == 0 else "") == "tied" else "differs"), c
+
+
 # What may differ between the budgets of one setup: the budget itself (epochs, training reviews), the profile that
 # asked for it, and the machine (hardware does not change what a run computes; precision and dropout kernel do, and
 # must match). The test reviews must match: every Δ here is paired review by review.
@@ -260,6 +289,18 @@ def budget_rows(part: str, columns: list, sweep) -> list:
     return rows
 
 
+def verdict_moves(rows: list, i: int) -> tuple:
+    """(changed, kept) at budget column i against the headline: (method, cell there, cell here) per PEFT method with
+    a verdict at both; kept where its side holds (below by 1.3 and below by 2.4 are one verdict)."""
+    changed, kept = [], []
+    for r in rows:
+        a, b = r["cells"][0], r["cells"][i]
+        sides = [c and ("collapsed" if c["collapsed"] else c["vs_full"].get("side")) for c in (a, b)]
+        if r["method"] != "full" and None not in sides:
+            (kept if sides[0] == sides[1] else changed).append((r["method"], a, b))
+    return changed, kept
+
+
 def budget_data(part: str, all_setups: list, head, sweep) -> tuple:
     """(columns, rows) of one part: its budgets, headline first, and each method's cells; ([], []) with one."""
     columns = budget_setups(all_setups, head)
@@ -283,6 +324,26 @@ def setup_differences(head: dict, st: dict) -> list:
     out = [f"{k} ({shown(a.get(k))}, {shown(b.get(k))})" for k in sorted(set(a) | set(b))
            if k not in _PER_RUN_KEYS and a.get(k) != b.get(k)]
     return out + ([f"the machine ({ra['device']}, {rb['device']})"] if ra["device"] != rb["device"] else [])
+
+
+def rate_picks(picks: dict, sweep, keep) -> list:
+    """The learning-rate picks whose profile keep(profile) accepts, parts that share a sweep (full FT in all three: one
+    setup) sharing one: {'parts', 'method', 'profile', 'pick', 'n': validation reviews per score, 'edge': 'lowest' or
+    'highest' for a pick on an end of the rates searched (the best rate may lie past it), else ''}."""
+    # Validation reviews behind a score: in the pick, or (picks made before it was kept there) in the run's record.
+    val = dict(zip(sweep["run_id"], sweep["val_samples"])) if sweep is not None and len(sweep) else {}
+    out = {}
+    for key, p in picks.items():
+        part, method, profile = key.split("/", 2)  # a profile may be a path
+        grid, lr = sorted(p.get("grid") or []), p["learning_rate"]
+        n = [sc.get("val_samples") or val.get(sc["run_id"]) for sc in p["scores"]]
+        if keep(profile):  # one pick where the scores say the same (each part's sweep has its own run ids)
+            same = (method, profile, repr([[(sc["learning_rate"], sc.get("val_accuracy"), sc.get("collapsed"))
+                                            for sc in p["scores"]], n, lr, p.get("runner_up", "none")]))
+            out.setdefault(same, {"parts": [], "method": method, "profile": profile, "pick": p, "n": n, "edge": ""
+                                  if len(grid) < 2 or grid[0] < lr < grid[-1] else "lowest" if lr == grid[0]
+                                  else "highest"})["parts"].append(part)
+    return list(out.values())
 
 
 def curves(g: dict, which: str, field: str) -> tuple:

@@ -286,7 +286,8 @@ def test_a_users_runs_stay_apart_from_the_study_and_reuse_its_runs(tmp_path, tin
 def test_a_run_that_scores_otherwise_than_the_committed_one_is_said_to_differ():
     """On the same 1,000 reviews, a run right on 70% of them against the committed run's 90%: 'differs by -20.00
     points' with its interval; the committed run found done in the study is no reproduction of itself."""
-    from common.report.latest import SAME_SCIENCE, reproduction_cell
+    from common.analysis import SAME_SCIENCE
+    from common.report.latest import reproduction_cell
 
     rng = np.random.default_rng(0)
 

@@ -19,16 +19,9 @@ def budget_label(st: dict) -> str:
 
 
 def verdict_moves(rows: list, i: int) -> tuple:
-    """(changed, kept) at column i against the headline, each a list of (method, verdict there, verdict here); a
-    verdict is kept where its side is ('below by 1.3' and 'below by 2.4' are the same verdict)."""
-    changed, kept = [], []
-    for r in rows:
-        a, b = r["cells"][0], r["cells"][i]
-        sides = ["collapsed" if c["collapsed"] else c["vs_full"].get("side") for c in (a, b) if c]
-        if r["method"] != "full" and len(sides) == 2 and None not in sides:
-            (kept if sides[0] == sides[1] else changed).append(
-                (r["method"], *(cells.verdict(c["vs_full"], c["collapsed"]) for c in (a, b))))
-    return changed, kept
+    """(changed, kept) at column i against the headline (analysis.verdict_moves), each verdict in words."""
+    said = lambda c: cells.verdict(c["vs_full"], c["collapsed"])  # noqa: E731
+    return tuple([(m, said(a), said(b)) for m, a, b in moves] for moves in analysis.verdict_moves(rows, i))
 
 
 def budget_note(columns: list, rows: list) -> str:

@@ -7,32 +7,25 @@ from collections import Counter
 from pathlib import Path
 
 from common import analysis, records
-from common.analysis import compare
 from common.methods import label as method_name
 from common.report import cells, runs
 from common.table import load_table, part_rows, read_json
 
 SECTION = "Your last command"
-# What makes two runs the same computation on any machine: every group key but the profile's name and the device.
-SAME_SCIENCE = tuple(k for k in analysis.GROUP_KEYS if k not in ("profile", "device"))
+NO_REPRODUCTION = {"absent": "– (not in the committed study)", "no seeds": "– (no committed run of these seeds)"}
 
 
 def reproduction_cell(g: dict, committed: dict) -> str:
     """'reproduced' where the committed run of the same computation and seeds scores the same within the 95%
     interval of their paired difference (same test reviews), else 'differs by x points [CI]'; – without one."""
-    twin = committed.get(tuple(g[k] for k in SAME_SCIENCE))
-    if twin is None:
-        return "– (not in the committed study)"
-    if all(records.is_study(r["_dir"]) for r in g["rows"]):  # found done in the study: nothing was reproduced
+    how, c = analysis.reproduction(g, committed)
+    if how == "listed":
         return f"– (the committed {'run' if len(g['rows']) == 1 else 'runs'}, listed: not trained here)"
-    c = compare(twin, g)
-    if "diff_mean" not in c:
-        return "– (no committed run of these seeds)"
-    ci = c.get("diff_ci") or (c["diff_mean"], c["diff_mean"])
-    seeds = runs.plural(len(c["seeds"]), "seed")
-    if ci[0] <= 0 <= ci[1]:
-        return f"reproduced ({seeds}, {100 * c['diff_mean']:+.2f} [{100 * ci[0]:+.2f}, {100 * ci[1]:+.2f}])"
-    return f"differs by {100 * c['diff_mean']:+.2f} points [{100 * ci[0]:+.2f}, {100 * ci[1]:+.2f}] ({seeds})"
+    if how in NO_REPRODUCTION:
+        return NO_REPRODUCTION[how]
+    seeds, (x, _, ci) = runs.plural(len(c["seeds"]), "seed"), cells.diff_text(c).partition(" ")
+    return f"reproduced ({seeds}, {cells.diff_text(c)})" if how == "reproduced" else \
+        f"differs by {x} points{' ' + ci if ci else ''} ({seeds})"
 
 
 def last_command_section(output_dir: Path, run_table) -> list:
@@ -41,11 +34,7 @@ def last_command_section(output_dir: Path, run_table) -> list:
     cmd = read_json(records.last_command_path(str(output_dir)), "damaged last-command file, its section left out")
     if not cmd or records.is_study(str(output_dir)):
         return []
-    part = cmd.get("part")
-    # By computation: a run made for another part is listed for this one under the id it was made with.
-    wanted = {records.computation(r["run_id"]) for r in cmd.get("runs", [])}
-    rows = [r for r in part_rows(run_table, part) if records.computation(r["run_id"]) in wanted] \
-        if part in runs.PARTS else []
+    part, rows = cmd.get("part"), analysis.command_rows(cmd, run_table)
     outcomes = Counter(r["outcome"] for r in cmd.get("runs", []))
     said = (f"`{cmd['command']}` at {cmd['date']} on {cmd['device']}, profile "
             f"{', '.join(f'`{p}`' for p in cmd.get('profiles', []))}: "
@@ -53,8 +42,7 @@ def last_command_section(output_dir: Path, run_table) -> list:
     lines = [f"## {SECTION}", "", *textwrap.wrap(said, 118, break_long_words=False, break_on_hyphens=False), ""]
     if not rows:
         return lines + ["No completed run to show.", ""]
-    committed = {tuple(g[k] for k in SAME_SCIENCE): g for g in analysis.group_rows(part_rows(load_table(records.STUDY_DIR),
-                                                                                        part))}
+    committed = analysis.computations(part_rows(load_table(records.STUDY_DIR), part))
     for st in analysis.row_setups(rows):
         key = st["key"]
         lines += [f"{runs.PARTS[part][0]}; {runs.reviews_text(key)}, {runs.plural(key['epochs'], 'epoch')}, "

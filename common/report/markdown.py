@@ -146,22 +146,11 @@ def _runner_up_cell(p: dict) -> str:
 
 
 def lr_picks(picks: dict, sweep, keep) -> list:
-    """(label, method, cells, edge) per learning-rate pick whose profile keep(profile) accepts; parts that share a
-    sweep (full FT in all three: one setup) share its row. edge: 'lowest' or 'highest' for a pick on an end of the
-    rates searched (the best rate may lie past it), else ''."""
-    # Validation reviews behind a score: in the pick, or (picks made before it was kept there) in the run's record.
-    val = dict(zip(sweep["run_id"], sweep["val_samples"])) if sweep is not None and len(sweep) else {}
-    rows = {}
-    for key, p in picks.items():
-        part, method, profile = key.split("/", 2)  # a profile may be a path
-        grid, lr = sorted(p.get("grid") or []), p["learning_rate"]
-        edge = "" if len(grid) < 2 or grid[0] < lr < grid[-1] else "lowest" if lr == grid[0] else "highest"
-        if keep(profile):
-            row = (", ".join(_val_cell(sc, sc.get("val_samples") or val.get(sc["run_id"])) for sc in p["scores"]),
-                   runs.format_rate(lr) + (f" **at the {edge} rate searched**" if edge else ""), _runner_up_cell(p))
-            rows.setdefault((method, profile, row, edge), []).append(part)
-    return [(f"{'+'.join(parts)}/{method}/{profile}", method, row, edge)
-            for (method, profile, row, edge), parts in rows.items()]
+    """(label, method, cells, edge) per learning-rate pick whose profile keep(profile) accepts (analysis.rate_picks)."""
+    return [(f"{'+'.join(x['parts'])}/{x['method']}/{x['profile']}", x["method"], (
+        ", ".join(_val_cell(sc, n) for sc, n in zip(x["pick"]["scores"], x["n"])),
+        runs.format_rate(x["pick"]["learning_rate"]) + (f" **at the {x['edge']} rate searched**" if x["edge"] else ""),
+        _runner_up_cell(x["pick"])), x["edge"]) for x in analysis.rate_picks(picks, sweep, keep)]
 
 
 def lr_lines(picks: list) -> list:
