@@ -268,8 +268,8 @@ def compute_hours(part: str, st: dict, method: str, sweep) -> float:
 
 
 def budget_rows(part: str, columns: list, sweep) -> list:
-    """Per method of the headline: at each budget its Δ vs full FT (None where it did not run), the change of that
-    Δ from the headline's, its accuracy, rate and compute hours."""
+    """Per method of the headline that ran at another budget too: at each budget its Δ vs full FT (None where it did
+    not run), the change of that Δ from the headline's, its accuracy, rate and compute hours."""
     head, rows = columns[0], []
     for method in head["best"]:
         row = {"method": method, "cells": []}
@@ -285,7 +285,8 @@ def budget_rows(part: str, columns: list, sweep) -> list:
                 if first and not (cell["collapsed"] or first["collapsed"]):
                     cell["change"] = change(head["best"]["full"][0], head["best"][method][0], st["best"]["full"][0], g)
             row["cells"].append(cell)
-        rows.append(row)
+        if any(c is not None for c in row["cells"][1:]):  # one that ran at the headline's budget alone cannot move
+            rows.append(row)
     return rows
 
 

@@ -160,6 +160,22 @@ def write_json(path: Path, obj: dict) -> None:
     write_atomic(Path(path), (json.dumps(_clean(obj), indent=2, sort_keys=False) + "\n").encode())
 
 
+def made_from(keys_file: Path, name: str, key: str, paths: list, make) -> list:
+    """paths, made by make() only where what they are made from (key) changed since, or one is missing; keys_file
+    holds name -> key for every name, read again after making (another name's key may have been written meanwhile)."""
+    def keys() -> dict:
+        try:
+            return json.loads(Path(keys_file).read_text())
+        except (OSError, ValueError):  # a lost or damaged file only makes them again
+            return {}
+
+    if keys().get(name) == key and all(Path(p).is_file() for p in paths):
+        return list(paths)
+    made = make()
+    write_json(keys_file, {**keys(), name: key})
+    return made
+
+
 def read_csv_rows(path: Path) -> list:
     if not Path(path).is_file():
         return []

@@ -15,7 +15,10 @@ from common import methods
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 METHODS = methods.METHODS  # the registry's names (common/methods.py), in its order
-PARTS = ("part1", "part2", "part3")  # the study's parts (common/cli.py: the module a user runs for each)
+# The study's parts: part -> (title, the reference study's model for it); common/cli.py: the module a user runs for each.
+PARTS = {"part1": ("Part 1: full fine-tuning vs LoRA", "DistilBERT-base"),
+         "part2": ("Part 2: full fine-tuning vs prefix tuning", "BERT-base"),
+         "part3": ("Part 3: every common PEFT family on one model", "BERT-base")}
 # train.report_to name (a Hugging Face Trainer integration) -> the Python package it needs.
 REPORT_TO_PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow", "comet_ml": "comet_ml",
                       "neptune": "neptune", "clearml": "clearml", "dvclive": "dvclive", "codecarbon": "codecarbon",

