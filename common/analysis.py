@@ -174,6 +174,11 @@ def contrast(terms: list) -> dict:
     return out
 
 
+def pairwise(members: list) -> list:
+    """Row minus column for every pair of (group, summary) members, on paired seeds; {} on the diagonal."""
+    return [[compare(gb, ga) if ga is not gb else {} for gb, _ in members] for ga, _ in members]
+
+
 def points(c: dict):
     """(Δ, low, high) of a comparison with a 95% interval in accuracy points, else None."""
     return tuple(100 * x for x in (c["diff_mean"], *c["diff_ci"])) if c.get("diff_ci") else None

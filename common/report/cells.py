@@ -28,17 +28,12 @@ def reference_accuracy(method: str) -> str:
                      if method in p["accuracy"]) or "–"
 
 
-def is_collapsed(s: dict) -> bool:
-    """Any seed predicting one class: its accuracy measures a failed run, so no interval or test is drawn from it."""
-    return bool(s.get("collapsed"))
-
-
 def accuracy_cell(s: dict, with_ci: bool = True) -> str:
     """'82.49% ± 0.53 [81.49, 83.50]' over seeds; one seed alone; a collapsed group says so, with no interval."""
     if s["acc_mean"] is None:
         return "–"
     text = f"{100 * s['acc_mean']:.2f}%" + (f" ± {100 * s['acc_std']:.2f}" if s["n"] > 1 else " (1 seed)")
-    if is_collapsed(s):
+    if s["collapsed"]:  # any seed predicting one class: a failed run, with no interval or test drawn from it
         return f"{text} **collapsed** ({s['collapsed']} of {s['n']} seed{'s' if s['n'] > 1 else ''})"
     ci = s.get("acc_ci")
     if with_ci and ci and 0.0 <= ci[0] and ci[1] <= 1.0:  # an interval past 0 or 100% would mean nothing
@@ -50,7 +45,7 @@ def delta_cells(g: dict, s: dict) -> tuple:
     """(Δ [95% CI], verdict) of a method against full FT; full FT is the reference, a collapsed method has neither."""
     if g["method"] == "full":
         return "–", "reference"
-    if is_collapsed(s):
+    if s["collapsed"]:
         return "collapsed", "collapsed"
     return (diff_text(s["vs_full"]), verdict(s["vs_full"])) if "diff_mean" in s["vs_full"] else ("–", "–")
 
@@ -73,16 +68,6 @@ def share_cell(s: dict, full_params) -> str:
     return f"{100 * s['trainable_params'] / full_params:.2f}%"
 
 
-def size_cell(b) -> str:
-    if b is None:
-        return "not kept"
-    return f"{b / 2**20:,.1f} MiB" if b >= 2**20 else f"{b / 2**10:,.0f} KiB"
-
-
-def seconds_cell(x) -> str:
-    return "–" if x is None else f"{x:,.0f} s"
-
-
 def labels(members: list) -> list:
     """Method names for a table's rows; a method shown twice carries its learning rate (no duplicate labels)."""
     names = [method_name(g["method"]) for g, *_ in members]
@@ -99,8 +84,9 @@ COLUMNS = {
     + (f" ± {s['loss_std']:.4f}" if s["n"] > 1 else ""),
     "Learning rate": lambda g, s, *_: format_rate(g["learning_rate"])
     + (" (picked)" if s["lr_source"].startswith("swept") else ""),
-    "Train time / seed": lambda g, s, *_: seconds_cell(s["train_time_s"]),
-    "Saved": lambda g, s, *_: size_cell(s["saved_bytes"]),
+    "Train time / seed": lambda g, s, *_: "–" if s["train_time_s"] is None else f"{s['train_time_s']:,.0f} s",
+    "Saved": lambda g, s, *_: "not kept" if s["saved_bytes"] is None else f"{s['saved_bytes'] / 2**20:,.1f} MiB"
+    if s["saved_bytes"] >= 2**20 else f"{s['saved_bytes'] / 2**10:,.0f} KiB",
     "Latency, batch 1": lambda g, s, *_: "–" if s.get("latency_ms") is None else f"{s['latency_ms']:.1f} ms"
     + (f" ({s['latency_merged_ms']:.1f} merged)" if s.get("latency_merged_ms") is not None else ""),
     "Peak GPU memory": lambda g, s, *_: "–" if s.get("peak_mem_allocated_mib") is None

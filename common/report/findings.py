@@ -80,7 +80,7 @@ def findings_bullets(head: dict, rows: list, budget_note: str = "") -> list:
     """At most five sentences on what the intervals resolve, generated from them."""
     peft = [(g, s["vs_full"]) for g, s, _ in rows if s["vs_full"].get("diff_ci")]  # none for full FT or a collapse
     out = [first_bullet(head, peft), *head_only_bullet(head, rows)] if peft else []
-    collapsed = [(g, s) for g, s, *_ in rows if cells.is_collapsed(s)]
+    collapsed = [(g, s) for g, s, *_ in rows if s["collapsed"]]
     if collapsed:
         out.append("Collapsed (one class for at least 99% of reviews): " + ", ".join(
             f"{method_name(g['method'])} ({s['collapsed']} of {runs.plural(s['n'], 'seed')})" for g, s in collapsed)

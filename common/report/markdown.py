@@ -7,7 +7,7 @@ import textwrap
 from pathlib import Path
 
 from common import analysis, records, stats
-from common.analysis import compare, part_setups
+from common.analysis import part_setups
 from common.env import now_iso
 from common.methods import label as method_name
 from common.report import budget, cells, runs
@@ -55,7 +55,7 @@ def part_table(part: str, members: list, base, said: bool, reference: bool) -> l
 def pairwise_lines(members: list) -> list:
     """With three or more methods: every pair, row minus column on paired seeds, a star where the 95% interval
     excludes zero. Collapsed methods are left out (a failed run is no measure of a method)."""
-    kept = [(g, s) for g, s in members if not cells.is_collapsed(s)]
+    kept = [(g, s) for g, s in members if not s["collapsed"]]
     if len(kept) < 3:
         return []
     names, numbered = cells.labels(kept), len(members) > NAMED_COLUMNS
@@ -65,14 +65,11 @@ def pairwise_lines(members: list) -> list:
              "seeds; * marks a 95% interval that excludes zero" + ("; columns numbered as the rows." if numbered
                                                                     else "."), "",
              "| | " + " | ".join(heads) + " |", "|---|" + "---|" * len(heads)]
-    for i, (ga, _) in enumerate(kept):
-        row = []
-        for j, (gb, _) in enumerate(kept):
-            c = compare(gb, ga) if i != j else {}
-            row.append("–" if i == j else "?" if "diff_mean" not in c else
-                       f"{100 * c['diff_mean']:+.1f}" + ("*" if c.get("side") in ("above", "below") else ""))
-        lines.append(f"| {names[i]} | " + " | ".join(row) + " |")
-    left = [method_name(g["method"]) for g, s in members if cells.is_collapsed(s)]
+    for name, row in zip(names, analysis.pairwise(kept)):  # – on the diagonal, ? without paired seeds
+        said = ["–" if not c else "?" if "diff_mean" not in c else f"{100 * c['diff_mean']:+.1f}"
+                + "*" * (c.get("side", "tied") != "tied") for c in row]
+        lines.append(f"| {name} | " + " | ".join(said) + " |")
+    left = [method_name(g["method"]) for g, s in members if s["collapsed"]]
     return lines + ([""] + wrap(f"Left out, collapsed: {', '.join(left)}.") if left else []) + [""]
 
 
