@@ -1,8 +1,6 @@
 """The Findings that open the summary: what ran, one table of the widest headline, and what the numbers resolve."""
 from __future__ import annotations
 
-import textwrap
-
 from common import analysis
 from common.methods import label as method_name
 from common.report import cells, runs
@@ -94,12 +92,11 @@ def findings_bullets(head: dict, rows: list, budget_note: str = "") -> list:
                    + "; ".join(seen) + ": two measurements, not a replication.")
     if budget_note:
         out.append(budget_note)
-    return [line for b in out[:5] for line in textwrap.wrap(b, 116, initial_indent="- ", subsequent_indent="  ",
-                                                              break_on_hyphens=False)]
+    return [line for b in out[:5] for line in runs.wrap(b, 116, indent="  ", first="- ")]
 
 
 def findings_section(part: str, head: dict, budget_note: str = "") -> list:
     """The Findings lines: what ran, the table, what it resolves."""
     rows = analysis.findings_rows(head)
-    return ["## Findings", "", *textwrap.wrap(what_ran(part, head), 118, break_on_hyphens=False), "",
+    return ["## Findings", "", *runs.wrap(what_ran(part, head)), "",
             *findings_table(head, rows), "", *findings_bullets(head, rows, budget_note), ""]

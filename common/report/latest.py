@@ -2,7 +2,6 @@
 reproduces the committed study's run of the same computation."""
 from __future__ import annotations
 
-import textwrap
 from collections import Counter
 from pathlib import Path
 
@@ -39,7 +38,7 @@ def last_command_section(output_dir: Path, run_table) -> list:
     said = (f"`{cmd['command']}` at {cmd['date']} on {cmd['device']}, profile "
             f"{', '.join(f'`{p}`' for p in cmd.get('profiles', []))}: "
             + ", ".join(f"{n} {o}" for o, n in sorted(outcomes.items())) + ".")
-    lines = [f"## {SECTION}", "", *textwrap.wrap(said, 118, break_long_words=False, break_on_hyphens=False), ""]
+    lines = [f"## {SECTION}", "", *runs.wrap(said), ""]
     if not rows:
         return lines + ["No completed run to show.", ""]
     committed = analysis.computations(part_rows(load_table(records.STUDY_DIR), part))

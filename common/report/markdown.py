@@ -3,7 +3,6 @@ rates, how to read it) and of results/other_runs.md (every group of runs outside
 from __future__ import annotations
 
 import os
-import textwrap
 from pathlib import Path
 
 from common import analysis, records, stats
@@ -14,6 +13,7 @@ from common.report import budget, cells, runs
 from common.report.findings import findings_section
 from common.report.latest import last_command_section
 from common.report.plots import plot_paths, write_plots
+from common.report.runs import wrap
 from common.schema import PROJECT_ROOT
 from common.table import load_sweep_table, load_table, read_json, select, write_part_csvs
 
@@ -25,11 +25,6 @@ SETUP_LABELS = {"model": "model", "init": "weights", "profile": "profile", "trai
 # other_runs.md with its columns numbered (18 names across would not fit a page).
 NAMED_COLUMNS = 8
 PAIRWISE = "Which methods beat which?"
-
-
-def wrap(text: str, width: int = 118, indent: str = "") -> list:
-    """A paragraph as lines a reader can read without scrolling sideways (markdown joins them again)."""
-    return textwrap.wrap(text, width, break_long_words=False, break_on_hyphens=False, subsequent_indent=indent)
 
 
 def part_table(part: str, members: list, base, said: bool, reference: bool) -> list:
@@ -110,15 +105,13 @@ def part_section(out: Path, part: str, head, findings: dict, plots: bool) -> lis
 
 def other_runs_lines(part: str, all_setups: list, head) -> list:
     """Every group of a part's runs outside its headline, by setup, labelled by what differs from the headline."""
-    others = [st for st in all_setups if st is not head] + ([dict(head, extra_only=True)] if head and head["extra"]
-                                                           else [])
+    others = [(st, list(st["best"].values()) + st["extra"]) for st in all_setups if st is not head] + \
+        ([(head, head["extra"])] if head and head["extra"] else [])  # the headline's other learning rates
     lines = [f"## {runs.PARTS[part][0]}", ""] if others else []
-    for st in others:
-        members = st["extra"] if st.get("extra_only") else list(st["best"].values()) + st["extra"]
+    for st, members in others:
         seeds = sorted({x for _, s in members for x in s["seeds"]})
         diffs = "; ".join(f"{SETUP_LABELS[k]} {st['key'][k]}" + (f" (headline: {head['key'][k]})" if k != "model" else "")
-                          for k in analysis.SETUP_KEYS if st["key"][k] != head["key"][k])
-        diffs = diffs or "same setup, other learning rates"
+            for k in analysis.SETUP_KEYS if st["key"][k] != head["key"][k]) or "same setup, other learning rates"
         val = analysis.validation_reviews([r for g, _ in members for r in g["rows"]])
         lines += [f"### {diffs}", "", *wrap(f"{runs.setup_text(part, st['key'], seeds, val)}."), "",
                   *part_table(part, members, st["best"].get("full"), said=False, reference=False), ""]
@@ -142,25 +135,22 @@ def _runner_up_cell(p: dict) -> str:
             f"{100 * gap['ci'][1]:+.1f}], " + ("resolved" if gap["resolved"] else "**not distinguishable**"))
 
 
-def lr_picks(picks: dict, sweep, keep) -> list:
-    """(label, method, cells, edge) per learning-rate pick whose profile keep(profile) accepts (analysis.rate_picks)."""
-    return [(f"{'+'.join(x['parts'])}/{x['method']}/{x['profile']}", x["method"], (
-        ", ".join(_val_cell(sc, n) for sc, n in zip(x["pick"]["scores"], x["n"])),
-        runs.format_rate(x["pick"]["learning_rate"]) + (f" **at the {x['edge']} rate searched**" if x["edge"] else ""),
-        _runner_up_cell(x["pick"])), x["edge"]) for x in analysis.rate_picks(picks, sweep, keep)]
-
-
 def lr_lines(picks: list) -> list:
+    """The learning-rate table: per pick (analysis.rate_picks) every rate's validation accuracy, the pick, its margin."""
     return cells.table(["Part / method / profile", "Validation accuracy per rate [95% CI]", "Picked",
-                        "Pick − runner-up, points [95% CI]"], [[name, *row] for name, _, row, _ in picks]) + [""] \
-        if picks else []
+                        "Pick − runner-up, points [95% CI]"], [[
+                            f"{'+'.join(x['parts'])}/{x['method']}/{x['profile']}",
+                            ", ".join(_val_cell(sc, n) for sc, n in zip(x["pick"]["scores"], x["n"])),
+                            runs.format_rate(x["pick"]["learning_rate"])
+                            + (f" **at the {x['edge']} rate searched**" if x["edge"] else ""),
+                            _runner_up_cell(x["pick"])] for x in picks]) + [""] if picks else []
 
 
 def lr_pointer(picks: list) -> list:
     """The summary's word on the headlines' learning rates: where the table is, and the picks on a grid's edge."""
     if not picks:
         return []
-    edge = [method_name(m) for _, m, _, e in picks if e]
+    edge = [method_name(x["method"]) for x in picks if x["edge"]]
     text = (f"Each headline rate was picked on the validation reviews, never the test reviews, one run per rate at "
             f"seed 0 (every rate's score and the pick's margin: [{OTHER_RUNS}]({OTHER_RUNS}#learning-rate-selection)).")
     if edge:
@@ -205,7 +195,7 @@ def summary_lines(out: Path, run_table, sweep, plots: bool, latest: bool = True)
     # The headlines' picks here; the other budgets' (their rates are in the training table) with the other runs.
     shown = {st["key"]["profile"] for st in heads.values() if st}
     picks = read_json(out / "sweep" / "picks.json", "damaged picks file, the learning-rate table left out")
-    lines += lr_pointer(lr_picks(picks, sweep, lambda profile: profile in shown))
+    lines += lr_pointer(analysis.rate_picks(picks, sweep, lambda profile: profile in shown))
     return lines + how_to_read(out), (all_setups, heads, shown, sweep, picks)
 
 
@@ -275,7 +265,7 @@ def write_other_runs(out: Path, all_setups: dict, heads: dict, shown: set, sweep
             lines += [f"### {runs.PARTS[part][0]}", "", *pairwise_lines(list(st["best"].values()))]
     for title, keep in (("Learning-rate selection", lambda profile: profile in shown),
                         ("Learning-rate picks of other profiles", lambda profile: profile not in shown)):
-        rows = lr_picks(picks, sweep, keep)
+        rows = analysis.rate_picks(picks, sweep, keep)
         lines += [f"## {title}", "", *lr_lines(rows)] if rows else []
     path = out / OTHER_RUNS
     records.write_atomic(path, ("\n".join(lines) + "\n").encode())

