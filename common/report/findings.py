@@ -10,14 +10,6 @@ from common.report import cells, runs
 RESOLVES_POINTS = 1.0
 
 
-def what_ran(part: str, head: dict) -> str:
-    """One sentence: the headline's setup, the model's size with it."""
-    full = head["best"].get("full")
-    val = analysis.validation_reviews(analysis.head_rows(head))
-    return "**What ran:** " + runs.setup_text(part, head["key"], analysis.setup_seeds(head), val,
-                                             full[1].get("total_params") if full else None) + "."
-
-
 def findings_table(head: dict, rows: list) -> list:
     full = head["best"].get("full")
     full_params = full[1]["trainable_params"] if full else None
@@ -96,7 +88,10 @@ def findings_bullets(head: dict, rows: list, budget_note: str = "") -> list:
 
 
 def findings_section(part: str, head: dict, budget_note: str = "") -> list:
-    """The Findings lines: what ran, the table, what it resolves."""
-    rows = analysis.findings_rows(head)
-    return ["## Findings", "", *runs.wrap(what_ran(part, head)), "",
+    """The Findings lines: what ran (the model's size with it), the table, what it resolves."""
+    rows, full = analysis.findings_rows(head), head["best"].get("full")
+    ran = runs.setup_text(part, head["key"], analysis.setup_seeds(head),
+                          analysis.validation_reviews(analysis.head_rows(head)),
+                          full[1].get("total_params") if full else None)
+    return ["## Findings", "", *runs.wrap(f"**What ran:** {ran}."), "",
             *findings_table(head, rows), "", *findings_bullets(head, rows, budget_note), ""]

@@ -191,14 +191,12 @@ def mean_band(ax, steps, vals, color, alpha: float, **line) -> None:
 
 def save_figure(fig, path: Path, title: str = None, rect=None) -> Path:
     """Title, lay out and write a figure; rect: the part of it the axes may fill (a legend below takes the rest)."""
-    import matplotlib.pyplot as plt
-
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout(rect=rect)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp.png")  # atomic like every other result file
     fig.savefig(tmp, dpi=110)
-    plt.close(fig)
+    pyplot().close(fig)
     tmp.replace(path)
     return path

@@ -41,17 +41,11 @@ def reviews_text(key: dict, val_reviews=None) -> str:
     return f"{count_text(key['train_samples'])} train / {val}{count_text(key['test_samples'])} test reviews"
 
 
-def seed_list(seeds) -> str:
-    """'0-4' for a run of consecutive seeds, else '0, 2, 5'."""
-    seeds = sorted(int(s) for s in seeds)
-    if len(seeds) > 2 and seeds == list(range(seeds[0], seeds[-1] + 1)):
-        return f"{seeds[0]}-{seeds[-1]}"
-    return ", ".join(map(str, seeds))
-
-
 def seeds_text(seeds) -> str:
-    """'seed 0', 'seeds 0-4': the list with its noun in the right number."""
-    return ("seed " if len(list(seeds)) == 1 else "seeds ") + seed_list(seeds)
+    """'seed 0', 'seeds 0-4' for a run of consecutive seeds, else 'seeds 0, 2, 5'."""
+    seeds = sorted(int(s) for s in seeds)
+    run = len(seeds) > 2 and seeds == list(range(seeds[0], seeds[-1] + 1))
+    return ("seed " if len(seeds) == 1 else "seeds ") + (f"{seeds[0]}-{seeds[-1]}" if run else ", ".join(map(str, seeds)))
 
 
 def model_label(model: str) -> str:
