@@ -314,8 +314,8 @@ def test_the_training_section_shows_each_verdict_at_every_budget(tmp_path):
            "below the interval at 100 × 3 epochs; inside the interval at 800 × 1 epoch." in text
     findings = " ".join(summary.split("## Findings")[1].split("\n## ")[0].split())
     # The verdicts that change are the Findings' (said once); the section keeps the ones that hold.
-    assert "changes 1 verdict: at 100 × 3 epochs (seeds 0-2) LoRA → no difference resolved, 1 hold; at 800 × 1 " \
-           "epoch (seeds 0-2) none, 1 hold." in findings and "Verdicts that change" not in text
+    assert "changes 1 verdict: at 100 × 3 epochs (seeds 0-2) LoRA → no difference resolved, 1 holds; at 800 × 1 " \
+           "epoch (seeds 0-2) none, 1 holds." in findings and "Verdicts that change" not in text
     for name in ("budget_part1_delta", "budget_part1_100x3_val_accuracy", "budget_part1_800x1_val_accuracy"):
         assert f"![{name}](plots/{name}.png)" in section and (out / "plots" / f"{name}.png").stat().st_size > 1000
 

@@ -34,7 +34,8 @@ def budget_note(columns: list, rows: list) -> str:
         for m, _, b in changed:  # 'LoRA and (IA)³ → no difference resolved'
             to.setdefault(b, []).append(method_name(m))
         moved = ", ".join(f"{' and '.join(ms)} → {b}" for b, ms in to.items()) or "none"
-        said.append(f"at {budget_label(st)} ({runs.seeds_text(analysis.setup_seeds(st))}) {moved}, {len(kept)} hold")
+        said.append(f"at {budget_label(st)} ({runs.seeds_text(analysis.setup_seeds(st))}) {moved}, {len(kept)} "
+                    + ("holds" if len(kept) == 1 else "hold"))
     return f"[More training]({ANCHOR}) changes {plural(n, 'verdict')}: " + "; ".join(said) + "."
 
 
