@@ -89,9 +89,8 @@ def findings_bullets(head: dict, rows: list, budget_note: str = "") -> list:
 
 def findings_section(part: str, head: dict, budget_note: str = "") -> list:
     """The Findings lines: what ran (the model's size with it), the table, what it resolves."""
-    rows, full = analysis.findings_rows(head), head["best"].get("full")
+    rows = analysis.findings_rows(head)
     ran = runs.setup_text(part, head["key"], analysis.setup_seeds(head),
-                          analysis.validation_reviews(analysis.head_rows(head)),
-                          full[1].get("total_params") if full else None)
+                          analysis.validation_reviews(analysis.head_rows(head)))
     return ["## Findings", "", *runs.wrap(f"**What ran:** {ran}."), "",
             *findings_table(head, rows), "", *findings_bullets(head, rows, budget_note), ""]

@@ -54,13 +54,11 @@ def model_label(model: str) -> str:
     return next((v for k, v in MODEL_NAMES.items() if m == k or m.endswith("/" + k.split(":")[-1])), m.split("/")[-1])
 
 
-def setup_text(part: str, key: dict, seeds: list, val_reviews=None, total_params=None) -> str:
-    """What ran, in words: the model (its size, whose place it takes, its weights), the data, budget, precision,
-    device, dropout kernel and seeds."""
+def setup_text(part: str, key: dict, seeds: list, val_reviews=None) -> str:
+    """What ran, in words: the model (whose place it takes, its weights), the data, budget, precision, device,
+    dropout kernel and seeds. The model's size is the Findings' table's: full FT trains every parameter."""
     name, reference_model = model_label(key["model"]), PARTS[part][1]
-    size = "" if not total_params else f", {total_params / 1e6:.1f}M parameters" if total_params >= 1e6 else \
-        f", {total_params:,.0f} parameters"
-    model = name + size + ("" if name == reference_model else f", standing in for {reference_model}") + \
+    model = name + ("" if name == reference_model else f", standing in for {reference_model}") + \
         ("" if key["init"] == "pretrained" else f", {key['init']} weights")
     return (f"{model}; profile `{key['profile']}`: {reviews_text(key, val_reviews)}, {key['max_length']} tokens, "
             f"{plural(key['epochs'], 'epoch')}; {key['precision']} on {key['device']}, {key['dropout_kernel']} dropout "
