@@ -88,7 +88,7 @@ def findings_bullets(head: dict, rows: list, budget_note: str = "") -> list:
 
 
 def findings_section(part: str, head: dict, budget_note: str = "") -> list:
-    """The Findings lines: what ran (the model's size with it), the table, what it resolves."""
+    """The Findings lines: what ran, the table (the model's size in its share column), what it resolves."""
     rows = analysis.findings_rows(head)
     ran = runs.setup_text(part, head["key"], analysis.setup_seeds(head),
                           analysis.validation_reviews(analysis.head_rows(head)))
